@@ -1,0 +1,52 @@
+# One entry point for people and CI. Everything installs into .venv from the package
+# registries; models are built locally (nothing is fetched from a model hub).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+MODELS_DIR ?= $(HOME)/.cache/llmga/models
+MLLM_CACHE_DIR ?= $(HOME)/.cache/llmga/mllm
+export LLMGA_MODELS_DIR ?= $(MODELS_DIR)
+export LLMGA_MLLM_CACHE_DIR ?= $(MLLM_CACHE_DIR)
+PROTOS := $(wildcard proto/llmga/v1/*.proto)
+
+.PHONY: install models run test test-unit lint proto bench clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: the CPU build; nothing may pull a CUDA build into CI.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[gateway,worker,mllm,dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)  ## create .venv with every service and the dev tools
+
+models: install  ## build the tiny diffusion models and convert the local MLLM once
+	$(PY) -m services.worker.tiny_models --out $(LLMGA_MODELS_DIR)/tiny-sd15
+	$(PY) -m services.mllm.prepare
+
+run: models  ## start mllm, worker and gateway locally (gateway on http://127.0.0.1:8000)
+	$(PY) deploy/local/stack.py
+
+test: install  ## run the whole test suite (needs Redis on 127.0.0.1:6379)
+	$(PY) -m pytest -q
+
+test-unit: install  ## unit tests only
+	$(PY) -m pytest -q tests/unit
+
+lint: install  ## ruff and mypy
+	$(VENV)/bin/ruff check services tests deploy
+	$(VENV)/bin/ruff format --check services tests deploy
+	$(VENV)/bin/mypy services
+
+proto: install  ## regenerate services/common/proto from proto/
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=services/common/proto \
+		--pyi_out=services/common/proto $(PROTOS)
+
+clean:  ## remove the venv and caches (models in ~/.cache/llmga stay)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

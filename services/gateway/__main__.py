@@ -1,0 +1,23 @@
+"""`python -m services.gateway`: serve the gateway with uvicorn on the configured address."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.gateway.settings import load_settings
+
+
+def main() -> None:
+    """Run uvicorn with the app factory and the settings' host and port."""
+    settings = load_settings()
+    uvicorn.run(
+        "services.gateway.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The gateway's FastAPI application (`uvicorn --factory services.gateway.app:create_app`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.gateway.body_limit import BodyLimitMiddleware
+from services.gateway.chat.api_router import router as chat_router
+from services.gateway.conversations.api_router import router as conversations_router
+from services.gateway.errors import install_error_handlers
+from services.gateway.health.api_router import router as health_router
+from services.gateway.images.api_router import router as images_router
+from services.gateway.jobs.api_router import router as jobs_router
+from services.gateway.metrics import GatewayMetrics, RequestMetricsMiddleware
+from services.gateway.settings import GatewaySettings, load_settings
+from services.gateway.state import GatewayState
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """Build the app; clients (Redis, httpx, Celery producer) are created in the lifespan."""
+    settings = settings or load_settings()
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = GatewayState.open(settings, metrics)
+        app.state.gateway = state
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="LLMGA gateway",
+        version="0.1.0",
+        description="Chat with a multimodal LLM that writes generation prompts; generate "
+        "images as asynchronous jobs. Limits and errors: docs/api.md.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (chat_router, images_router, jobs_router, conversations_router, health_router):
+        app.include_router(router)
+    # Added last = outermost: metrics also time requests the body limit refuses.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,1 @@
+"""Chat: talk to the MLLM, which may start generation jobs."""

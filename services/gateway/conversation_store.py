@@ -1,0 +1,83 @@
+"""Conversations in Redis: one JSON document per conversation under
+`RedisKeys.conversation(tenant, id)`, its TTL refreshed on every turn."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import redis
+from pydantic import BaseModel, Field
+
+from services.common.redis_keys import RedisKeys
+
+
+class StoredTurn(BaseModel):
+    """One turn as stored. Assistant turns keep the raw reply (with its tags) because
+    that is what the model produced and what it must see again as history."""
+
+    role: Literal["user", "assistant"]
+    text: str
+    raw: str = ""
+    image_ids: list[str] = Field(default_factory=list)
+    generation_prompts: list[str] = Field(default_factory=list)
+    job_ids: list[str] = Field(default_factory=list)
+    created_at: float
+
+
+class StoredConversation(BaseModel):
+    """A conversation document."""
+
+    id: str
+    tenant: str
+    created_at: float
+    updated_at: float
+    turns: list[StoredTurn] = Field(default_factory=list)
+
+
+class ConversationStore:
+    """Reads conversations and appends turns atomically (WATCH/MULTI).
+
+    Two concurrent turns of one conversation both land: the loser of the race re-reads
+    the document and appends again.
+    """
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_s: int) -> None:
+        self._client = client
+        self._keys = keys
+        self._ttl_s = ttl_s
+
+    def get(self, tenant: str, conversation_id: str) -> StoredConversation | None:
+        """The conversation, or None if it is unknown or expired."""
+        data = self._client.get(self._keys.conversation(tenant, conversation_id))
+        if data is None:
+            return None
+        return StoredConversation.model_validate_json(data)  # type: ignore[arg-type]
+
+    def append(
+        self, tenant: str, conversation_id: str, turns: list[StoredTurn]
+    ) -> StoredConversation:
+        """Append `turns`, creating the conversation if it does not exist (a new one, or
+        one that expired while its turn was being answered), and refresh the TTL."""
+        key = self._keys.conversation(tenant, conversation_id)
+        with self._client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    data = pipe.get(key)
+                    now = time.time()
+                    if data is None:
+                        started = turns[0].created_at if turns else now
+                        conversation = StoredConversation(
+                            id=conversation_id, tenant=tenant, created_at=started, updated_at=now
+                        )
+                    else:
+                        conversation = StoredConversation.model_validate_json(data)  # type: ignore[arg-type]
+                    conversation.turns.extend(turns)
+                    conversation.updated_at = now
+                    pipe.multi()
+                    pipe.set(key, conversation.model_dump_json(), ex=self._ttl_s)
+                    pipe.execute()
+                    return conversation
+                except redis.WatchError:
+                    continue

@@ -1,0 +1,1 @@
+"""Conversations: read the turns of a chat."""

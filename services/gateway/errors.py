@@ -1,0 +1,176 @@
+"""One JSON error shape for every failure: `{"error": {"type", "message", "field"}}`.
+
+Bad input is always a 4xx with a message that names the offending field; internal errors
+are a generic 500 whose details stay in the server log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.gateway.mllm_client import MllmError, MllmTimeout, MllmUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error the API answers on purpose, with its HTTP status and error type."""
+
+    def __init__(
+        self,
+        status_code: int,
+        type_: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.type = type_
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+
+def invalid(message: str, field: str | None = None) -> ApiError:
+    """422: the request is well-formed but a value is not acceptable."""
+    return ApiError(422, "invalid_request", message, field)
+
+
+def not_found(message: str) -> ApiError:
+    """404 with a message that says what was not found."""
+    return ApiError(404, "not_found", message)
+
+
+def not_implemented(message: str, field: str | None = None) -> ApiError:
+    """501: a documented feature that this version does not serve yet."""
+    return ApiError(501, "not_implemented", message, field)
+
+
+def too_large(message: str, field: str | None = None) -> ApiError:
+    """413: a payload over a size limit."""
+    return ApiError(413, "payload_too_large", message, field)
+
+
+def error_body(type_: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The JSON body of every error response."""
+    return {"error": {"type": type_, "message": message, "field": field, **extra}}
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """("body", "images", 0, "b64") -> "images[0].b64"; the location kind is implied."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+# Pydantic's error types for a body that is not an object at all.
+_NOT_AN_OBJECT = {"model_attributes_type", "dict_type", "model_type", "missing"}
+
+
+def _reason(err: Any) -> str:
+    """Pydantic's message without the "Value error, " prefix of custom validators."""
+    return str(err.get("msg", "")).removeprefix("Value error, ")
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(
+        error_body(exc.type, exc.message, exc.field),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "invalid JSON")
+            return JSONResponse(
+                error_body("invalid_json", f"malformed JSON body: {reason}"), status_code=400
+            )
+        if tuple(err.get("loc", ())) == ("body",) and err.get("type") in _NOT_AN_OBJECT:
+            return JSONResponse(
+                error_body(
+                    "invalid_json",
+                    "the request body must be a JSON object (Content-Type: application/json)",
+                ),
+                status_code=400,
+            )
+    # The input values are never echoed: they may be megabytes of base64.
+    details = [
+        {"field": _field_path(tuple(err.get("loc", ()))), "message": _reason(err)} for err in errors
+    ]
+    if not details:
+        return JSONResponse(error_body("invalid_request", "invalid request"), status_code=422)
+    first = details[0]
+    where = first["field"] or "body"
+    return JSONResponse(
+        error_body(
+            "invalid_request",
+            f"{where}: {first['message']}",
+            first["field"] or None,
+            details=details,
+        ),
+        status_code=422,
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kinds = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+    return JSONResponse(
+        error_body(kinds.get(exc.status_code, "http_error"), str(exc.detail)),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _mllm_error(_: Request, exc: Exception) -> JSONResponse:
+    # The mllm is an upstream: unreachable -> 503, too slow -> 504, nonsense -> 502.
+    assert isinstance(exc, MllmError)
+    if isinstance(exc, MllmUnavailable):
+        status, kind = 503, "upstream_unavailable"
+    elif isinstance(exc, MllmTimeout):
+        status, kind = 504, "upstream_timeout"
+    else:  # MllmBadResponse
+        status, kind = 502, "upstream_error"
+    return JSONResponse(error_body(kind, str(exc)), status_code=status)
+
+
+async def _redis_error(_: Request, exc: Exception) -> JSONResponse:
+    # State is unreachable: a transient outage the client may retry, not a bug.
+    logger.error("redis error: %r", exc)
+    return JSONResponse(
+        error_body("service_unavailable", "the state store is unavailable; try again later"),
+        status_code=503,
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # Never leak internals: log the traceback, answer a generic message.
+    logger.exception("unhandled error", exc_info=exc)
+    return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error the shape of `error_body`."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(MllmError, _mllm_error)
+    app.add_exception_handler(redis.RedisError, _redis_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,38 @@
+"""Routes of the health area: /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.gateway.health.protocol import Liveness, Readiness
+from services.gateway.health.serving import readiness
+from services.gateway.state import GatewayState, get_state
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Liveness)
+async def healthz() -> Liveness:
+    """Liveness: the process answers (no I/O)."""
+    return Liveness()
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency is not ready."}},
+)
+def readyz(state: Annotated[GatewayState, Depends(get_state)]) -> JSONResponse:
+    """Readiness: Redis answers PING, the mllm lists a model, a worker heartbeats."""
+    result = readiness(state)
+    return JSONResponse(result.model_dump(), status_code=200 if result.status == "ready" else 503)
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(state: Annotated[GatewayState, Depends(get_state)]) -> Response:
+    """Prometheus metrics of this process."""
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

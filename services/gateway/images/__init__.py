@@ -1,0 +1,1 @@
+"""Images: create generation jobs, download images, upload inputs."""

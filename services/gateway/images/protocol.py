@@ -1,0 +1,65 @@
+"""Schemas of the images area: job creation and uploads."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.gateway.jobs.protocol import JobView
+from services.gateway.protocol import GenerationOptions, TaskName
+
+
+class ImagesRequest(GenerationOptions):
+    """Create one generation job from a prompt."""
+
+    task: TaskName = Field(
+        default="t2i",
+        description="'t2i' (served); 'similar', 'inpaint', 'outpaint', 'edit', "
+        "'restore' answer 501 until implemented.",
+    )
+    prompt: str = Field(
+        min_length=1,
+        description="What to generate: not blank, at most LLMGA_MAX_PROMPT_CHARS (4000).",
+    )
+    refine: bool = Field(
+        default=False,
+        description="Let the MLLM rewrite the prompt into a detailed generation prompt first.",
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be blank")
+        return value
+
+
+class ImagesResponse(JobView):
+    """The queued job; poll `GET /v1/jobs/{id}` (also in the Location header)."""
+
+    refined_prompt: str | None = Field(
+        default=None, description="With refine=true: the prompt the MLLM wrote (and the job uses)."
+    )
+    refine_note: str | None = Field(
+        default=None, description="With refine=true: why the original prompt was used instead."
+    )
+
+
+class UploadRequest(BaseModel):
+    """An image to store for later use as an input (by id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(
+        description="Raw base64 or a `data:image/...;base64,` URI of a PNG, JPEG, WebP, GIF "
+        "or BMP; at most LLMGA_MAX_UPLOAD_BYTES (10 MiB) decoded, LLMGA_MAX_IMAGE_PIXELS "
+        "(4096x4096 = 16.7 MP) and LLMGA_MAX_IMAGE_SIDE (8192) per side. Stored as PNG."
+    )
+
+
+class UploadResponse(BaseModel):
+    """The stored image."""
+
+    id: str
+    url: str = Field(description="/v1/images/<id>")
+    width: int
+    height: int

@@ -1,0 +1,60 @@
+"""Logic of the images area."""
+
+from __future__ import annotations
+
+from services.common.blob_store import Blob
+from services.common.contract import Task
+from services.gateway.assistant import ask_mllm
+from services.gateway.errors import invalid, not_found, not_implemented
+from services.gateway.generation_tags import parse_reply
+from services.gateway.images.protocol import ImagesRequest, ImagesResponse, UploadResponse
+from services.gateway.job_submitter import checked_params
+from services.gateway.jobs.serving import image_url, job_view
+from services.gateway.mllm_client import ChatMessage
+from services.gateway.state import GatewayState
+from services.gateway.uploads import decode_image
+
+
+def refine_prompt(state: GatewayState, prompt: str) -> tuple[str, str | None]:
+    """Ask the mllm for a detailed generation prompt; returns (prompt, note), where the
+    note says why the original prompt is kept when the reply holds no generation block."""
+    message = state.settings.refine_template.replace("{prompt}", prompt)
+    result = ask_mllm(state, [ChatMessage("user", message)])
+    prompts = parse_reply(result.content).prompts
+    if not prompts:
+        return prompt, "the MLLM wrote no generation prompt; the original prompt is used"
+    return prompts[0], None
+
+
+def create_images_job(state: GatewayState, tenant: str, request: ImagesRequest) -> ImagesResponse:
+    """Queue one job (501 for tasks not served yet)."""
+    settings = state.settings
+    if len(request.prompt) > settings.max_prompt_chars:
+        raise invalid(f"prompt is longer than {settings.max_prompt_chars} characters", "prompt")
+    params = checked_params(request, settings)
+    if request.task != "t2i":
+        raise not_implemented(f"task {request.task!r} is not implemented yet", "task")
+
+    prompt, refined, note = request.prompt, None, None
+    if request.refine:
+        prompt, note = refine_prompt(state, request.prompt)
+        refined = prompt if note is None else None
+    record = state.submitter.submit(tenant=tenant, task=Task.TASK_T2I, prompt=prompt, params=params)
+    return ImagesResponse(**job_view(record).model_dump(), refined_prompt=refined, refine_note=note)
+
+
+def read_image(state: GatewayState, tenant: str, image_id: str) -> Blob:
+    """The stored image; 404 if unknown or expired."""
+    blob = state.blobs.get(tenant, image_id)
+    if blob is None:
+        raise not_found(f"image {image_id!r} not found")
+    return blob
+
+
+def upload_image(state: GatewayState, tenant: str, image_b64: str) -> UploadResponse:
+    """Check an uploaded image and store it once, as PNG."""
+    image = decode_image(image_b64, "image", state.image_limits)
+    image_id = state.blobs.put(tenant, image.png, "image/png")
+    return UploadResponse(
+        id=image_id, url=image_url(image_id), width=image.width, height=image.height
+    )

@@ -1,0 +1,1 @@
+"""Jobs: the status and results of generation jobs."""

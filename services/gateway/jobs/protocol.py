@@ -1,0 +1,55 @@
+"""Response schemas of the jobs area (also embedded in chat and images responses)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from services.gateway.protocol import TaskName
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class ProgressView(BaseModel):
+    """Denoising progress: `step` of `total` (0 of 0 until the worker starts)."""
+
+    step: int
+    total: int
+
+
+class ImageView(BaseModel):
+    """One generated image."""
+
+    id: str
+    url: str = Field(description="Where to download the PNG: /v1/images/<id>.")
+    seed: int = Field(description="The seed that reproduces this image.")
+    width: int
+    height: int
+
+
+class TimingsView(BaseModel):
+    """Durations of the pipeline stages, in seconds (0 until measured)."""
+
+    encode_s: float
+    denoise_s: float
+    decode_s: float
+
+
+class JobView(BaseModel):
+    """A generation job as the API shows it."""
+
+    id: str
+    task: TaskName
+    status: JobStatusName
+    progress: ProgressView
+    images: list[ImageView]
+    prompt: str = Field(description="The prompt the pipeline used (or will use).")
+    negative_prompt: str
+    error: str | None = Field(default=None, description="Why the job failed, if it did.")
+    created_at: float = Field(description="Unix seconds.")
+    started_at: float | None = Field(default=None, description="Unix seconds; null until it runs.")
+    finished_at: float | None = Field(default=None, description="Unix seconds; null until it ends.")
+    timings: TimingsView
+    model_profile: str | None = Field(default=None, description="The worker's model profile.")
+    conversation_id: str | None = Field(default=None, description="The chat that started the job.")

@@ -1,0 +1,78 @@
+"""Prometheus metrics of one app instance, in its own CollectorRegistry.
+
+A registry per app (not the global one) lets tests create many apps in one process.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class GatewayMetrics:
+    """The gateway's metrics; `registry` is what `/metrics` exposes."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_request_duration = Histogram(
+            "llmga_gateway_http_request_duration_seconds",
+            "HTTP request latency by route template, method and status.",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.jobs_submitted = Counter(
+            "llmga_gateway_jobs_submitted",
+            "Generation jobs enqueued, by task.",
+            ["task"],
+            registry=self.registry,
+        )
+        self.mllm_request_duration = Histogram(
+            "llmga_gateway_mllm_request_duration_seconds",
+            "Latency of chat completions sent to the mllm, by outcome.",
+            ["outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.mllm_tokens = Counter(
+            "llmga_gateway_mllm_tokens",
+            "Tokens used by the mllm, by kind (prompt, completion).",
+            ["kind"],
+            registry=self.registry,
+        )
+
+
+class RequestMetricsMiddleware:
+    """Times every HTTP request and labels it with its route *template* (bounded labels)."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app fails before answering
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            # The router stores the matched route in the scope; unmatched paths share one
+            # label so random URLs cannot grow the label set.
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "<unmatched>"
+            self.metrics.http_request_duration.labels(
+                scope["method"], template, str(status)
+            ).observe(time.perf_counter() - started)

@@ -1,0 +1,152 @@
+"""A small client for the mllm's OpenAI Chat Completions API (non-streaming).
+
+Failures become one of three exceptions, which the API maps to 503 (unreachable),
+504 (too slow) and 502 (bad answer).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+class MllmError(Exception):
+    """The mllm could not give a usable answer."""
+
+
+class MllmUnavailable(MllmError):
+    """The mllm could not be reached (connection refused, DNS, reset)."""
+
+
+class MllmTimeout(MllmError):
+    """The mllm did not answer in time."""
+
+
+class MllmBadResponse(MllmError):
+    """The mllm answered with an error status or a body that is not a chat completion."""
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One OpenAI chat message (text only for now)."""
+
+    role: str
+    content: str
+
+    def to_openai(self) -> dict[str, str]:
+        """The message as the OpenAI API expects it."""
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """What a chat completion returned, plus how long it took."""
+
+    content: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    latency_s: float
+
+
+class MllmClient:
+    """Talks to `<base_url>/chat/completions` and `<base_url>/models` with one httpx.Client.
+
+    Thread-safe: FastAPI calls it from its threadpool; httpx.Client pools connections.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str = "",
+        api_key: str = "",
+        connect_timeout_s: float = 3.0,
+        timeout_s: float = 120.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            transport=transport,
+        )
+        self._model = model
+        self._model_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send one request and return its JSON body, mapping failures to MllmError."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise MllmTimeout(f"the mllm did not answer in time ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise MllmUnavailable(f"the mllm is unreachable ({type(exc).__name__})") from exc
+        if response.status_code != 200:
+            raise MllmBadResponse(
+                f"the mllm answered HTTP {response.status_code} to {method} /{path}"
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise MllmBadResponse(f"the mllm answered invalid JSON to {method} /{path}") from None
+
+    def list_models(self, timeout_s: float | None = None) -> list[str]:
+        """Ids of the served models (`GET <base>/models`)."""
+        kwargs: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
+        body = self._request("GET", "models", **kwargs)
+        try:
+            return [str(item["id"]) for item in body["data"]]
+        except (KeyError, TypeError):
+            raise MllmBadResponse("the mllm's model list has no data[].id") from None
+
+    def model(self) -> str:
+        """The served model name: configured, or the first one the mllm lists (cached)."""
+        with self._model_lock:
+            if not self._model:
+                models = self.list_models()
+                if not models:
+                    raise MllmBadResponse("the mllm serves no model")
+                self._model = models[0]
+            return self._model
+
+    def chat(
+        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float
+    ) -> ChatResult:
+        """One non-streaming chat completion."""
+        payload = {
+            "model": self.model(),
+            "messages": [m.to_openai() for m in messages],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": False,
+        }
+        started = time.perf_counter()
+        body = self._request("POST", "chat/completions", json=payload)
+        latency = time.perf_counter() - started
+        try:
+            choice = body["choices"][0]
+            content = choice["message"]["content"] or ""
+            if not isinstance(content, str):
+                raise TypeError("content is not a string")
+            usage = body.get("usage") or {}
+            return ChatResult(
+                content=content,
+                model=str(body.get("model", payload["model"])),
+                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                completion_tokens=int(usage.get("completion_tokens", 0)),
+                finish_reason=str(choice.get("finish_reason") or ""),
+                latency_s=latency,
+            )
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            raise MllmBadResponse("the mllm's answer is not a chat completion") from None

@@ -1,0 +1,109 @@
+"""Typed settings of the gateway, read from `LLMGA_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import StateSettings
+
+# Diffusion models work on latents 8x smaller than the image: sides must be multiples of 8.
+SIZE_MULTIPLE = 8
+
+
+class GatewaySettings(StateSettings):
+    """Everything the gateway reads from the environment (prefix `LLMGA_`, see docs/api.md)."""
+
+    # populate_by_name: tests and callers may pass `host=` / `port=` despite the aliases.
+    model_config = SettingsConfigDict(env_prefix="LLMGA_", extra="ignore", populate_by_name=True)
+
+    # Host and port carry a GATEWAY_ infix so they never collide with another service's
+    # settings in a shared environment.
+    host: str = Field(
+        default="0.0.0.0",
+        validation_alias="LLMGA_GATEWAY_HOST",
+        description="Address uvicorn binds to.",
+    )
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        validation_alias="LLMGA_GATEWAY_PORT",
+        description="Port uvicorn listens on.",
+    )
+
+    default_tenant: str = Field(
+        default="local", min_length=1, description="Tenant of every request until API keys exist."
+    )
+
+    # The mllm (OpenAI Chat Completions).
+    mllm_base_url: str = Field(
+        default="http://127.0.0.1:8001/v1",
+        description="Base URL of the mllm's OpenAI-compatible API.",
+    )
+    mllm_model: str = Field(
+        default="", description="Served model name; empty means the first id listed by /v1/models."
+    )
+    mllm_api_key: str = Field(default="", description="Bearer token for the mllm, if it needs one.")
+    mllm_connect_timeout_s: float = Field(
+        default=3.0, gt=0, description="Connect timeout to the mllm."
+    )
+    mllm_timeout_s: float = Field(
+        default=120.0, gt=0, description="Read timeout of one chat completion (the whole reply)."
+    )
+    mllm_probe_timeout_s: float = Field(
+        default=2.0, gt=0, description="Timeout of the readiness probe `GET <base>/models`."
+    )
+    mllm_max_tokens: int = Field(
+        default=512, ge=1, description="max_tokens of chat completions (LLMGA reference: 512)."
+    )
+    mllm_temperature: float = Field(
+        default=0.2, ge=0, le=2, description="Sampling temperature (LLMGA reference: 0.2)."
+    )
+    mllm_system_prompt: str = Field(
+        default="",
+        description="System message sent first in every chat; empty sends none (the mllm's "
+        "chat template may carry its own, as LLMGA's llava_llama_2 does).",
+    )
+    chat_history_messages: int = Field(
+        default=20, ge=0, description="How many earlier messages (user + assistant) go to the mllm."
+    )
+    refine_template: str = Field(
+        default="Please generate an image: {prompt}",
+        description="Chat message that asks the mllm to refine an images prompt ({prompt}).",
+    )
+
+    # Limits. Every one is documented in docs/api.md and the OpenAPI descriptions.
+    max_message_chars: int = Field(default=4000, ge=1, description="Longest chat message.")
+    max_prompt_chars: int = Field(
+        default=4000, ge=1, description="Longest prompt / negative prompt."
+    )
+    max_upload_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="Largest decoded image upload (bytes)."
+    )
+    max_request_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (bytes); base64 makes images 4/3 larger.",
+    )
+    max_image_pixels: int = Field(
+        default=4096 * 4096, ge=1, description="Most pixels (width x height) of an uploaded image."
+    )
+    max_image_side: int = Field(
+        default=8192, ge=1, description="Longest side of an uploaded image."
+    )
+    max_n: int = Field(default=4, ge=1, description="Most images per job.")
+    max_steps: int = Field(default=150, ge=1, description="Most denoising steps.")
+    min_size: int = Field(default=64, ge=SIZE_MULTIPLE, description="Smallest width / height.")
+    max_size: int = Field(default=2048, ge=SIZE_MULTIPLE, description="Largest width / height.")
+
+    worker_max_age_s: float = Field(
+        default=30.0, gt=0, description="A worker counts as live if it heartbeated this recently."
+    )
+
+
+def load_settings() -> GatewaySettings:
+    """Read the settings from the environment."""
+    # mypy sees StateSettings' positional Field defaults as required arguments (it does
+    # not run the pydantic plugin); they all have defaults, filled from the environment.
+    return GatewaySettings()
