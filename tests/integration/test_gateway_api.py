@@ -33,8 +33,8 @@ from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from tests.support.gateway_process import GatewayProcess, Namespace, start_gateway
 from tests.support.scripted_mllm import ScriptedMllm
+from tests.support.services import HttpService, Namespace, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -66,22 +66,23 @@ def namespace(redis_client: redis.Redis) -> Iterator[Namespace]:
 
 
 @pytest.fixture(scope="module")
-def mllm_server() -> Iterator[ScriptedMllm]:
-    with ScriptedMllm.start() as server:
+def mllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptedMllm]:
+    with ScriptedMllm.start(tmp_path_factory.mktemp("logs")) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def gateway(namespace: Namespace, mllm_server: ScriptedMllm) -> Iterator[GatewayProcess]:
+def gateway(
+    namespace: Namespace, mllm_server: ScriptedMllm, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HttpService]:
     env = {
         **namespace.env(),
-        "LLMGA_REDIS_URL": REDIS_URL,
         "LLMGA_MLLM_BASE_URL": mllm_server.base_url,
         "LLMGA_MLLM_TIMEOUT_S": str(MLLM_TIMEOUT_S),
         "LLMGA_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
         "LLMGA_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
     }
-    with start_gateway(env) as process:
+    with start_gateway(env, tmp_path_factory.mktemp("logs")) as process:
         yield process
 
 
@@ -93,7 +94,7 @@ def mllm(mllm_server: ScriptedMllm) -> ScriptedMllm:
 
 
 @pytest.fixture
-def api(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+def api(gateway: HttpService) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.url, timeout=30) as client:
         yield client
 

@@ -19,9 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -35,9 +32,10 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from tests.support.processes import free_port, http_ok, python_module, running
+
 MODEL_ID = "scripted-llmga"
 DEFAULT_REPLY = "I am a scripted assistant."
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -132,47 +130,11 @@ def create_app(initial_replies: list[str] | None = None) -> FastAPI:
     return app
 
 
-def free_port() -> int:
-    """A TCP port that is free right now on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http_ok(
-    url: str, timeout_s: float = 20.0, process: subprocess.Popen[bytes] | None = None
-) -> None:
-    """Poll `url` until it answers 200; fail early if `process` exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} was up")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout_s} s")
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    """Terminate a subprocess we started, killing it if it does not stop in time."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @dataclass
 class ScriptedMllm:
     """A running scripted server (subprocess) and a client for its control endpoints."""
 
     port: int
-    process: subprocess.Popen[bytes]
 
     @property
     def url(self) -> str:
@@ -201,18 +163,14 @@ class ScriptedMllm:
 
     @classmethod
     @contextmanager
-    def start(cls, port: int | None = None) -> Iterator[ScriptedMllm]:
+    def start(cls, log_dir: Path, port: int | None = None) -> Iterator[ScriptedMllm]:
         """Start `python -m tests.support.scripted_mllm` on a free port; stop it on exit."""
         port = port or free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.scripted_mllm", "--port", str(port)],
-            cwd=REPO_ROOT,
-        )
-        try:
-            wait_http_ok(f"http://127.0.0.1:{port}/health", process=process)
-            yield cls(port=port, process=process)
-        finally:
-            stop_process(process)
+        argv = python_module("tests.support.scripted_mllm", "--port", str(port))
+        with running(
+            "scripted-mllm", argv, {}, http_ok(f"http://127.0.0.1:{port}/health"), log_dir
+        ):
+            yield cls(port=port)
 
 
 def main() -> None:

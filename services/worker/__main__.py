@@ -1,0 +1,103 @@
+"""`python -m services.worker`: load the profile's models, then consume generation jobs.
+
+One process per GPU, `--pool=solo` (CUDA cannot fork) and one job at a time. The models
+are loaded before the worker starts consuming, and the worker heartbeats into the registry
+only once they are loaded, so readiness means "can run a job now".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import redis
+import torch
+
+from services.common.blob_store import RedisBlobStore
+from services.common.job_store import JobStore
+from services.common.redis_keys import RedisKeys
+from services.common.workers import WorkerRegistry
+from services.worker.celery_app import create_app
+from services.worker.loading import load_models, resolve_device, resolve_dtype
+from services.worker.profiles import get_profile
+from services.worker.settings import WorkerSettings
+from services.worker.tasks import GenerationRunner, Heartbeat, register_tasks
+from services.worker.tiny_models import build_tiny_sd15
+
+logger = logging.getLogger("services.worker")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start one worker process with the settings from the environment."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)  # no options: configuration is the environment (docs/worker.md)
+    settings = WorkerSettings()
+    logging.basicConfig(
+        level=settings.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    profile = get_profile(settings.profile)
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+
+    # Step 1: make sure the models exist (tiny ones are built here; hub ones are fetched
+    # by from_pretrained on first use) and load them once.
+    if profile.name == "tiny":
+        build_tiny_sd15(Path(profile.text_to_image.path_or_id(settings.models_dir)))
+    device = resolve_device(settings.device)
+    models = load_models(
+        profile,
+        settings.models_dir,
+        device,
+        resolve_dtype(settings.dtype, device),
+        revision_override=settings.model_revision,
+    )
+
+    # Step 2: the stores jobs are recorded in, and the task bound to them.
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=False)
+    keys = RedisKeys(settings.key_prefix)
+    runner = GenerationRunner(
+        models=models,
+        jobs=JobStore(client, keys, settings.job_ttl_s),
+        blobs=RedisBlobStore(client, keys, settings.image_ttl_s),
+        worker_name=settings.worker_name,
+        max_job_s=settings.max_job_s,
+    )
+    app = create_app(settings)
+    register_tasks(app, runner)
+
+    # Step 3: report readiness and consume until shut down (SIGTERM: finish the job first).
+    heartbeat = Heartbeat(
+        WorkerRegistry(client, keys),
+        settings.worker_name,
+        {"profile": profile.name, "device": str(device), "revision": models.revision},
+        settings.heartbeat_interval_s,
+        settings.heartbeat_ttl_s,
+    )
+    heartbeat.start()
+    logger.info("worker %s ready: profile %s on %s", settings.worker_name, profile.name, device)
+    try:
+        app.worker_main(
+            [
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                f"--queues={settings.queue_name}",
+                f"--hostname={settings.worker_name}@%h",
+                f"--loglevel={settings.loglevel}",
+                # Gossip and mingle coordinate workers over broadcast messages; jobs are
+                # coordinated through their records instead, and startup is faster without.
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        heartbeat.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Typed settings of the worker service, read from the environment.
+
+Shared state settings (`LLMGA_REDIS_URL`, `LLMGA_KEY_PREFIX`, `LLMGA_QUEUE_NAME`, ...) come
+from `StateSettings`. Settings only the worker reads are named `LLMGA_WORKER_*`, so one
+environment can serve every service without a name meaning two things (the mllm service
+has its own profile and device); `LLMGA_MODELS_DIR` is shared on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import StateSettings
+
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+def _env(name: str) -> AliasChoices:
+    """The environment variable of a worker-only setting: `LLMGA_WORKER_<NAME>`."""
+    return AliasChoices(f"LLMGA_WORKER_{name.upper()}")
+
+
+class WorkerSettings(StateSettings):
+    """Everything one worker process needs: which models, on which device, how it reports."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMGA_", extra="ignore", populate_by_name=True)
+
+    profile: str = Field(
+        default="tiny", validation_alias=_env("profile"), description="Model profile (profiles.py)."
+    )
+    models_dir: Path = Field(
+        default=Path("~/.cache/llmga/models"),
+        description="Where local models live (the tiny profile is built here).",
+    )
+    model_revision: str = Field(
+        default="",
+        validation_alias=_env("model_revision"),
+        description="Hub revision (commit sha) to load; empty means the profile's pin.",
+    )
+    device: str = Field(
+        default="auto",
+        validation_alias=_env("device"),
+        description="`auto`: cuda if available, else cpu.",
+    )
+    dtype: DType = Field(
+        default="auto",
+        validation_alias=_env("dtype"),
+        description="`auto`: float16 on cuda, float32 on cpu.",
+    )
+    name: str = Field(
+        default="",
+        validation_alias=_env("name"),
+        description="Name in the worker registry; empty means `worker-<host>-<pid>`.",
+    )
+    heartbeat_interval_s: float = Field(
+        default=5.0, gt=0, validation_alias=_env("heartbeat_interval_s")
+    )
+    torch_threads: int = Field(
+        default=0, ge=0, validation_alias=_env("torch_threads"), description="0: torch's default."
+    )
+    max_job_s: float = Field(
+        default=1800.0,
+        gt=0,
+        validation_alias=_env("max_job_s"),
+        description="A job still denoising after this long is stopped and marked failed.",
+    )
+    visibility_timeout_s: int = Field(
+        default=7200,
+        gt=0,
+        validation_alias=_env("visibility_timeout_s"),
+        description="Redis broker visibility timeout; must exceed max_job_s or jobs run twice.",
+    )
+    loglevel: str = Field(default="info", validation_alias=_env("loglevel"))
+
+    @field_validator("models_dir")
+    @classmethod
+    def _expand_user(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_jobs(self) -> WorkerSettings:
+        # Redis redelivers an unacknowledged message after the visibility timeout; with
+        # acks_late a job still running then would be run a second time by another worker.
+        if self.visibility_timeout_s <= self.max_job_s:
+            raise ValueError(
+                f"visibility_timeout_s ({self.visibility_timeout_s}) must exceed "
+                f"max_job_s ({self.max_job_s})"
+            )
+        return self
+
+    @property
+    def worker_name(self) -> str:
+        """The configured name, or one unique to this host and process."""
+        return self.name or f"worker-{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def heartbeat_ttl_s(self) -> int:
+        """Worker info expires after three missed heartbeats (docs/redis.md)."""
+        return max(1, round(3 * self.heartbeat_interval_s))

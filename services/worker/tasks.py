@@ -1,0 +1,282 @@
+"""The generation task: one job from the broker, recorded in Redis at every state change.
+
+`GenerationRunner` holds what a worker process loads once (the models) and the stores it
+writes to; `run(payload)` runs one job. `register_tasks` binds it to a Celery app under
+`GENERATE_TASK_NAME`. Keeping the job logic out of Celery lets it be read on its own: the
+task wrapper only passes the payload through.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+
+from services.common.blob_store import RedisBlobStore
+from services.common.contract import (
+    GENERATE_TASK_NAME,
+    TERMINAL_STATUSES,
+    GenerationRequest,
+    JobRecord,
+    JobStatus,
+    Task,
+    decode_request,
+    status_name,
+    task_name,
+)
+from services.common.job_store import JobStore
+from services.common.workers import WorkerRegistry
+from services.worker.loading import LoadedModels
+from services.worker.pipelines.text_to_image import (
+    TextToImageParams,
+    TextToImageResult,
+    resolve_params,
+    run_text_to_image,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class JobStopped(Exception):
+    """Raised between two denoising steps to stop a job; `status` is the one to record."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class GenerationRunner:
+    """Runs generation jobs on models loaded once, recording them in the job store."""
+
+    models: LoadedModels
+    jobs: JobStore
+    blobs: RedisBlobStore
+    worker_name: str
+    max_job_s: float
+
+    def run(self, payload: str) -> dict[str, Any]:
+        """Run the job in `payload` (`encode_request` text); returns a short summary."""
+        request = decode_request(payload)
+        tenant, job_id = request.tenant, request.job_id
+        record = self.jobs.get(tenant, job_id)
+        if record is None:
+            # The gateway writes the record before sending: it expired or was deleted.
+            logger.warning("job %s/%s has no record; not running it", tenant, job_id)
+            return {"job_id": job_id, "status": "missing"}
+        if record.status in TERMINAL_STATUSES:
+            # A redelivered message (e.g. after a lost acknowledgement): already done.
+            logger.info("job %s is already %s; not running it again", job_id, _name(record))
+            return {"job_id": job_id, "status": _name(record)}
+
+        try:
+            if request.task != Task.TASK_T2I:
+                raise NotImplementedError(f"task {task_name(request.task)} is not implemented")
+            params = resolve_params(request, self.models.profile)
+        except (NotImplementedError, ValueError) as error:
+            return self._finish_unrun(request, str(error))
+
+        if not self._mark_running(request, params):
+            return {"job_id": job_id, "status": "skipped"}
+        logger.info(
+            "job %s: %dx%d, %d steps, %d image(s), seed %d",
+            job_id, params.width, params.height, params.steps, params.num_images, params.seed,
+        )  # fmt: skip
+        try:
+            result = run_text_to_image(
+                self.models.text_to_image, params, self._progress_reporter(request)
+            )
+            image_ids = [
+                self.blobs.put(tenant, _png(image), "image/png") for image in result.images
+            ]
+        except JobStopped as stop:
+            return self._finish(request, stop.status, str(stop))
+        except Exception as error:  # any pipeline failure is the job's, not the worker's
+            logger.exception("job %s failed", job_id)
+            return self._finish(request, JobStatus.JOB_STATUS_FAILED, _describe(error))
+        return self._succeed(request, result, image_ids)
+
+    # -- state changes -------------------------------------------------------------------
+
+    def _mark_running(self, request: GenerationRequest, params: TextToImageParams) -> bool:
+        """queued -> running; False when the record became terminal meanwhile (or is gone)."""
+        started = False
+
+        def mutate(record: JobRecord) -> None:
+            nonlocal started
+            if record.status in TERMINAL_STATUSES:
+                return
+            started = True
+            record.status = JobStatus.JOB_STATUS_RUNNING
+            record.timings.started_at = time.time()
+            record.attempts += 1
+            record.worker = self.worker_name
+            record.model_profile = self.models.profile.name
+            record.model_revision = self.models.revision
+            record.prompt_used = params.prompt
+            record.negative_prompt_used = params.negative_prompt
+            record.progress.step = 0
+            record.progress.total = params.total_steps
+            record.error = ""
+
+        self.jobs.update(request.tenant, request.job_id, mutate)
+        return started
+
+    def _progress_reporter(self, request: GenerationRequest) -> Any:
+        """A per-step callback: writes progress, and stops the job when it was canceled or
+        has run longer than `max_job_s` (a job must end before the visibility timeout)."""
+        deadline = time.monotonic() + self.max_job_s
+
+        def report(step: int, total: int) -> None:
+            canceled = False
+
+            def mutate(record: JobRecord) -> None:
+                nonlocal canceled
+                if record.status == JobStatus.JOB_STATUS_CANCELED:
+                    canceled = True
+                    return
+                record.progress.step = step
+                record.progress.total = total
+
+            self.jobs.update(request.tenant, request.job_id, mutate)
+            if canceled:
+                raise JobStopped(JobStatus.JOB_STATUS_CANCELED, "canceled")
+            if time.monotonic() > deadline:
+                raise JobStopped(
+                    JobStatus.JOB_STATUS_FAILED,
+                    f"stopped after {self.max_job_s:.0f}s (the worker's time limit per job)",
+                )
+
+        return report
+
+    def _succeed(
+        self, request: GenerationRequest, result: TextToImageResult, image_ids: list[str]
+    ) -> dict[str, Any]:
+        params = result.params
+
+        def mutate(record: JobRecord) -> None:
+            if record.status in TERMINAL_STATUSES:  # canceled while the images were stored
+                return
+            record.status = JobStatus.JOB_STATUS_SUCCEEDED
+            del record.images[:]
+            for image_id, seed in zip(image_ids, result.seeds, strict=True):
+                record.images.add(
+                    image_id=image_id, seed=seed, width=params.width, height=params.height
+                )
+            record.progress.step = params.total_steps
+            record.timings.encode_s = result.encode_s
+            record.timings.denoise_s = result.denoise_s
+            record.timings.decode_s = result.decode_s
+            record.timings.finished_at = time.time()
+
+        record = self.jobs.update(request.tenant, request.job_id, mutate)
+        logger.info(
+            "job %s succeeded: %d token(s) in %d chunk(s), encode %.2fs, denoise %.2fs, "
+            "decode %.2fs",
+            request.job_id, result.prompt_tokens, result.chunks,
+            result.encode_s, result.denoise_s, result.decode_s,
+        )  # fmt: skip
+        return {"job_id": request.job_id, "status": _name(record), "image_ids": image_ids}
+
+    def _finish(self, request: GenerationRequest, status: int, error: str) -> dict[str, Any]:
+        """running -> failed | canceled, with the reason."""
+
+        def mutate(record: JobRecord) -> None:
+            if record.status in TERMINAL_STATUSES:
+                return
+            record.status = status  # type: ignore[assignment]
+            record.error = error
+            record.timings.finished_at = time.time()
+
+        record = self.jobs.update(request.tenant, request.job_id, mutate)
+        logger.info("job %s ended %s: %s", request.job_id, _name(record), error)
+        return {"job_id": request.job_id, "status": _name(record), "error": error}
+
+    def _finish_unrun(self, request: GenerationRequest, error: str) -> dict[str, Any]:
+        """queued -> failed for a job the worker refuses before running (bad input, a task
+        not built yet): still one attempt by this worker."""
+
+        def mutate(record: JobRecord) -> None:
+            if record.status in TERMINAL_STATUSES:
+                return
+            now = time.time()
+            record.status = JobStatus.JOB_STATUS_FAILED
+            record.error = error
+            record.attempts += 1
+            record.worker = self.worker_name
+            record.model_profile = self.models.profile.name
+            record.timings.started_at = now
+            record.timings.finished_at = now
+
+        record = self.jobs.update(request.tenant, request.job_id, mutate)
+        logger.info("job %s failed before running: %s", request.job_id, error)
+        return {"job_id": request.job_id, "status": _name(record), "error": error}
+
+
+def _name(record: JobRecord | None) -> str:
+    return "missing" if record is None else status_name(record.status)
+
+
+def _describe(error: BaseException) -> str:
+    """A job record's error text for an unexpected exception."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _png(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def register_tasks(app: Celery, runner: GenerationRunner) -> None:
+    """Register the generation task on `app`, bound to `runner`."""
+
+    @app.task(name=GENERATE_TASK_NAME)  # type: ignore[untyped-decorator]
+    def generate(payload: str) -> dict[str, Any]:
+        """The gateway's job: its one argument is `encode_request(GenerationRequest)`."""
+        return runner.run(payload)
+
+
+@dataclass
+class Heartbeat:
+    """Tells the registry this worker is alive and ready, every `interval_s`, from a daemon
+    thread; `stop` ends it and removes the worker from the registry."""
+
+    registry: WorkerRegistry
+    worker_name: str
+    info: dict[str, str]
+    interval_s: float
+    ttl_s: int
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        """Beat once now (so readiness is immediate), then every `interval_s`."""
+        self._beat()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating and leave the registry."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval_s + 5)
+        try:
+            self.registry.remove(self.worker_name)
+        except Exception:  # shutting down: Redis may already be gone
+            logger.warning("could not remove %s from the worker registry", self.worker_name)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._beat()
+
+    def _beat(self) -> None:
+        try:
+            self.registry.heartbeat(self.worker_name, self.info, self.ttl_s)
+        except Exception:  # a Redis hiccup must not kill the thread: beat again next time
+            logger.exception("heartbeat failed")

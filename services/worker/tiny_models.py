@@ -1,0 +1,361 @@
+"""Build tiny Stable Diffusion 1.5-architecture models with random weights.
+
+`python -m services.worker.tiny_models [--out DIR]` writes a complete `StableDiffusionPipeline`
+folder (UNet, VAE, CLIP text encoder, CLIP tokenizer, scheduler) that loads through the same
+`from_pretrained` code as the real checkpoints. Nothing is downloaded: even the tokenizer's
+byte-level BPE vocabulary is trained here on a small built-in English corpus and written in
+CLIP's own vocab.json/merges.txt format.
+
+The build is deterministic (seeded) and idempotent: an existing complete build is kept, and
+a new one is assembled in a temporary folder and renamed into place, so a crash or two
+processes building at once never leave a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# The folder name under the models directory (profiles.py refers to it).
+TINY_SD15_DIRNAME = "tiny-sd15"
+# Written last: its presence marks a complete build; it records the build's content hash.
+MANIFEST_NAME = "llmga_tiny_manifest.json"
+# Bump when the architecture or the build changes, so older builds are replaced.
+BUILD_FORMAT = 1
+
+BOS_TOKEN = "<|startoftext|>"
+EOS_TOKEN = "<|endoftext|>"
+MODEL_MAX_LENGTH = 77
+TEXT_HIDDEN_SIZE = 32
+BPE_MERGES = 1000
+SEED = 0
+
+# Prompt-like English for the tokenizer's BPE merges: enough words that common prompt
+# vocabulary tokenizes into a few pieces, as with the real CLIP tokenizer.
+CORPUS = """
+A photo of a cat sitting on a red sofa in a cozy living room, warm evening light.
+A majestic lion resting on a rock at sunset, golden hour, highly detailed, 8k.
+An astronaut riding a horse on the moon, digital art, trending on artstation.
+A watercolor painting of a quiet harbor with small fishing boats and seagulls.
+A futuristic city skyline at night with neon lights reflecting on wet streets.
+A bowl of fresh fruit on a wooden table: apples, oranges, grapes and a banana.
+Portrait of an old man with a white beard, dramatic lighting, oil painting.
+A snowy mountain landscape with pine trees and a frozen lake under a blue sky.
+A small wooden cabin in the forest, smoke rising from the chimney, autumn leaves.
+A cute puppy playing with a ball in the green grass of a sunny garden.
+A bustling market street in an old town, people walking, colorful umbrellas.
+A dragon flying over a medieval castle, fantasy illustration, epic composition.
+A cup of coffee and a croissant on a marble counter, soft morning light.
+A vintage car parked in front of a diner, retro style, vibrant colors.
+A field of sunflowers under a clear summer sky, wide angle, realistic photo.
+A bird perched on a branch covered in cherry blossoms, spring, shallow depth of field.
+A robot reading a book in a library full of tall shelves, cinematic lighting.
+The quick brown fox jumps over the lazy dog near the river bank.
+A beautiful woman wearing a long blue dress standing by the window, studio photo.
+A child flying a kite on the beach, waves, clouds, bright and cheerful.
+Close-up of a butterfly on a purple flower, macro photography, sharp focus.
+A sailing ship on a stormy sea, dark clouds, lightning, dramatic mood.
+An ancient temple in the jungle covered with vines, mysterious atmosphere.
+A modern kitchen with white cabinets, a large island and pendant lamps.
+A steaming bowl of ramen with egg, noodles and green onions, food photography.
+A black and white photograph of a busy train station in the rain.
+A teddy bear wearing a red scarf sitting on a snowy bench in the park.
+Two people walking along a path through a misty forest in the early morning.
+A glass of red wine next to a candle on a dark table, low key lighting.
+A colorful hot air balloon floating above green hills and a small village.
+The image shows a large white building with many windows and a clock tower.
+Generate an image of a happy family having a picnic by the lake in summer.
+Make it night, add stars to the sky and turn on the lights in the house.
+Remove the person on the left and replace the background with a beach.
+high quality, masterpiece, best quality, ultra realistic, sharp, detailed texture
+low quality, blurry, distorted, deformed, ugly, bad anatomy, watermark, text
+"""
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible map from bytes to printable unicode characters."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in chars), strict=True))
+
+
+def _clip_words(corpus: str) -> Counter[tuple[str, ...]]:
+    """Split `corpus` into words the way transformers' CLIPTokenizer does before BPE, each
+    word as byte-level symbols with CLIP's end-of-word suffix on the last one."""
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(
+                Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""),
+                behavior="removed",
+                invert=True,
+            ),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    words: Counter[tuple[str, ...]] = Counter()
+    for line in corpus.splitlines():
+        for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)):
+            words[(*piece[:-1], piece[-1] + "</w>")] += 1
+    return words
+
+
+def train_clip_bpe(corpus: str, num_merges: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Learn byte-level BPE merges on `corpus` and lay out CLIP's vocabulary.
+
+    A plain BPE trainer written out here rather than `tokenizers`' trainer, whose
+    tie-breaking differs from run to run: the build must be byte-for-byte reproducible.
+    Ties go to the lexicographically smallest pair; a pair must occur at least twice.
+
+    Returns (vocab, merges) in CLIP's layout: the 256 byte symbols, the same with the
+    end-of-word suffix `</w>`, one token per merge in merge order, then BOS and EOS.
+    """
+    words = _clip_words(corpus)
+    merges: list[tuple[str, str]] = []
+    while len(merges) < num_merges:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:], strict=False):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        if pairs[best] < 2:
+            break
+        merges.append(best)
+        words = Counter({_merge(word, best): count for word, count in words.items()})
+
+    symbols = list(bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols]
+    tokens += ["".join(pair) for pair in merges]
+    tokens += [BOS_TOKEN, EOS_TOKEN]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    if len(vocab) != len(tokens):  # a merge re-created an existing token: not CLIP-shaped
+        raise RuntimeError("trained BPE merges collide with the byte alphabet")
+    return vocab, merges
+
+
+def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    """`word` with every occurrence of `pair` joined into one symbol."""
+    merged: list[str] = []
+    i = 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            merged.append(word[i] + word[i + 1])
+            i += 2
+        else:
+            merged.append(word[i])
+            i += 1
+    return tuple(merged)
+
+
+def build_tokenizer(directory: Path) -> object:
+    """Write a CLIP tokenizer (vocab.json, merges.txt, configs) to `directory` and return it."""
+    from transformers import CLIPTokenizer
+
+    vocab, merges = train_clip_bpe(CORPUS, BPE_MERGES)
+    with tempfile.TemporaryDirectory() as raw:
+        raw_dir = Path(raw)
+        (raw_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        (raw_dir / "merges.txt").write_text(
+            "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+        )
+        tokenizer = CLIPTokenizer.from_pretrained(
+            raw_dir,
+            bos_token=BOS_TOKEN,
+            eos_token=EOS_TOKEN,
+            unk_token=EOS_TOKEN,
+            pad_token=EOS_TOKEN,
+            model_max_length=MODEL_MAX_LENGTH,
+        )
+    tokenizer.save_pretrained(directory)
+    # save_pretrained writes tokenizer.json; keep CLIP's slow-format files beside it too.
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (directory / "merges.txt").write_text(
+        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+    )
+    return tokenizer
+
+
+def build_pipeline(tokenizer: object) -> object:
+    """Assemble a `StableDiffusionPipeline` of tiny seeded random-weight components."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    # Each component gets its own seed, so changing one never changes the others' weights.
+    torch.manual_seed(SEED)
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        # SD 1.5's block kinds at a fraction of the width and depth. Cross-attention sits at
+        # the lower resolution only: at full latent resolution it would triple the CPU time.
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        cross_attention_dim=TEXT_HIDDEN_SIZE,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(SEED + 1)
+    # Four blocks, as in SD 1.5: three downsamplings, so latents are 1/8 of the image side.
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=256,
+    )
+    torch.manual_seed(SEED + 2)
+    vocab_size = len(tokenizer)  # type: ignore[arg-type]
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=TEXT_HIDDEN_SIZE,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=MODEL_MAX_LENGTH,
+            projection_dim=TEXT_HIDDEN_SIZE,
+            bos_token_id=tokenizer.bos_token_id,  # type: ignore[attr-defined]
+            eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
+            pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
+        )
+    )
+    # SD 1.5's own scheduler configuration.
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def content_hash(directory: Path) -> str:
+    """SHA-256 over every file's relative path and bytes (the manifest excluded)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        relative = path.relative_to(directory).as_posix()
+        if relative == MANIFEST_NAME:
+            continue
+        digest.update(relative.encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def read_manifest(directory: Path) -> dict[str, object] | None:
+    """The manifest of a complete build of the current format, or None."""
+    try:
+        manifest = json.loads((directory / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUILD_FORMAT:
+        return None
+    return manifest
+
+
+def tiny_revision(directory: Path) -> str:
+    """The revision string recorded in job records for a tiny build: its content hash."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise FileNotFoundError(f"no complete tiny model build in {directory}")
+    return f"tiny-{str(manifest['sha256'])[:12]}"
+
+
+def build_tiny_sd15(out: Path, force: bool = False) -> Path:
+    """Build the tiny SD 1.5 pipeline into `out` unless a complete build is already there."""
+    out = out.expanduser()
+    if not force and read_manifest(out) is not None:
+        logger.info("tiny models already built in %s", out)
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        tokenizer = build_tokenizer(staging / "tokenizer")
+        pipeline = build_pipeline(tokenizer)
+        pipeline.save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
+        manifest = {"format": BUILD_FORMAT, "sha256": content_hash(staging)}
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        staging.chmod(0o755)  # mkdtemp makes it private; the models folder is shared
+        if out.exists():  # incomplete, stale or forced: replace it
+            shutil.rmtree(out)
+        try:
+            os.rename(staging, out)
+        except OSError:
+            # Another process renamed its build into place first; keep that one.
+            if read_manifest(out) is None:
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("built tiny models in %s in %.1fs", out, time.perf_counter() - started)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: build the tiny models (default: <models_dir>/tiny-sd15)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="output folder (default: <models_dir>/tiny-sd15)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if a build exists")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = args.out
+    if out is None:
+        from services.worker.settings import WorkerSettings
+
+        out = WorkerSettings().models_dir / TINY_SD15_DIRNAME
+    print(build_tiny_sd15(out, force=args.force))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

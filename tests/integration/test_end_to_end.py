@@ -1,0 +1,171 @@
+"""The whole backbone over real HTTP: gateway -> mllm -> Redis/Celery -> real worker
+process -> PNG. The scripted mllm gives exact replies; one test uses the real local engine."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from PIL import Image
+
+from tests.support.scripted_mllm import ScriptedMllm
+from tests.support.services import (
+    REDIS_URL,
+    Namespace,
+    start_gateway,
+    start_local_mllm,
+    start_worker,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+SIZE = {"width": 64, "height": 96, "steps": 4}
+
+
+@pytest.fixture(scope="module")
+def namespace() -> Iterator[Namespace]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()  # no Redis is a failure here, not a skip: CI starts one
+    ns = Namespace.unique("test-e2e")
+    yield ns
+    ns.cleanup(client)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="module")
+def worker(
+    namespace: Namespace, logs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    with start_worker(namespace, tmp_path_factory.mktemp("models"), logs) as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def scripted(logs: Path) -> Iterator[ScriptedMllm]:
+    with ScriptedMllm.start(logs) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api(
+    namespace: Namespace, worker: str, scripted: ScriptedMllm, logs: Path
+) -> Iterator[httpx.Client]:
+    env = {**namespace.env(), "LLMGA_MLLM_BASE_URL": scripted.base_url}
+    with start_gateway(env, logs) as gateway, httpx.Client(base_url=gateway.url) as client:
+        yield client
+
+
+def wait_for_job(api: httpx.Client, job_id: str, timeout_s: float = 60) -> dict[str, Any]:
+    """Poll `GET /v1/jobs/{id}` until the job ends; return its last view."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] in {"queued", "running", "succeeded", "failed", "canceled"}
+        if job["status"] not in {"queued", "running"}:
+            return job
+        time.sleep(0.1)
+    raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s}s")
+
+
+def fetch_png(api: httpx.Client, url: str) -> Image.Image:
+    response = api.get(url)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(response.content))
+
+
+def test_chat_turn_produces_an_image_of_the_requested_size(
+    api: httpx.Client, scripted: ScriptedMllm
+) -> None:
+    prompt = "a husky astronaut floating above the earth, detailed spacesuit, cinematic light"
+    scripted.reset()
+    scripted.script(f"Here is your husky! <gen_image> {prompt} </gen_image>")
+
+    chat = api.post("/v1/chat", json={"message": "a husky astronaut", "seed": 5, **SIZE})
+    assert chat.status_code == 200, chat.text
+    body = chat.json()
+    assert body["reply"] == "Here is your husky!"
+    assert body["generation_prompts"] == [prompt]
+    [job] = body["jobs"]
+    assert job["status"] == "queued"
+
+    done = wait_for_job(api, job["id"])
+    assert done["status"] == "succeeded", done["error"]
+    assert done["prompt"] == prompt
+    assert done["progress"] == {"step": SIZE["steps"], "total": SIZE["steps"]}
+    [image] = done["images"]
+    assert image["seed"] == 5
+    assert fetch_png(api, image["url"]).size == (SIZE["width"], SIZE["height"])
+
+
+def test_second_turn_sees_the_first_and_the_conversation_records_both(
+    api: httpx.Client, scripted: ScriptedMllm
+) -> None:
+    scripted.reset()
+    first_reply = "A red fox. <gen_image>a red fox in fresh snow, morning light</gen_image>"
+    scripted.script(first_reply, "At night. <gen_image>a red fox in snow under the stars")
+
+    first = api.post("/v1/chat", json={"message": "a fox", **SIZE}).json()
+    conversation_id = first["conversation_id"]
+    second = api.post(
+        "/v1/chat",
+        json={"message": "make it night", "conversation_id": conversation_id, **SIZE},
+    ).json()
+
+    # The unterminated block still counts; the first turn reached the mllm's context.
+    assert second["generation_prompts"] == ["a red fox in snow under the stars"]
+    sent = scripted.requests()[-1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert sent[0]["content"] == "a fox" and sent[1]["content"] == first_reply
+
+    conversation = api.get(f"/v1/conversations/{conversation_id}").json()
+    assert [t["role"] for t in conversation["turns"]] == ["user", "assistant"] * 2
+    assert conversation["turns"][3]["job_ids"] == [second["jobs"][0]["id"]]
+    for job in (first["jobs"][0], second["jobs"][0]):
+        assert wait_for_job(api, job["id"])["status"] == "succeeded"
+
+
+def test_images_endpoint_runs_t2i_without_chat(api: httpx.Client) -> None:
+    created = api.post(
+        "/v1/images", json={"task": "t2i", "prompt": "a lighthouse", "n": 2, "seed": 9, **SIZE}
+    )
+    assert created.status_code == 202, created.text
+    done = wait_for_job(api, created.json()["id"])
+    assert done["status"] == "succeeded", done["error"]
+    assert [image["seed"] for image in done["images"]] == [9, 10]
+    pixels = [fetch_png(api, image["url"]).tobytes() for image in done["images"]]
+    assert pixels[0] != pixels[1], "two seeds gave the same image"
+
+
+def test_chat_with_the_real_local_mllm(
+    namespace: Namespace, worker: str, logs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The generation prompt comes from the real local model, not from a template."""
+    message = "a husky astronaut"
+    with (
+        start_local_mllm(logs) as mllm,
+        start_gateway(
+            {**namespace.env(), "LLMGA_MLLM_BASE_URL": f"{mllm.url}/v1"}, logs
+        ) as gateway,
+        httpx.Client(base_url=gateway.url, timeout=120) as api,
+    ):
+        assert api.get("/readyz").status_code == 200
+        chat = api.post("/v1/chat", json={"message": message, **SIZE})
+        assert chat.status_code == 200, chat.text
+        body = chat.json()
+        [prompt] = body["generation_prompts"]
+        assert len(prompt) > len(message)
+        assert "<gen_image>" not in body["reply"]
+        done = wait_for_job(api, body["jobs"][0]["id"])
+        assert done["status"] == "succeeded", done["error"]
+        assert done["prompt"] == prompt

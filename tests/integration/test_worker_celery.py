@@ -1,0 +1,244 @@
+"""A real worker process (`python -m services.worker`) runs jobs sent as the gateway sends
+them, against real Redis, on tiny models it builds itself."""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from PIL import Image
+
+from services.common.blob_store import RedisBlobStore
+from services.common.contract import (
+    GENERATE_TASK_NAME,
+    TERMINAL_STATUSES,
+    GenerationRequest,
+    JobRecord,
+    JobStatus,
+    Task,
+    encode_request,
+)
+from services.common.ids import new_id
+from services.common.job_store import JobStore
+from services.common.redis_keys import RedisKeys
+from services.common.workers import WorkerRegistry
+from services.worker.celery_app import create_app
+from services.worker.settings import WorkerSettings
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/0"
+TENANT = "tenant-a"
+
+
+class Harness:
+    """The worker subprocess plus the producer side the gateway would have."""
+
+    def __init__(self, prefix: str, worker_name: str) -> None:
+        self.settings = WorkerSettings(
+            redis_url=REDIS_URL, key_prefix=prefix, queue_name=prefix, name=worker_name
+        )
+        self.client = redis.Redis.from_url(REDIS_URL, decode_responses=False)
+        self.keys = RedisKeys(prefix)
+        self.jobs = JobStore(self.client, self.keys, 600)
+        self.blobs = RedisBlobStore(self.client, self.keys, 600)
+        self.registry = WorkerRegistry(self.client, self.keys)
+        self.app = create_app(self.settings)
+
+    def submit(self, request: GenerationRequest) -> None:
+        """Create the record, then send the task: the gateway's order."""
+        record = JobRecord(request=request, status=JobStatus.JOB_STATUS_QUEUED)
+        record.timings.created_at = time.time()
+        assert self.jobs.create(record)
+        self.send(request)
+
+    def send(self, request: GenerationRequest) -> None:
+        self.app.send_task(
+            GENERATE_TASK_NAME,
+            args=[encode_request(request)],
+            task_id=request.job_id,
+            queue=self.settings.queue_name,
+        )
+
+    def watch(self, job_id: str, timeout_s: float = 60) -> list[JobRecord]:
+        """Every distinct record state seen until the job is terminal."""
+        key = self.keys.job(TENANT, job_id)
+        seen: list[JobRecord] = []
+        last = b""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            data = self.client.get(key)
+            assert isinstance(data, bytes)
+            if data != last:
+                last = data
+                record = JobRecord()
+                record.ParseFromString(data)
+                seen.append(record)
+                if record.status in TERMINAL_STATUSES:
+                    return seen
+            time.sleep(0.002)
+        raise TimeoutError(f"job {job_id} not finished; last state {seen[-1] if seen else None}")
+
+
+def t2i_request(**fields: object) -> GenerationRequest:
+    return GenerationRequest(
+        job_id=new_id("job"),
+        tenant=TENANT,
+        task=Task.TASK_T2I,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    prefix = f"llmga-test-{secrets.token_hex(6)}"
+    worker_name = f"{prefix}-worker"
+    h = Harness(prefix, worker_name)
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {
+        **os.environ,
+        "LLMGA_REDIS_URL": REDIS_URL,
+        "LLMGA_KEY_PREFIX": prefix,
+        "LLMGA_QUEUE_NAME": prefix,
+        "LLMGA_MODELS_DIR": str(tmp_path_factory.mktemp("models")),
+        "LLMGA_WORKER_NAME": worker_name,
+        "LLMGA_WORKER_HEARTBEAT_INTERVAL_S": "1",
+        # One thread: on a small shared CPU, two OpenMP threads fighting other processes
+        # are many times slower than one.
+        "LLMGA_WORKER_TORCH_THREADS": "1",
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while worker_name not in h.registry.live(30):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"worker did not become ready:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.2)
+        h.log_path = log_path  # type: ignore[attr-defined]
+        h.process = process  # type: ignore[attr-defined]
+        yield h
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        left_registry = worker_name not in h.registry.live(30)
+        keys = list(h.client.scan_iter(match=f"{prefix}*"))
+        keys += [prefix.encode(), f"_kombu.binding.{prefix}".encode()]
+        h.client.delete(*keys)
+        assert left_registry, "the worker did not remove itself from the registry on shutdown"
+
+
+def png_size(h: Harness, image_id: str) -> tuple[int, int]:
+    blob = h.blobs.get(TENANT, image_id)
+    assert blob is not None and blob.content_type == "image/png"
+    return Image.open(io.BytesIO(blob.data)).size
+
+
+def test_job_runs_through_its_states_and_is_reproducible(harness: Harness) -> None:
+    h = harness
+    prompt = "a watercolor painting of a quiet harbor with small fishing boats " * 4
+    first = t2i_request(
+        prompt=prompt, negative_prompt="blurry", width=64, height=96, steps=10, seed=1234, n=2
+    )
+    h.submit(first)
+    states = h.watch(first.job_id)
+
+    statuses = [s.status for s in states]
+    assert statuses[0] == JobStatus.JOB_STATUS_QUEUED
+    assert JobStatus.JOB_STATUS_RUNNING in statuses
+    assert statuses[-1] == JobStatus.JOB_STATUS_SUCCEEDED, states[-1].error
+    steps_seen = [s.progress.step for s in states if s.status == JobStatus.JOB_STATUS_RUNNING]
+    assert steps_seen == sorted(steps_seen) and max(steps_seen) >= 1
+    done = states[-1]
+    assert done.progress.total == 20 and done.progress.step == 20  # steps x n
+    assert [image.seed for image in done.images] == [1234, 1235]
+    assert all((i.width, i.height) == (64, 96) for i in done.images)
+    assert [png_size(h, i.image_id) for i in done.images] == [(64, 96), (64, 96)]
+    assert done.prompt_used == prompt and done.negative_prompt_used == "blurry"
+    assert done.model_profile == "tiny" and done.model_revision.startswith("tiny-")
+    assert done.worker == h.settings.worker_name and done.attempts == 1
+    t = done.timings
+    assert t.created_at <= t.started_at <= t.finished_at
+    assert t.encode_s > 0 and t.denoise_s > 0 and t.decode_s > 0
+
+    # The message is delivered again (a lost acknowledgement): nothing runs. The worker
+    # takes one message at a time in order, so once the next job is done, so is this one.
+    h.send(first)
+    again = t2i_request(
+        prompt=prompt, negative_prompt="blurry", width=64, height=96, steps=10, seed=1235
+    )
+    h.submit(again)
+    assert h.watch(again.job_id)[-1].status == JobStatus.JOB_STATUS_SUCCEEDED
+    assert h.jobs.get(TENANT, first.job_id) == done
+
+    # Image i of a job uses seed + i and equals a one-image job with that seed, byte for byte.
+    def png(record: JobRecord, index: int) -> bytes:
+        blob = h.blobs.get(TENANT, record.images[index].image_id)
+        assert blob is not None
+        return blob.data
+
+    second = h.jobs.get(TENANT, again.job_id)
+    assert second is not None
+    assert png(second, 0) == png(done, 1)
+    assert png(done, 0) != png(done, 1)
+
+
+def test_seed_is_drawn_and_recorded_when_unset(harness: Harness) -> None:
+    h = harness
+    request = t2i_request(prompt="a red fox", width=64, height=64, steps=2)
+    h.submit(request)
+    done = h.watch(request.job_id)[-1]
+    assert done.status == JobStatus.JOB_STATUS_SUCCEEDED, done.error
+    assert len(done.images) == 1 and 0 <= done.images[0].seed < 2**32
+    assert not done.request.HasField("seed")  # the request is kept as received
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"task": Task.TASK_INPAINT}, "task inpaint is not implemented"),
+        ({"width": 100}, "width must be a multiple of 8, got 100"),
+    ],
+)
+def test_unrunnable_jobs_fail_with_a_clear_error(
+    harness: Harness, fields: dict[str, object], error: str
+) -> None:
+    h = harness
+    request = t2i_request(prompt="a cat", steps=2)
+    for name, value in fields.items():
+        setattr(request, name, value)
+    h.submit(request)
+    done = h.watch(request.job_id)[-1]
+    assert done.status == JobStatus.JOB_STATUS_FAILED
+    assert done.error == error
+    assert done.attempts == 1 and not done.images
+
+
+def test_worker_heartbeats_while_alive(harness: Harness) -> None:
+    info = harness.client.get(harness.keys.worker_info(harness.settings.worker_name))
+    assert info is not None and b'"profile": "tiny"' in info

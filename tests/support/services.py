@@ -1,0 +1,107 @@
+"""The project's services as test subprocesses: gateway, worker and the local mllm, each
+in a Redis namespace (key prefix + Celery queue) that no other test run uses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from services.common.redis_keys import RedisKeys
+from services.common.workers import WorkerRegistry
+from tests.support.processes import free_port, http_ok, python_module, running
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A Redis key prefix and Celery queue name no other test run uses."""
+
+    key_prefix: str
+    queue_name: str
+
+    @classmethod
+    def unique(cls, label: str = "test") -> Namespace:
+        token = uuid.uuid4().hex[:12]
+        return cls(key_prefix=f"{label}-{token}", queue_name=f"{label}-{token}.generate")
+
+    def env(self) -> dict[str, str]:
+        """The LLMGA_* variables that put a service in this namespace."""
+        return {
+            "LLMGA_REDIS_URL": REDIS_URL,
+            "LLMGA_KEY_PREFIX": self.key_prefix,
+            "LLMGA_QUEUE_NAME": self.queue_name,
+        }
+
+    def cleanup(self, client: redis.Redis) -> None:
+        """Delete every key of the namespace and its queue (and kombu's bookkeeping)."""
+        keys = list(client.scan_iter(match=f"{self.key_prefix}:*", count=1000))
+        keys += [self.queue_name, *client.scan_iter(match=f"{self.queue_name}*", count=1000)]
+        keys += [f"_kombu.binding.{self.queue_name}"]
+        client.delete(*keys)
+
+
+@dataclass(frozen=True)
+class HttpService:
+    """A running HTTP service on 127.0.0.1."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def start_gateway(env: Mapping[str, str], log_dir: Path) -> Iterator[HttpService]:
+    """`python -m services.gateway` on a free port with `env` added to ours."""
+    port = free_port()
+    env = {"LLMGA_GATEWAY_HOST": "127.0.0.1", "LLMGA_GATEWAY_PORT": str(port), **env}
+    ready = http_ok(f"http://127.0.0.1:{port}/healthz")
+    with running("gateway", python_module("services.gateway"), env, ready, log_dir):
+        yield HttpService(port)
+
+
+@contextmanager
+def start_worker(
+    namespace: Namespace, models_dir: Path, log_dir: Path, name: str = "worker"
+) -> Iterator[str]:
+    """`python -m services.worker` on the tiny profile; ready once it heartbeats.
+    Yields the worker's name."""
+    worker_name = f"{namespace.key_prefix}-{name}"
+    env = {
+        **namespace.env(),
+        "LLMGA_MODELS_DIR": str(models_dir),
+        "LLMGA_WORKER_NAME": worker_name,
+        "LLMGA_WORKER_HEARTBEAT_INTERVAL_S": "1",
+        # One thread: on a small shared CPU, two OpenMP threads fighting other processes
+        # are many times slower than one.
+        "LLMGA_WORKER_TORCH_THREADS": "1",
+    }
+    registry = WorkerRegistry(redis.Redis.from_url(REDIS_URL), RedisKeys(namespace.key_prefix))
+    with running(
+        name,
+        python_module("services.worker"),
+        env,
+        lambda: worker_name in registry.live(30),
+        log_dir,
+        timeout_s=180,
+    ):
+        yield worker_name
+
+
+@contextmanager
+def start_local_mllm(log_dir: Path) -> Iterator[HttpService]:
+    """The real local mllm engine (`python -m services.mllm`) on a free port. Its model
+    cache is `LLMGA_MLLM_CACHE_DIR` as set for the test run (the Makefile sets it), so the
+    GGUF is converted once, not once per test."""
+    port = free_port()
+    env = {"LLMGA_MLLM_HOST": "127.0.0.1", "LLMGA_MLLM_PORT": str(port)}
+    ready = http_ok(f"http://127.0.0.1:{port}/health")
+    with running("mllm", python_module("services.mllm"), env, ready, log_dir, timeout_s=600):
+        yield HttpService(port)

@@ -1,0 +1,83 @@
+"""The tiny models are built locally, deterministically, and load like real checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import CLIPTokenizer
+
+from services.worker.tiny_models import (
+    MANIFEST_NAME,
+    build_tiny_sd15,
+    bytes_to_unicode,
+    content_hash,
+    tiny_revision,
+    train_clip_bpe,
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_sd15(tmp_path_factory.mktemp("models") / "tiny-sd15")
+
+
+def test_build_is_deterministic(built: Path, tmp_path: Path) -> None:
+    other = build_tiny_sd15(tmp_path / "tiny-sd15")
+    assert content_hash(other) == content_hash(built)
+    assert tiny_revision(other) == tiny_revision(built)
+
+
+def test_build_is_idempotent_and_replaces_incomplete_builds(built: Path, tmp_path: Path) -> None:
+    before = (built / MANIFEST_NAME).stat().st_mtime_ns
+    assert build_tiny_sd15(built) == built
+    assert (built / MANIFEST_NAME).stat().st_mtime_ns == before  # kept, not rebuilt
+
+    broken = tmp_path / "tiny-sd15"
+    (broken / "unet").mkdir(parents=True)  # a crashed build: no manifest
+    build_tiny_sd15(broken)
+    assert content_hash(broken) == content_hash(built)
+    assert not list(tmp_path.glob(".tiny-sd15.building-*"))  # staging folders cleaned up
+
+
+def test_build_loads_through_from_pretrained(built: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    pipeline = StableDiffusionPipeline.from_pretrained(built, safety_checker=None)
+    assert pipeline.safety_checker is None
+    assert pipeline.unet.config.cross_attention_dim == pipeline.text_encoder.config.hidden_size
+    assert pipeline.text_encoder.config.max_position_embeddings == 77
+    assert pipeline.text_encoder.config.vocab_size == len(pipeline.tokenizer)
+    assert pipeline.vae_scale_factor == 8  # SD 1.5's latent geometry
+    assert json.loads((built / "model_index.json").read_text())["tokenizer"] == [
+        "transformers",
+        "CLIPTokenizer",
+    ]
+
+
+def test_tokenizer_is_clip_shaped_and_round_trips(built: Path) -> None:
+    tokenizer = CLIPTokenizer.from_pretrained(built / "tokenizer")
+    assert tokenizer.model_max_length == 77
+    assert tokenizer.bos_token == "<|startoftext|>"
+    assert tokenizer.eos_token == tokenizer.pad_token == "<|endoftext|>"
+
+    text = "A photo of an astronaut riding a horse on the moon, 8k! Zebra-xylophone."
+    ids = tokenizer(text).input_ids
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.unk_token_id not in ids[1:-1]  # byte-level: every character is covered
+    decoded = tokenizer.decode(ids, skip_special_tokens=True)
+    assert decoded.replace(" ", "") == text.lower().replace(" ", "")
+    # Common words are single tokens, as with the real CLIP vocabulary.
+    assert tokenizer.tokenize("a photo of the") == ["a</w>", "photo</w>", "of</w>", "the</w>"]
+
+
+def test_vocab_follows_clips_layout() -> None:
+    vocab, merges = train_clip_bpe("the cat sat on the mat. the cat ate.", num_merges=50)
+    symbols = list(bytes_to_unicode().values())
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    assert tokens[:256] == symbols
+    assert tokens[256:512] == [s + "</w>" for s in symbols]
+    assert tokens[512:-2] == ["".join(pair) for pair in merges]
+    assert tokens[-2:] == ["<|startoftext|>", "<|endoftext|>"]
+    assert merges and train_clip_bpe("the cat sat on the mat. the cat ate.", 50)[1] == merges
