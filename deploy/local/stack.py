@@ -118,7 +118,11 @@ def main() -> int:
         "LLMGA_REDIS_URL": redis_url,
         "LLMGA_MLLM_PORT": str(args.mllm_port),
         "LLMGA_MLLM_BASE_URL": f"http://127.0.0.1:{args.mllm_port}/v1",
-        "LLMGA_PORT": str(args.gateway_port),
+        "LLMGA_GATEWAY_HOST": "127.0.0.1",
+        "LLMGA_GATEWAY_PORT": str(args.gateway_port),
+        # The worker and the mllm share a small CPU: one torch thread for the worker keeps
+        # them from fighting over cores (override by exporting the variable).
+        "LLMGA_WORKER_TORCH_THREADS": os.environ.get("LLMGA_WORKER_TORCH_THREADS", "1"),
     }
     processes: list[ManagedProcess] = []
     try:

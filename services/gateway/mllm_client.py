@@ -121,16 +121,23 @@ class MllmClient:
             return self._model
 
     def chat(
-        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float
+        self,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> ChatResult:
-        """One non-streaming chat completion."""
-        payload = {
+        """One non-streaming chat completion; decoding settings left as None are the
+        server's to choose."""
+        payload: dict[str, object] = {
             "model": self.model(),
             "messages": [m.to_openai() for m in messages],
-            "max_tokens": max_tokens,
-            "temperature": temperature,
             "stream": False,
         }
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        if temperature is not None:
+            payload["temperature"] = temperature
         started = time.perf_counter()
         body = self._request("POST", "chat/completions", json=payload)
         latency = time.perf_counter() - started

@@ -54,11 +54,14 @@ class GatewaySettings(StateSettings):
     mllm_probe_timeout_s: float = Field(
         default=2.0, gt=0, description="Timeout of the readiness probe `GET <base>/models`."
     )
-    mllm_max_tokens: int = Field(
-        default=512, ge=1, description="max_tokens of chat completions (LLMGA reference: 512)."
+    # Unset: the mllm server's own defaults decide (vLLM is launched with LLMGA's reference
+    # decoding, temperature 0.2 and 512 new tokens; the local engine has defaults tuned for
+    # its small base model).
+    mllm_max_tokens: int | None = Field(
+        default=None, ge=1, description="max_tokens of chat completions; unset: the server's."
     )
-    mllm_temperature: float = Field(
-        default=0.2, ge=0, le=2, description="Sampling temperature (LLMGA reference: 0.2)."
+    mllm_temperature: float | None = Field(
+        default=None, ge=0, le=2, description="Sampling temperature; unset: the server's."
     )
     mllm_system_prompt: str = Field(
         default="",
