@@ -4,14 +4,8 @@ them, against real Redis, on tiny models it builds itself."""
 from __future__ import annotations
 
 import io
-import os
-import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -33,23 +27,25 @@ from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
 from services.worker.celery_app import create_app
 from services.worker.settings import WorkerSettings
+from tests.support.services import REDIS_URL, Namespace, start_worker
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = "redis://127.0.0.1:6379/0"
 TENANT = "tenant-a"
 
 
 class Harness:
     """The worker subprocess plus the producer side the gateway would have."""
 
-    def __init__(self, prefix: str, worker_name: str) -> None:
+    def __init__(self, namespace: Namespace, worker_name: str) -> None:
         self.settings = WorkerSettings(
-            redis_url=REDIS_URL, key_prefix=prefix, queue_name=prefix, name=worker_name
+            redis_url=REDIS_URL,
+            key_prefix=namespace.key_prefix,
+            queue_name=namespace.queue_name,
+            name=worker_name,
         )
         self.client = redis.Redis.from_url(REDIS_URL, decode_responses=False)
-        self.keys = RedisKeys(prefix)
+        self.keys = RedisKeys(namespace.key_prefix)
         self.jobs = JobStore(self.client, self.keys, 600)
         self.blobs = RedisBlobStore(self.client, self.keys, 600)
         self.registry = WorkerRegistry(self.client, self.keys)
@@ -101,56 +97,17 @@ def t2i_request(**fields: object) -> GenerationRequest:
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=1).ping()
-    except redis.RedisError:
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    prefix = f"llmga-test-{secrets.token_hex(6)}"
-    worker_name = f"{prefix}-worker"
-    h = Harness(prefix, worker_name)
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {
-        **os.environ,
-        "LLMGA_REDIS_URL": REDIS_URL,
-        "LLMGA_KEY_PREFIX": prefix,
-        "LLMGA_QUEUE_NAME": prefix,
-        "LLMGA_MODELS_DIR": str(tmp_path_factory.mktemp("models")),
-        "LLMGA_WORKER_NAME": worker_name,
-        "LLMGA_WORKER_HEARTBEAT_INTERVAL_S": "1",
-        # One thread: on a small shared CPU, two OpenMP threads fighting other processes
-        # are many times slower than one.
-        "LLMGA_WORKER_TORCH_THREADS": "1",
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while worker_name not in h.registry.live(30):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"worker did not become ready:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.2)
-        h.log_path = log_path  # type: ignore[attr-defined]
-        h.process = process  # type: ignore[attr-defined]
+    namespace = Namespace.unique("test-worker")
+    models_dir = tmp_path_factory.mktemp("models")
+    with start_worker(namespace, models_dir, tmp_path_factory.mktemp("logs")) as worker_name:
+        h = Harness(namespace, worker_name)
         yield h
+    try:
+        assert worker_name not in h.registry.live(30), (
+            "the worker did not remove itself from the registry on shutdown"
+        )
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        left_registry = worker_name not in h.registry.live(30)
-        keys = list(h.client.scan_iter(match=f"{prefix}*"))
-        keys += [prefix.encode(), f"_kombu.binding.{prefix}".encode()]
-        h.client.delete(*keys)
-        assert left_registry, "the worker did not remove itself from the registry on shutdown"
+        namespace.cleanup(h.client)
 
 
 def png_size(h: Harness, image_id: str) -> tuple[int, int]:
