@@ -17,9 +17,9 @@ from PIL import Image
 from tests.support.scripted_mllm import ScriptedMllm
 from tests.support.services import (
     REDIS_URL,
+    HttpService,
     Namespace,
     start_gateway,
-    start_local_mllm,
     start_worker,
 )
 
@@ -148,14 +148,13 @@ def test_images_endpoint_runs_t2i_without_chat(api: httpx.Client) -> None:
 
 
 def test_chat_with_the_real_local_mllm(
-    namespace: Namespace, worker: str, logs: Path, tmp_path_factory: pytest.TempPathFactory
+    namespace: Namespace, worker: str, local_mllm: HttpService, logs: Path
 ) -> None:
     """The generation prompt comes from the real local model, not from a template."""
     message = "a husky astronaut"
     with (
-        start_local_mllm(logs) as mllm,
         start_gateway(
-            {**namespace.env(), "LLMGA_MLLM_BASE_URL": f"{mllm.url}/v1"}, logs
+            {**namespace.env(), "LLMGA_MLLM_BASE_URL": f"{local_mllm.url}/v1"}, logs
         ) as gateway,
         httpx.Client(base_url=gateway.url, timeout=120) as api,
     ):

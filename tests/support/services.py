@@ -101,7 +101,7 @@ def start_local_mllm(log_dir: Path) -> Iterator[HttpService]:
     cache is `LLMGA_MLLM_CACHE_DIR` as set for the test run (the Makefile sets it), so the
     GGUF is converted once, not once per test."""
     port = free_port()
-    env = {"LLMGA_MLLM_HOST": "127.0.0.1", "LLMGA_MLLM_PORT": str(port)}
+    env = {"LLMGA_MLLM_HOST": "127.0.0.1", "LLMGA_MLLM_PORT": str(port), "HF_HUB_OFFLINE": "1"}
     ready = http_ok(f"http://127.0.0.1:{port}/health")
     with running("mllm", python_module("services.mllm"), env, ready, log_dir, timeout_s=600):
         yield HttpService(port)
