@@ -40,9 +40,9 @@ test-unit: install  ## unit tests only
 	$(PY) -m pytest -q tests/unit
 
 lint: install  ## ruff and mypy
-	$(VENV)/bin/ruff check services tests deploy
-	$(VENV)/bin/ruff format --check services tests deploy
-	$(VENV)/bin/mypy services
+	$(VENV)/bin/ruff check services tests deploy benchmarks
+	$(VENV)/bin/ruff format --check services tests deploy benchmarks
+	$(VENV)/bin/mypy services deploy benchmarks
 
 proto: install  ## regenerate services/common/proto from proto/
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=services/common/proto \
