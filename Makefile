@@ -44,6 +44,9 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff format --check services tests deploy benchmarks
 	$(VENV)/bin/mypy services deploy benchmarks
 
+bench: models  ## serving overhead vs. in-process baselines, measured in one run
+	$(PY) benchmarks/bench_serving.py
+
 proto: install  ## regenerate services/common/proto from proto/
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=services/common/proto \
 		--pyi_out=services/common/proto $(PROTOS)
