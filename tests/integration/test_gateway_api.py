@@ -300,7 +300,7 @@ def test_redis_down_is_503_without_internals() -> None:
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
-        ({"message": "look", "images": [{"b64": "aGVsbG8="}]}, "task"),
+        ({"message": "look", "images": [{"b64": _png_b64(32, 32)}]}, "task"),
         ({"message": "edit it", "task": "edit"}, "task"),
         ({"message": "fill it", "task": "inpaint"}, "task"),
     ],
@@ -518,6 +518,25 @@ def test_upload_round_trip(api: httpx.Client) -> None:
 def test_upload_limits(api: httpx.Client, image: str, status: int, needle: str) -> None:
     message = _assert_error(api.post("/v1/uploads", json={"image": image}), status, "image")
     assert needle in message
+
+
+@pytest.mark.parametrize(
+    ("image", "status", "needle"),
+    [
+        ({"b64": "%%% not base64 %%%"}, 422, "base64"),
+        ({"b64": _bomb_b64(20000, 20000)}, 422, "20000x20000"),
+        ({"id": "img_nope"}, 404, "not found"),
+    ],
+)
+def test_chat_images_are_checked_before_the_task_is_refused(
+    api: httpx.Client, mllm: ScriptedMllm, image: dict[str, str], status: int, needle: str
+) -> None:
+    """Bad input is a 4xx naming the image even where the task is not served yet (501)."""
+    response = api.post("/v1/chat", json={"message": "look", "images": [image]})
+    assert needle in _assert_error(response, status)
+    error = response.json()["error"]
+    assert "images[0]" in f"{error['field']} {error['message']}"
+    assert mllm.requests() == []
 
 
 # --------------------------------------------------------------------------- health & metrics

@@ -20,6 +20,7 @@ from services.gateway.job_submitter import checked_params
 from services.gateway.jobs.serving import job_view
 from services.gateway.mllm_client import ChatMessage
 from services.gateway.state import GatewayState
+from services.gateway.uploads import decode_image
 
 
 def history_messages(conversation: StoredConversation | None, limit: int) -> list[ChatMessage]:
@@ -38,6 +39,18 @@ def history_messages(conversation: StoredConversation | None, limit: int) -> lis
     return messages
 
 
+def _check_images(state: GatewayState, tenant: str, request: ChatRequest) -> None:
+    """Input images are checked (413/422 for a bad one, 404 for an unknown id) before a
+    task is refused as not implemented: bad input is the client's error, whatever the task.
+    Nothing is stored."""
+    for index, image in enumerate(request.images):
+        field = f"images[{index}]"
+        if image.b64 is not None:
+            decode_image(image.b64, f"{field}.b64", state.image_limits)
+        elif image.id is not None and state.blobs.get(tenant, image.id) is None:
+            raise not_found(f"{field}.id: image {image.id!r} not found")
+
+
 def _check_supported(request: ChatRequest) -> None:
     """501 for what this version does not serve yet, before anything is stored."""
     task = request.task or ("similar" if request.images else "t2i")
@@ -53,6 +66,7 @@ def chat_turn(state: GatewayState, tenant: str, request: ChatRequest) -> ChatRes
     if len(request.message) > settings.max_message_chars:
         raise invalid(f"message is longer than {settings.max_message_chars} characters", "message")
     params = checked_params(request, settings)
+    _check_images(state, tenant, request)
     _check_supported(request)
 
     conversation: StoredConversation | None = None
