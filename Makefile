@@ -45,7 +45,7 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/mypy services deploy benchmarks
 
 bench: models  ## serving overhead vs. in-process baselines, measured in one run
-	$(PY) benchmarks/bench_serving.py
+	$(PY) -m benchmarks.bench_serving
 
 proto: install  ## regenerate services/common/proto from proto/
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=services/common/proto \

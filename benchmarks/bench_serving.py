@@ -6,7 +6,7 @@ on top of the model work itself, measured in one run on this machine.
 - chat: `POST /v1/chat/completions` straight to the local mllm (baseline) vs.
   `POST /v1/chat` through the gateway (which also queues the job), same message.
 
-    make bench      # or: python benchmarks/bench_serving.py --repeats 5
+    make bench      # or: python -m benchmarks.bench_serving --repeats 5
 """
 
 from __future__ import annotations
@@ -39,18 +39,30 @@ JOB = {"width": 256, "height": 256, "steps": 20, "seed": 1}
 MESSAGE = "a husky astronaut"
 
 
-def median_s(run: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `repeats` runs after one warm-up run."""
-    run()
-    times = []
-    for _ in range(repeats):
+def timed(run: Callable[[], object]) -> Callable[[], float]:
+    """`run` as a measurement: returns its wall time in seconds."""
+
+    def measure() -> float:
         started = time.perf_counter()
         run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        return time.perf_counter() - started
+
+    return measure
 
 
-def direct_t2i(models_dir: Path) -> Callable[[], object]:
+def median_s(measure: Callable[[], float], repeats: int) -> float:
+    """Median of `repeats` measurements after one warm-up run."""
+    measure()
+    return statistics.median(measure() for _ in range(repeats))
+
+
+def wait_for_job(api: httpx.Client, job_id: str) -> None:
+    while (status := api.get(f"/v1/jobs/{job_id}").json()["status"]) in {"queued", "running"}:
+        time.sleep(0.02)
+    assert status == "succeeded", status
+
+
+def direct_t2i(models_dir: Path) -> Callable[[], float]:
     """The baseline: the worker's pipeline code in this process, one torch thread as the
     benchmarked worker uses."""
     torch.set_num_threads(1)
@@ -64,20 +76,27 @@ def direct_t2i(models_dir: Path) -> Callable[[], object]:
         seed=JOB["seed"],
     )
     params = resolve_params(request, models.profile)
-    return lambda: run_text_to_image(models.text_to_image, params)
+    return timed(lambda: run_text_to_image(models.text_to_image, params))
 
 
-def served_t2i(api: httpx.Client) -> Callable[[], object]:
-    def run() -> None:
-        job = api.post("/v1/images", json={"task": "t2i", "prompt": MESSAGE, **JOB}).json()
-        while (status := api.get(f"/v1/jobs/{job['id']}").json()["status"]) in {
-            "queued",
-            "running",
-        }:
-            time.sleep(0.02)
-        assert status == "succeeded", status
+def served_t2i(api: httpx.Client) -> None:
+    job = api.post("/v1/images", json={"task": "t2i", "prompt": MESSAGE, **JOB}).json()
+    wait_for_job(api, job["id"])
 
-    return run
+
+def served_chat(api: httpx.Client) -> Callable[[], float]:
+    """The chat turn's latency; the jobs it queued are then waited for, untimed, so they do
+    not compete with the next turn for the CPU."""
+
+    def measure() -> float:
+        started = time.perf_counter()
+        reply = api.post("/v1/chat", json={"message": MESSAGE, **JOB}).json()
+        elapsed = time.perf_counter() - started
+        for job in reply["jobs"]:
+            wait_for_job(api, job["id"])
+        return elapsed
+
+    return measure
 
 
 def report(name: str, baseline_s: float, served_s: float) -> None:
@@ -108,12 +127,12 @@ def main() -> None:
             httpx.Client(base_url=mllm.url, timeout=300) as llm,
         ):
             t2i_base = median_s(direct_t2i(models_dir), args.repeats)
-            t2i_served = median_s(served_t2i(api), args.repeats)
+            t2i_served = median_s(timed(lambda: served_t2i(api)), args.repeats)
             body = {"model": "gemma3-270m", "messages": [{"role": "user", "content": MESSAGE}]}
-            chat_base = median_s(lambda: llm.post("/v1/chat/completions", json=body), args.repeats)
-            chat_served = median_s(
-                lambda: api.post("/v1/chat", json={"message": MESSAGE, **JOB}), args.repeats
+            chat_base = median_s(
+                timed(lambda: llm.post("/v1/chat/completions", json=body)), args.repeats
             )
+            chat_served = median_s(served_chat(api), args.repeats)
     finally:
         namespace.cleanup(client)
     print(

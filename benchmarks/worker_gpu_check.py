@@ -6,7 +6,7 @@ a long prompt is chunked, and a t2i job gives images of the requested size with 
 seed twice giving the same pixels. Prints the per-job time on GPU against CPU fp32
 measured in the same run.
 
-    python benchmarks/worker_gpu_check.py
+    python -m benchmarks.worker_gpu_check
 """
 
 from __future__ import annotations
