@@ -14,8 +14,20 @@ class RedisKeys:
     def job(self, tenant: str, job_id: str) -> str:
         return f"{self.prefix}:{tenant}:job:{job_id}"
 
+    def job_events(self, tenant: str, job_id: str) -> str:
+        """Pub/sub channel: a notification after every change of the job's record."""
+        return f"{self.prefix}:{tenant}:job-events:{job_id}"
+
     def conversation(self, tenant: str, conversation_id: str) -> str:
         return f"{self.prefix}:{tenant}:conv:{conversation_id}"
+
+    def blob_refs(self, tenant: str, blob_id: str) -> str:
+        """Set of the conversations whose turns refer to an uploaded image."""
+        return f"{self.prefix}:{tenant}:blobrefs:{blob_id}"
+
+    def idempotency(self, tenant: str, key: str) -> str:
+        """A client's `Idempotency-Key` and the response it was answered with."""
+        return f"{self.prefix}:{tenant}:idem:{key}"
 
     def blob(self, tenant: str, blob_id: str) -> str:
         return f"{self.prefix}:{tenant}:blob:{blob_id}"

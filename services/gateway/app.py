@@ -31,7 +31,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            state.close()
+            await state.close()
 
     app = FastAPI(
         title="LLMGA gateway",

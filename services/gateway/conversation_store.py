@@ -1,5 +1,10 @@
 """Conversations in Redis: one JSON document per conversation under
-`RedisKeys.conversation(tenant, id)`, its TTL refreshed on every turn."""
+`RedisKeys.conversation(tenant, id)`, its TTL refreshed on every turn.
+
+Uploaded images that turns refer to are counted in a reference set per image
+(`RedisKeys.blob_refs`: the ids of the conversations using it), so deleting a conversation
+can delete exactly the uploads no other conversation uses.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,18 @@ class StoredConversation(BaseModel):
     turns: list[StoredTurn] = Field(default_factory=list)
 
 
+# Drop one conversation's reference to an image; the last reference deletes the image.
+# A script, so a concurrent turn that adds a reference cannot slip in between.
+_RELEASE_IMAGE = """
+redis.call('SREM', KEYS[1], ARGV[1])
+if redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+
 class ConversationStore:
     """Reads conversations and appends turns atomically (WATCH/MULTI).
 
@@ -46,6 +63,7 @@ class ConversationStore:
         self._client = client
         self._keys = keys
         self._ttl_s = ttl_s
+        self._release_image = client.register_script(_RELEASE_IMAGE)
 
     def get(self, tenant: str, conversation_id: str) -> StoredConversation | None:
         """The conversation, or None if it is unknown or expired."""
@@ -77,7 +95,26 @@ class ConversationStore:
                     conversation.updated_at = now
                     pipe.multi()
                     pipe.set(key, conversation.model_dump_json(), ex=self._ttl_s)
+                    # Every reference lives as long as the conversation that holds it.
+                    for image_id in {i for turn in turns for i in turn.image_ids}:
+                        refs = self._keys.blob_refs(tenant, image_id)
+                        pipe.sadd(refs, conversation_id)
+                        pipe.expire(refs, self._ttl_s)
                     pipe.execute()
                     return conversation
                 except redis.WatchError:
                     continue
+
+    def delete(self, tenant: str, conversation_id: str) -> StoredConversation | None:
+        """Remove the conversation and return it (None if it is unknown or expired), then
+        drop its references to uploaded images, deleting those no other one uses."""
+        data = self._client.getdel(self._keys.conversation(tenant, conversation_id))
+        if data is None:
+            return None
+        conversation = StoredConversation.model_validate_json(data)  # type: ignore[arg-type]
+        for image_id in {i for turn in conversation.turns for i in turn.image_ids}:
+            self._release_image(
+                keys=[self._keys.blob_refs(tenant, image_id), self._keys.blob(tenant, image_id)],
+                args=[conversation_id],
+            )
+        return conversation

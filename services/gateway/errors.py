@@ -49,6 +49,11 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
+def conflict(type_: str, message: str, headers: dict[str, str] | None = None) -> ApiError:
+    """409: the request conflicts with the current state of a resource."""
+    return ApiError(409, type_, message, headers=headers)
+
+
 def not_implemented(message: str, field: str | None = None) -> ApiError:
     """501: a documented feature that this version does not serve yet."""
     return ApiError(501, "not_implemented", message, field)
@@ -139,15 +144,19 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _mllm_error(_: Request, exc: Exception) -> JSONResponse:
-    # The mllm is an upstream: unreachable -> 503, too slow -> 504, nonsense -> 502.
-    assert isinstance(exc, MllmError)
+def mllm_error_status(exc: MllmError) -> tuple[int, str]:
+    """(HTTP status, error type) of an mllm failure: the mllm is an upstream, so
+    unreachable -> 503, too slow -> 504, nonsense -> 502."""
     if isinstance(exc, MllmUnavailable):
-        status, kind = 503, "upstream_unavailable"
-    elif isinstance(exc, MllmTimeout):
-        status, kind = 504, "upstream_timeout"
-    else:  # MllmBadResponse
-        status, kind = 502, "upstream_error"
+        return 503, "upstream_unavailable"
+    if isinstance(exc, MllmTimeout):
+        return 504, "upstream_timeout"
+    return 502, "upstream_error"  # MllmBadResponse
+
+
+async def _mllm_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MllmError)
+    status, kind = mllm_error_status(exc)
     return JSONResponse(error_body(kind, str(exc)), status_code=status)
 
 

@@ -51,3 +51,75 @@ def parse_reply(reply: str) -> ParsedReply:
     outside = [_STRAY_TAG.sub(" ", piece) for piece in outside]
     # Joining the outside pieces with a space keeps "a<gen_img>x</gen_img>b" readable.
     return ParsedReply(text=tidy_text(" ".join(outside)), prompts=prompts)
+
+
+# Tag names as they may begin in a stream; a chunk boundary can split a tag anywhere.
+_TAG_STARTS = ("<gen_image", "<gen_img", "</gen_image", "</gen_img")
+_TAG_AT_START = re.compile(r"<(?P<close>/?)(?P<tag>gen_image|gen_img)\s*>", re.IGNORECASE)
+
+
+def _could_become_tag(text: str) -> bool:
+    """Whether `text` (starting with '<') is the beginning of a tag still being streamed."""
+    lowered = text.lower()
+    for start in _TAG_STARTS:
+        if start.startswith(lowered):
+            return True
+        if lowered.startswith(start) and not lowered[len(start) :].strip():
+            return True  # the name is complete; spaces may still come before '>'
+    return False
+
+
+class VisibleTextFilter:
+    """The shown text of a reply that arrives in pieces: `feed` each piece, then `flush`.
+
+    Text inside generation blocks is never emitted; a block is replaced by one space and
+    a stray closing tag by one space, so the concatenated output, tidied, equals
+    `parse_reply(whole reply).text`. Only a possible tag start is held back between
+    pieces, so text reaches the client as soon as it is known to be visible.
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._inside: str | None = None  # the tag of the open block
+
+    def feed(self, piece: str) -> str:
+        """Add a piece of the reply; return the visible text it completes."""
+        self._pending += piece
+        shown: list[str] = []
+        while self._pending:
+            if self._inside is not None:
+                closing = re.search(rf"</{self._inside}\s*>", self._pending, re.IGNORECASE)
+                if closing is None:
+                    # Keep only what may be the start of the closing tag.
+                    start = self._pending.rfind("<")
+                    tail = self._pending[start:] if start >= 0 else ""
+                    self._pending = tail if _could_become_tag(tail) else ""
+                    break
+                self._pending = self._pending[closing.end() :]
+                self._inside = None
+                continue
+            start = self._pending.find("<")
+            if start < 0:
+                shown.append(self._pending)
+                self._pending = ""
+                break
+            shown.append(self._pending[:start])
+            self._pending = self._pending[start:]
+            tag = _TAG_AT_START.match(self._pending)
+            if tag is not None:
+                shown.append(" ")  # a block or a stray closing tag becomes one space
+                if not tag.group("close"):
+                    self._inside = tag.group("tag").lower()
+                self._pending = self._pending[tag.end() :]
+            elif _could_become_tag(self._pending):
+                break  # wait for the next piece
+            else:
+                shown.append("<")
+                self._pending = self._pending[1:]
+        return "".join(shown)
+
+    def flush(self) -> str:
+        """The end of the reply: text held back as a possible tag start was visible after
+        all, unless it is inside an (unterminated) block."""
+        rest, self._pending = ("" if self._inside is not None else self._pending), ""
+        return rest

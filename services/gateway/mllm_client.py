@@ -1,4 +1,4 @@
-"""A small client for the mllm's OpenAI Chat Completions API (non-streaming).
+"""A small client for the mllm's OpenAI Chat Completions API (whole replies or streamed).
 
 Failures become one of three exceptions, which the API maps to 503 (unreachable),
 504 (too slow) and 502 (bad answer).
@@ -6,8 +6,10 @@ Failures become one of three exceptions, which the API maps to 503 (unreachable)
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +122,54 @@ class MllmClient:
                 self._model = models[0]
             return self._model
 
+    def _payload(
+        self,
+        messages: list[ChatMessage],
+        max_tokens: int | None,
+        temperature: float | None,
+        *,
+        stream: bool,
+    ) -> dict[str, object]:
+        """The chat completion request body; decoding settings left as None are the
+        server's to choose."""
+        payload: dict[str, object] = {
+            "model": self.model(),
+            "messages": [m.to_openai() for m in messages],
+            "stream": stream,
+        }
+        if stream:
+            payload["stream_options"] = {"include_usage": True}  # usage in the last chunk
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        if temperature is not None:
+            payload["temperature"] = temperature
+        return payload
+
+    def chat_stream(
+        self,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ChatStream:
+        """Start a streamed chat completion. Failing to start (unreachable, timeout, a
+        status other than 200) raises MllmError here, before any content is read."""
+        payload = self._payload(messages, max_tokens, temperature, stream=True)
+        started = time.perf_counter()
+        request = self._http.build_request("POST", "chat/completions", json=payload)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise MllmTimeout(f"the mllm did not answer in time ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise MllmUnavailable(f"the mllm is unreachable ({type(exc).__name__})") from exc
+        if response.status_code != 200:
+            response.close()
+            raise MllmBadResponse(
+                f"the mllm answered HTTP {response.status_code} to POST /chat/completions"
+            )
+        return ChatStream(response, str(payload["model"]), started)
+
     def chat(
         self,
         messages: list[ChatMessage],
@@ -129,15 +179,7 @@ class MllmClient:
     ) -> ChatResult:
         """One non-streaming chat completion; decoding settings left as None are the
         server's to choose."""
-        payload: dict[str, object] = {
-            "model": self.model(),
-            "messages": [m.to_openai() for m in messages],
-            "stream": False,
-        }
-        if max_tokens is not None:
-            payload["max_tokens"] = max_tokens
-        if temperature is not None:
-            payload["temperature"] = temperature
+        payload = self._payload(messages, max_tokens, temperature, stream=False)
         started = time.perf_counter()
         body = self._request("POST", "chat/completions", json=payload)
         latency = time.perf_counter() - started
@@ -157,3 +199,77 @@ class MllmClient:
             )
         except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             raise MllmBadResponse("the mllm's answer is not a chat completion") from None
+
+
+class ChatStream:
+    """A streaming chat completion that has started (status 200): iterate it for the
+    content deltas; afterwards `result` holds the whole reply and its usage. Close it (or
+    use it as a context manager) to release the connection early."""
+
+    def __init__(self, response: httpx.Response, model: str, started: float) -> None:
+        self._response = response
+        self._model = model
+        self._started = started
+        self.result: ChatResult | None = None
+
+    @property
+    def model(self) -> str:
+        """The model that answers."""
+        return self._model
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connection."""
+        self._response.close()
+
+    def __iter__(self) -> Iterator[str]:
+        content: list[str] = []
+        usage: dict[str, Any] = {}
+        finish_reason = ""
+        try:
+            for line in self._response.iter_lines():
+                if not line.startswith("data:"):
+                    continue  # comments, event names, blank separators
+                data = line.removeprefix("data:").strip()
+                if data == "[DONE]":
+                    break
+                chunk = _json_chunk(data)
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or []:
+                    delta = (choice.get("delta") or {}).get("content") or ""
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                    if delta:
+                        content.append(delta)
+                        yield delta
+        except httpx.TimeoutException as exc:
+            raise MllmTimeout(f"the mllm stopped streaming ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise MllmUnavailable(f"the mllm stream broke ({type(exc).__name__})") from exc
+        finally:
+            self.close()
+        self.result = ChatResult(
+            content="".join(content),
+            model=self._model,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=str(finish_reason),
+            latency_s=time.perf_counter() - self._started,
+        )
+
+
+def _json_chunk(data: str) -> dict[str, Any]:
+    """One `data:` payload of a chat completion stream, as a dict."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise MllmBadResponse("the mllm streamed invalid JSON") from None
+    if not isinstance(chunk, dict):
+        raise MllmBadResponse("the mllm streamed a chunk that is not an object")
+    if "error" in chunk:
+        raise MllmBadResponse("the mllm reported an error in its stream")
+    return chunk

@@ -100,6 +100,27 @@ class GatewaySettings(StateSettings):
     min_size: int = Field(default=64, ge=SIZE_MULTIPLE, description="Smallest width / height.")
     max_size: int = Field(default=2048, ge=SIZE_MULTIPLE, description="Largest width / height.")
 
+    # Job control (docs/api.md "Waiting", "Events", "Idempotency").
+    max_wait_s: int = Field(
+        default=60,
+        ge=0,
+        description="Longest wait a client may ask for (`Prefer: wait=N`, `?wait=N`).",
+    )
+    job_events_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Waits and event streams re-read the job at least this often, so a "
+        "missed pub/sub notification only delays them.",
+    )
+    job_events_keepalive_s: float = Field(
+        default=15.0, gt=0, description="Keep-alive comment interval of idle event streams."
+    )
+    idempotency_ttl_s: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long a response is kept for replay under its Idempotency-Key.",
+    )
+
     worker_max_age_s: float = Field(
         default=30.0, gt=0, description="A worker counts as live if it heartbeated this recently."
     )

@@ -13,6 +13,8 @@ from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
 from services.gateway.conversation_store import ConversationStore
+from services.gateway.idempotency import IdempotencyStore
+from services.gateway.job_events import JobEvents
 from services.gateway.job_submitter import JobSubmitter, make_celery_producer
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.mllm_client import MllmClient
@@ -27,6 +29,7 @@ class GatewayState:
     settings: GatewaySettings
     metrics: GatewayMetrics
     redis: redis.Redis
+    keys: RedisKeys
     producer: Celery
     mllm: MllmClient
     jobs: JobStore
@@ -34,6 +37,8 @@ class GatewayState:
     conversations: ConversationStore
     workers: WorkerRegistry
     submitter: JobSubmitter
+    events: JobEvents
+    idempotency: IdempotencyStore
 
     @property
     def image_limits(self) -> ImageLimits:
@@ -61,6 +66,7 @@ class GatewayState:
             settings=settings,
             metrics=metrics,
             redis=client,
+            keys=keys,
             producer=producer,
             mllm=MllmClient(
                 settings.mllm_base_url,
@@ -74,13 +80,22 @@ class GatewayState:
             conversations=ConversationStore(client, keys, settings.conversation_ttl_s),
             workers=WorkerRegistry(client, keys),
             submitter=JobSubmitter(jobs, producer, settings.queue_name, metrics),
+            events=JobEvents(settings.redis_url, keys, jobs, settings.job_events_poll_s),
+            idempotency=IdempotencyStore(
+                client,
+                keys,
+                settings.idempotency_ttl_s,
+                # A claim outlives the longest request (mllm call + wait), then lapses.
+                pending_ttl_s=int(settings.mllm_timeout_s + settings.max_wait_s) + 60,
+            ),
         )
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Release connections."""
         self.mllm.close()
         self.producer.close()
         self.redis.close()
+        await self.events.aclose()
 
 
 def get_state(request: Request) -> GatewayState:

@@ -4,16 +4,15 @@ process -> PNG. The scripted mllm gives exact replies; one test uses the real lo
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import redis
 from PIL import Image
 
+from tests.support.http_api import wait_for_job
 from tests.support.scripted_mllm import ScriptedMllm
 from tests.support.services import (
     REDIS_URL,
@@ -63,18 +62,6 @@ def api(
     env = {**namespace.env(), "LLMGA_MLLM_BASE_URL": scripted.base_url}
     with start_gateway(env, logs) as gateway, httpx.Client(base_url=gateway.url) as client:
         yield client
-
-
-def wait_for_job(api: httpx.Client, job_id: str, timeout_s: float = 60) -> dict[str, Any]:
-    """Poll `GET /v1/jobs/{id}` until the job ends; return its last view."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
-        assert job["status"] in {"queued", "running", "succeeded", "failed", "canceled"}
-        if job["status"] not in {"queued", "running"}:
-            return job
-        time.sleep(0.1)
-    raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s}s")
 
 
 def fetch_png(api: httpx.Client, url: str) -> Image.Image:

@@ -32,7 +32,9 @@ from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
 from services.gateway.app import create_app
+from services.gateway.generation_tags import tidy_text
 from services.gateway.settings import GatewaySettings
+from tests.support.http_api import assert_error, server_sent_events
 from tests.support.scripted_mllm import ScriptedMllm
 from tests.support.services import REDIS_URL, HttpService, Namespace, start_gateway
 
@@ -134,15 +136,6 @@ def _message_request(message: dict[str, Any]) -> Any:
     args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
     assert len(args) == 1
     return decode_request(args[0])
-
-
-def _assert_error(response: httpx.Response, status: int, field: str | None = None) -> str:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) >= {"type", "message", "field"} and error["message"]
-    if field is not None:
-        assert error["field"] == field, error
-    return str(error["message"])
 
 
 # --------------------------------------------------------------------------- chat
@@ -250,7 +243,7 @@ def test_unknown_conversation_is_404_and_mllm_not_called(
     api: httpx.Client, mllm: ScriptedMllm
 ) -> None:
     response = api.post("/v1/chat", json={"message": "hi", "conversation_id": "conv_nope"})
-    assert "conv_nope" in _assert_error(response, 404)
+    assert "conv_nope" in assert_error(response, 404)
     assert mllm.requests() == []
 
 
@@ -260,13 +253,13 @@ def test_mllm_error_status_is_502_and_nothing_is_stored(
     conversation_id = api.post("/v1/chat", json={"message": "start"}).json()["conversation_id"]
     mllm.script(status=500)
     response = api.post("/v1/chat", json={"message": "again", "conversation_id": conversation_id})
-    _assert_error(response, 502)
+    assert_error(response, 502)
     assert len(api.get(f"/v1/conversations/{conversation_id}").json()["turns"]) == 2
 
 
 def test_mllm_timeout_is_504(api: httpx.Client, mllm: ScriptedMllm) -> None:
     mllm.script(delay_s=MLLM_TIMEOUT_S + 1)
-    _assert_error(api.post("/v1/chat", json={"message": "slow"}), 504)
+    assert_error(api.post("/v1/chat", json={"message": "slow"}), 504)
 
 
 def test_mllm_unreachable_is_503(namespace: Namespace) -> None:
@@ -308,9 +301,70 @@ def test_redis_down_is_503_without_internals() -> None:
 def test_chat_unimplemented_tasks_are_501_before_anything_is_stored(
     api: httpx.Client, mllm: ScriptedMllm, payload: dict[str, Any], field: str
 ) -> None:
-    message = _assert_error(api.post("/v1/chat", json=payload), 501, field)
+    message = assert_error(api.post("/v1/chat", json=payload), 501, field)
     assert "not implemented yet" in message
     assert mllm.requests() == []
+
+
+# --------------------------------------------------------------------------- chat streaming
+
+
+def _stream_chat(api: httpx.Client, payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """POST /v1/chat with stream=true; all (event, data) pairs, comments left out."""
+    with api.stream("POST", "/v1/chat", json={**payload, "stream": True}) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [(event, data) for event, data in server_sent_events(response) if event]
+
+
+def test_chat_stream_sends_the_visible_reply_then_the_jobs_then_done(
+    api: httpx.Client, mllm: ScriptedMllm, jobs: JobStore
+) -> None:
+    mllm.script("Here you go! <gen_image> a SECRET red fox </gen_image> Enjoy the <b>fox</b>.")
+    events = _stream_chat(api, {"message": "a fox", "seed": 4})
+
+    assert events[-1] == ("message", "[DONE]")
+    name, data = events[-2]
+    assert name == "chat.result"
+    result = json.loads(data)
+    chunks = [json.loads(data) for name, data in events[:-2]]
+    assert {name for name, _ in events[:-2]} == {"message"}
+    assert all(
+        c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks
+    )
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    text = "".join(c["choices"][0]["delta"]["content"] or "" for c in chunks)
+    assert len(chunks) > 5, "the reply should arrive in pieces"
+    assert "SECRET" not in text and "gen_image" not in text
+    assert tidy_text(text) == result["reply"] == "Here you go! Enjoy the <b>fox</b>."
+
+    # The same turn as without streaming: one job per prompt, both turns stored.
+    assert result["generation_prompts"] == ["a SECRET red fox"]
+    [job] = result["jobs"]
+    record = jobs.get("local", job["id"])
+    assert record is not None and record.request.prompt == "a SECRET red fox"
+    assert record.request.seed == 4
+    conversation = api.get(f"/v1/conversations/{result['conversation_id']}").json()
+    assert [t["job_ids"] for t in conversation["turns"]] == [[], [job["id"]]]
+    assert mllm.requests()[-1]["stream"] is True
+
+
+def test_chat_stream_failures_before_the_stream_are_http_errors(
+    api: httpx.Client, mllm: ScriptedMllm
+) -> None:
+    mllm.script(status=500)
+    assert_error(api.post("/v1/chat", json={"message": "hi", "stream": True}), 502)
+    response = api.post(
+        "/v1/chat", json={"message": "hi", "stream": True, "conversation_id": "conv_x"}
+    )
+    assert_error(response, 404)
+    response = api.post(
+        "/v1/chat",
+        json={"message": "hi", "stream": True},
+        headers={"Idempotency-Key": "stream-key"},
+    )
+    assert_error(response, 422, "Idempotency-Key")
 
 
 # --------------------------------------------------------------------------- bad input
@@ -340,7 +394,7 @@ def test_chat_unimplemented_tasks_are_501_before_anything_is_stored(
 def test_chat_bad_input_is_4xx_naming_the_field(
     api: httpx.Client, mllm: ScriptedMllm, payload: dict[str, Any], status: int, field: str
 ) -> None:
-    _assert_error(api.post("/v1/chat", json=payload), status, field)
+    assert_error(api.post("/v1/chat", json=payload), status, field)
     assert mllm.requests() == []
 
 
@@ -356,7 +410,7 @@ def test_chat_bad_input_is_4xx_naming_the_field(
 )
 def test_malformed_body_is_400(api: httpx.Client, content: bytes, content_type: str) -> None:
     response = api.post("/v1/chat", content=content, headers={"content-type": content_type})
-    _assert_error(response, 400)
+    assert_error(response, 400)
 
 
 def test_request_body_over_limit_is_413(api: httpx.Client) -> None:
@@ -365,7 +419,7 @@ def test_request_body_over_limit_is_413(api: httpx.Client) -> None:
         content=b'{"image": "' + b"A" * MAX_REQUEST_BYTES + b'"}',
         headers={"content-type": "application/json"},
     )
-    _assert_error(response, 413)
+    assert_error(response, 413)
 
 
 def test_chunked_body_over_limit_is_413(api: httpx.Client) -> None:
@@ -379,7 +433,7 @@ def test_chunked_body_over_limit_is_413(api: httpx.Client) -> None:
     response = api.post(
         "/v1/uploads", content=chunks(), headers={"content-type": "application/json"}
     )
-    _assert_error(response, 413)
+    assert_error(response, 413)
 
 
 def test_broker_down_is_503_and_the_job_is_marked_failed(
@@ -415,7 +469,7 @@ def test_broker_down_is_503_and_the_job_is_marked_failed(
     ],
 )
 def test_images_bad_input_is_422(api: httpx.Client, payload: dict[str, Any], status: int) -> None:
-    _assert_error(api.post("/v1/images", json=payload), status)
+    assert_error(api.post("/v1/images", json=payload), status)
 
 
 # --------------------------------------------------------------------------- images & jobs
@@ -481,14 +535,14 @@ def test_images_refine_without_a_prompt_keeps_the_original(
 
 @pytest.mark.parametrize("task", ["inpaint", "outpaint", "edit", "similar", "restore"])
 def test_images_other_tasks_are_501(api: httpx.Client, task: str) -> None:
-    message = _assert_error(api.post("/v1/images", json={"prompt": "x", "task": task}), 501)
+    message = assert_error(api.post("/v1/images", json={"prompt": "x", "task": task}), 501)
     assert f"task '{task}' is not implemented yet" == message
 
 
 def test_unknown_ids_are_404(api: httpx.Client) -> None:
     for path in ("/v1/jobs/job_nope", "/v1/conversations/conv_nope", "/v1/images/img_nope"):
-        assert "nope" in _assert_error(api.get(path), 404)
-    _assert_error(api.get("/v1/nothing-here"), 404)
+        assert "nope" in assert_error(api.get(path), 404)
+    assert_error(api.get("/v1/nothing-here"), 404)
 
 
 # --------------------------------------------------------------------------- uploads
@@ -516,7 +570,7 @@ def test_upload_round_trip(api: httpx.Client) -> None:
     ],
 )
 def test_upload_limits(api: httpx.Client, image: str, status: int, needle: str) -> None:
-    message = _assert_error(api.post("/v1/uploads", json={"image": image}), status, "image")
+    message = assert_error(api.post("/v1/uploads", json={"image": image}), status, "image")
     assert needle in message
 
 
@@ -533,7 +587,7 @@ def test_chat_images_are_checked_before_the_task_is_refused(
 ) -> None:
     """Bad input is a 4xx naming the image even where the task is not served yet (501)."""
     response = api.post("/v1/chat", json={"message": "look", "images": [image]})
-    assert needle in _assert_error(response, status)
+    assert needle in assert_error(response, status)
     error = response.json()["error"]
     assert "images[0]" in f"{error['field']} {error['message']}"
     assert mllm.requests() == []

@@ -2,7 +2,9 @@
 
 Endpoints:
 - `POST /v1/chat/completions`: answers the next scripted reply (FIFO); when the script is
-  empty, the default reply. Records every request body.
+  empty, the default reply. Records every request body. With `"stream": true` the reply
+  comes as `chat.completion.chunk` events of STREAM_CHUNK_CHARS characters (so tags are
+  split across chunks), usage last if `stream_options.include_usage`, then `[DONE]`.
 - `GET /v1/models`, `GET /health`: what a real server answers.
 - `POST /script` `{"replies": [...], "default": "..."?, "delay_s": 0?, "status": 200?}`:
   appends replies (and optionally sets the default reply, a delay, or an error status).
@@ -30,12 +32,13 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from tests.support.processes import free_port, http_ok, python_module, running
 
 MODEL_ID = "scripted-llmga"
 DEFAULT_REPLY = "I am a scripted assistant."
+STREAM_CHUNK_CHARS = 3
 
 
 @dataclass
@@ -74,6 +77,17 @@ def create_app(initial_replies: list[str] | None = None) -> FastAPI:
             return JSONResponse({"error": {"message": "scripted failure"}}, status_code=status)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         completion_tokens = len(reply.split())
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(
+                _stream(reply, body.get("model", MODEL_ID), usage if include_usage else None),
+                media_type="text/event-stream",
+            )
         return JSONResponse(
             {
                 "id": f"chatcmpl-{len(script.requests)}",
@@ -87,11 +101,7 @@ def create_app(initial_replies: list[str] | None = None) -> FastAPI:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
+                "usage": usage,
             }
         )
 
@@ -128,6 +138,30 @@ def create_app(initial_replies: list[str] | None = None) -> FastAPI:
         return {"status": "reset"}
 
     return app
+
+
+def _stream(reply: str, model: str, usage: dict[str, int] | None) -> Iterator[str]:
+    """The reply as OpenAI chat.completion.chunk server-sent events."""
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+        chunk = {
+            "id": "chatcmpl-scripted",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
+    for start in range(0, len(reply), STREAM_CHUNK_CHARS):
+        piece = reply[start : start + STREAM_CHUNK_CHARS]
+        yield event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+    yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+    if usage is not None:
+        yield event([], usage=usage)
+    yield "data: [DONE]\n\n"
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.gateway.generation_tags import parse_reply, tidy_text
+from services.gateway.generation_tags import VisibleTextFilter, parse_reply, tidy_text
 
 
 def test_released_checkpoint_spelling() -> None:
@@ -99,3 +99,42 @@ def test_never_fails_and_prompts_are_clean(reply: str) -> None:
     parsed = parse_reply(reply)
     assert all(p and p == p.strip() for p in parsed.prompts)
     assert parsed.text == parsed.text.strip()
+
+
+# --------------------------------------------------------------------------- streaming
+
+_TAGGY = st.lists(
+    st.sampled_from(
+        ["<gen_image>", "</gen_image>", "<gen_img>", "</gen_img>", "<GEN_IMAGE >", "</Gen_Img\t>",
+         "<", ">", "<gen_ima", "<b>", " ", "\n", "a fox", "x", "gen_image"]
+    ),
+    max_size=30,
+).map("".join)  # fmt: skip
+
+
+def _streamed(reply: str, cuts: list[int]) -> list[str]:
+    """Feed `reply` cut at `cuts`; return every output, the flush last."""
+    visible = VisibleTextFilter()
+    bounds = [0, *sorted({c % (len(reply) + 1) for c in cuts}), len(reply)]
+    out = [visible.feed(reply[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [*out, visible.flush()]
+
+
+@given(st.one_of(_TAGGY, st.text(max_size=60)), st.lists(st.integers(min_value=0), max_size=12))
+def test_streamed_visible_text_equals_the_parsed_reply(reply: str, cuts: list[int]) -> None:
+    """However the reply is cut into pieces, the streamed text is the shown text."""
+    assert tidy_text("".join(_streamed(reply, cuts))) == parse_reply(reply).text
+
+
+def test_streaming_never_shows_a_prompt_and_holds_back_only_a_possible_tag() -> None:
+    reply = "Here <gen_image> SECRET prompt </gen_image> done <gen_img>MORE"
+    pieces = _streamed(reply, list(range(len(reply))))  # one character at a time
+    assert "SECRET" not in "".join(pieces) and "MORE" not in "".join(pieces)
+    assert "".join(pieces).split() == ["Here", "done"]
+    # Plain text is released at once; "<" waits only until it cannot start a tag.
+    visible = VisibleTextFilter()
+    assert visible.feed("a <") == "a "
+    assert visible.feed("b") == "<b"
+    assert visible.feed(" <gen_im") == " "
+    assert visible.feed("age >hidden") == " "
+    assert visible.flush() == ""

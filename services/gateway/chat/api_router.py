@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from services.gateway.chat.protocol import ChatRequest, ChatResponse
-from services.gateway.chat.serving import chat_turn
+from services.gateway.chat.serving import chat_turn, start_chat_stream
+from services.gateway.errors import invalid
+from services.gateway.idempotency import HEADER, IdempotencyKey, fingerprint, run_idempotent
 from services.gateway.protocol import ErrorResponse
 from services.gateway.state import GatewayState, get_state, get_tenant
 
@@ -18,7 +22,16 @@ router = APIRouter(tags=["chat"])
     "/v1/chat",
     response_model=ChatResponse,
     responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "With stream=true: chat.completion.chunk events, then "
+            "`event: chat.result` (ChatResponse), then `data: [DONE]`.",
+        },
         404: {"model": ErrorResponse, "description": "Unknown conversation_id."},
+        409: {
+            "model": ErrorResponse,
+            "description": "Idempotency-Key used for another request, or still in progress.",
+        },
         413: {"model": ErrorResponse, "description": "Body over LLMGA_MAX_REQUEST_BYTES."},
         422: {"model": ErrorResponse, "description": "Invalid field (named in `field`)."},
         501: {"model": ErrorResponse, "description": "Task or input images not served yet."},
@@ -27,11 +40,30 @@ router = APIRouter(tags=["chat"])
         504: {"model": ErrorResponse, "description": "The mllm did not answer in time."},
     },
 )
-def chat(
+async def chat(
     request: ChatRequest,
     state: Annotated[GatewayState, Depends(get_state)],
     tenant: Annotated[str, Depends(get_tenant)],
-) -> ChatResponse:
+    idempotency_key: IdempotencyKey,
+) -> Response:
     """Send a message to the assistant. Each `<gen_image>` block of its reply starts one
-    text-to-image job (poll `GET /v1/jobs/{id}`). Nothing is stored if the mllm fails."""
-    return chat_turn(state, tenant, request)
+    text-to-image job (poll `GET /v1/jobs/{id}`). Nothing is stored if the mllm fails.
+    With an `Idempotency-Key`, a retry returns the first answer instead of a new turn.
+    With `stream: true` the visible reply arrives as server-sent events."""
+    if request.stream:
+        if idempotency_key is not None:
+            # A stream cannot be replayed as it was; a retry would be a second turn.
+            raise invalid(f"{HEADER} cannot be combined with stream: true", HEADER)
+        events = await run_in_threadpool(start_chat_stream, state, tenant, request)
+        return StreamingResponse(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def handle() -> JSONResponse:
+        answer = await run_in_threadpool(chat_turn, state, tenant, request)
+        return JSONResponse(answer.model_dump(mode="json"))
+
+    digest = fingerprint("POST /v1/chat", request)
+    return await run_idempotent(state.idempotency, tenant, idempotency_key, digest, handle)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.gateway.jobs.protocol import JobView
@@ -48,6 +50,12 @@ class ChatRequest(GenerationOptions):
         max_length=4,
         description="Input images (at most 4). Not served yet: a turn with images is 501.",
     )
+    stream: bool = Field(
+        default=False,
+        description="Answer as server-sent events: OpenAI-style `chat.completion.chunk`s "
+        "of the visible reply (never the generation prompts), then `event: chat.result` "
+        "with the ChatResponse, then `data: [DONE]`. Not combinable with Idempotency-Key.",
+    )
 
     @field_validator("message")
     @classmethod
@@ -74,3 +82,30 @@ class ChatResponse(BaseModel):
     )
     jobs: list[JobView] = Field(description="One queued job per generation prompt.")
     usage: UsageView
+
+
+class ChunkDelta(BaseModel):
+    """New text of the visible reply."""
+
+    role: Literal["assistant"] | None = Field(default=None, description="In the first chunk.")
+    content: str | None = Field(default=None, description="The next piece of the reply.")
+
+
+class ChunkChoice(BaseModel):
+    """The one choice of a chunk."""
+
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: str | None = Field(
+        default=None, description="Why the model stopped (`stop`, `length`); last chunk only."
+    )
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `data:` event of a streamed chat turn, shaped like OpenAI's."""
+
+    id: str = Field(description="The same for every chunk of one turn.")
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = Field(description="Unix seconds.")
+    model: str
+    choices: list[ChunkChoice]

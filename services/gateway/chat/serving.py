@@ -2,25 +2,51 @@
 
 Nothing is written before the mllm has answered: the user turn is stored only together
 with the reply, so a failed mllm call (502/503/504) leaves the conversation unchanged and
-the client can simply retry.
+the client can simply retry. A streamed turn (`stream: true`) is the same turn: its jobs
+are created and its turns stored once the whole reply has arrived.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from services.common.contract import Task
 from services.common.ids import new_id
-from services.gateway.assistant import ask_mllm
-from services.gateway.chat.protocol import ChatRequest, ChatResponse, UsageView
+from services.gateway.assistant import (
+    ask_mllm,
+    record_mllm_failure,
+    record_mllm_success,
+    start_mllm_stream,
+)
+from services.gateway.chat.protocol import (
+    ChatCompletionChunk,
+    ChatRequest,
+    ChatResponse,
+    ChunkChoice,
+    ChunkDelta,
+    UsageView,
+)
 from services.gateway.conversation_store import StoredConversation, StoredTurn
-from services.gateway.errors import invalid, not_found, not_implemented
-from services.gateway.generation_tags import parse_reply
-from services.gateway.job_submitter import checked_params
+from services.gateway.errors import (
+    ApiError,
+    error_body,
+    invalid,
+    mllm_error_status,
+    not_found,
+    not_implemented,
+)
+from services.gateway.generation_tags import VisibleTextFilter, parse_reply
+from services.gateway.job_submitter import GenerationParams, checked_params
 from services.gateway.jobs.serving import job_view
-from services.gateway.mllm_client import ChatMessage
+from services.gateway.mllm_client import ChatMessage, ChatResult, ChatStream, MllmError
 from services.gateway.state import GatewayState
 from services.gateway.uploads import decode_image
+
+logger = logging.getLogger(__name__)
 
 
 def history_messages(conversation: StoredConversation | None, limit: int) -> list[ChatMessage]:
@@ -60,8 +86,18 @@ def _check_supported(request: ChatRequest) -> None:
         raise not_implemented("chat with input images is not implemented yet", "images")
 
 
-def chat_turn(state: GatewayState, tenant: str, request: ChatRequest) -> ChatResponse:
-    """Answer one user turn and start one t2i job per generation prompt in the reply."""
+@dataclass(frozen=True)
+class PreparedTurn:
+    """A checked user turn, ready for the mllm."""
+
+    conversation_id: str
+    messages: list[ChatMessage]
+    params: GenerationParams
+    user_at: float
+
+
+def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> PreparedTurn:
+    """Check the request (4xx/501 before anything is stored) and build the messages."""
     settings = state.settings
     if len(request.message) > settings.max_message_chars:
         raise invalid(f"message is longer than {settings.max_message_chars} characters", "message")
@@ -74,30 +110,37 @@ def chat_turn(state: GatewayState, tenant: str, request: ChatRequest) -> ChatRes
         conversation = state.conversations.get(tenant, request.conversation_id)
         if conversation is None:
             raise not_found(f"conversation {request.conversation_id!r} not found")
-    conversation_id = request.conversation_id or new_id("conv")
-
-    user_at = time.time()
     messages = history_messages(conversation, settings.chat_history_messages)
     messages.append(ChatMessage("user", request.message))
-    result = ask_mllm(state, messages)
-    parsed = parse_reply(result.content)
+    return PreparedTurn(
+        conversation_id=request.conversation_id or new_id("conv"),
+        messages=messages,
+        params=params,
+        user_at=time.time(),
+    )
 
+
+def complete_turn(
+    state: GatewayState, tenant: str, request: ChatRequest, turn: PreparedTurn, result: ChatResult
+) -> ChatResponse:
+    """Start one t2i job per generation prompt of the reply and store both turns."""
+    parsed = parse_reply(result.content)
     records = [
         state.submitter.submit(
             tenant=tenant,
             task=Task.TASK_T2I,
             prompt=prompt,
-            params=params,
-            conversation_id=conversation_id,
+            params=turn.params,
+            conversation_id=turn.conversation_id,
         )
         for prompt in parsed.prompts
     ]
     job_ids = [record.request.job_id for record in records]
     state.conversations.append(
         tenant,
-        conversation_id,
+        turn.conversation_id,
         [
-            StoredTurn(role="user", text=request.message, created_at=user_at),
+            StoredTurn(role="user", text=request.message, created_at=turn.user_at),
             StoredTurn(
                 role="assistant",
                 text=parsed.text,
@@ -109,7 +152,7 @@ def chat_turn(state: GatewayState, tenant: str, request: ChatRequest) -> ChatRes
         ],
     )
     return ChatResponse(
-        conversation_id=conversation_id,
+        conversation_id=turn.conversation_id,
         reply=parsed.text,
         generation_prompts=parsed.prompts,
         jobs=[job_view(record) for record in records],
@@ -117,3 +160,78 @@ def chat_turn(state: GatewayState, tenant: str, request: ChatRequest) -> ChatRes
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
         ),
     )
+
+
+def chat_turn(state: GatewayState, tenant: str, request: ChatRequest) -> ChatResponse:
+    """Answer one user turn and start one t2i job per generation prompt in the reply."""
+    turn = prepare_turn(state, tenant, request)
+    result = ask_mllm(state, turn.messages)
+    return complete_turn(state, tenant, request, turn, result)
+
+
+def start_chat_stream(state: GatewayState, tenant: str, request: ChatRequest) -> Iterator[str]:
+    """Check the turn and start the mllm's stream; errors up to here are ordinary HTTP
+    errors (4xx, 502/503/504). Returns the server-sent events of the turn."""
+    turn = prepare_turn(state, tenant, request)
+    stream = start_mllm_stream(state, turn.messages)
+    return _chat_events(state, tenant, request, turn, stream)
+
+
+def _sse_data(data: str, event: str | None = None) -> str:
+    """One server-sent event."""
+    return (f"event: {event}\n" if event else "") + f"data: {data}\n\n"
+
+
+def _chat_events(
+    state: GatewayState, tenant: str, request: ChatRequest, turn: PreparedTurn, stream: ChatStream
+) -> Iterator[str]:
+    """Chunks of the visible reply as the mllm writes it, then the turn's result (jobs,
+    stored turns) and `[DONE]`. A failure after the stream started is reported in band as
+    `event: error` (the status line has been sent); nothing is stored then if the mllm
+    failed."""
+    chunk_id, created = new_id("chatcmpl"), int(time.time())
+    visible = VisibleTextFilter()
+    first = True
+
+    def chunk(content: str | None, finish_reason: str | None = None) -> str:
+        nonlocal first
+        delta = ChunkDelta(role="assistant" if first else None, content=content)
+        first = False
+        body = ChatCompletionChunk(
+            id=chunk_id,
+            created=created,
+            model=stream.model,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+        )
+        return _sse_data(body.model_dump_json())
+
+    started = time.perf_counter()
+    try:
+        with stream:
+            for piece in stream:
+                text = visible.feed(piece)
+                if text:
+                    yield chunk(text)
+        assert stream.result is not None  # set once the stream is read to its end
+        result = stream.result
+        record_mllm_success(state, result)
+        rest = visible.flush()
+        if rest:
+            yield chunk(rest)
+        yield chunk(None, result.finish_reason or "stop")
+        answer = complete_turn(state, tenant, request, turn, result)
+        yield _sse_data(answer.model_dump_json(), event="chat.result")
+        yield _sse_data("[DONE]")
+    except MllmError as error:
+        record_mllm_failure(state, error, started)
+        _, kind = mllm_error_status(error)
+        yield _sse_data(json.dumps(error_body(kind, str(error))), event="error")
+    except ApiError as error:
+        yield _sse_data(
+            json.dumps(error_body(error.type, error.message, error.field)), event="error"
+        )
+    except Exception:  # a bug: log it, tell the client no more than the API would
+        logger.exception("chat stream failed")
+        yield _sse_data(
+            json.dumps(error_body("internal_error", "internal server error")), event="error"
+        )

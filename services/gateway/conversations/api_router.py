@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response, status
 
 from services.gateway.conversations.protocol import ConversationView
-from services.gateway.conversations.serving import get_conversation
+from services.gateway.conversations.serving import delete_conversation, get_conversation
 from services.gateway.protocol import ErrorResponse
 from services.gateway.state import GatewayState, get_state, get_tenant
 
@@ -26,3 +26,21 @@ def read_conversation(
 ) -> ConversationView:
     """All turns of a conversation, oldest first."""
     return get_conversation(state, tenant, conversation_id)
+
+
+@router.delete(
+    "/v1/conversations/{conversation_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: {"model": ErrorResponse, "description": "Unknown or expired."}},
+)
+def remove_conversation(
+    conversation_id: str,
+    state: Annotated[GatewayState, Depends(get_state)],
+    tenant: Annotated[str, Depends(get_tenant)],
+) -> Response:
+    """Delete the conversation and what only it refers to: its jobs (queued ones never
+    start, running ones stop) with their result images, and images uploaded for its turns
+    that no other conversation uses."""
+    delete_conversation(state, tenant, conversation_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -28,3 +28,19 @@ def get_conversation(state: GatewayState, tenant: str, conversation_id: str) -> 
             for turn in stored.turns
         ],
     )
+
+
+def delete_conversation(state: GatewayState, tenant: str, conversation_id: str) -> None:
+    """Delete the conversation, the records of the jobs it started with their result
+    images, and the uploads only its turns used; 404 if unknown. A job still queued is
+    never started and a running one stops at its next step (its record is gone)."""
+    conversation = state.conversations.delete(tenant, conversation_id)
+    if conversation is None:
+        raise not_found(f"conversation {conversation_id!r} not found")
+    for job_id in {job_id for turn in conversation.turns for job_id in turn.job_ids}:
+        record = state.jobs.delete(tenant, job_id)
+        if record is not None and record.images:
+            # Result images belong to their job alone (the worker stores them per job).
+            state.redis.delete(
+                *(state.keys.blob(tenant, image.image_id) for image in record.images)
+            )

@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
+from fastapi.responses import JSONResponse
 
+from services.gateway.idempotency import IdempotencyKey, fingerprint, run_idempotent
 from services.gateway.images.protocol import (
     ImagesRequest,
     ImagesResponse,
     UploadRequest,
     UploadResponse,
 )
-from services.gateway.images.serving import create_images_job, read_image, upload_image
+from services.gateway.images.serving import create_images_job_waiting, read_image, upload_image
 from services.gateway.protocol import ErrorResponse
 from services.gateway.state import GatewayState, get_state, get_tenant
+from services.gateway.waiting import WaitSeconds, mark_applied
 
 router = APIRouter(tags=["images"])
 
@@ -26,6 +29,10 @@ _INVALID = {"model": ErrorResponse, "description": "Invalid field (named in `fie
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ImagesResponse,
     responses={
+        409: {
+            "model": ErrorResponse,
+            "description": "Idempotency-Key used for another request, or still in progress.",
+        },
         422: _INVALID,
         501: {"model": ErrorResponse, "description": "Task not served yet."},
         502: {"model": ErrorResponse, "description": "refine: unusable mllm answer."},
@@ -33,16 +40,29 @@ _INVALID = {"model": ErrorResponse, "description": "Invalid field (named in `fie
         504: {"model": ErrorResponse, "description": "refine: the mllm timed out."},
     },
 )
-def create_images(
+async def create_images(
     request: ImagesRequest,
-    response: Response,
     state: Annotated[GatewayState, Depends(get_state)],
     tenant: Annotated[str, Depends(get_tenant)],
-) -> ImagesResponse:
-    """Queue a generation job; poll `GET /v1/jobs/{id}` for its images."""
-    job = create_images_job(state, tenant, request)
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job
+    wait: WaitSeconds,
+    idempotency_key: IdempotencyKey,
+) -> Response:
+    """Queue a generation job; follow it at `GET /v1/jobs/{id}` (also in `Location`) or
+    its `/events`. `Prefer: wait=N` answers when the job ends or after N seconds (still
+    202); an `Idempotency-Key` makes retries return the first answer."""
+
+    async def handle() -> JSONResponse:
+        job = await create_images_job_waiting(state, tenant, request, wait)
+        response = JSONResponse(
+            job.model_dump(mode="json"),
+            status_code=status.HTTP_202_ACCEPTED,
+            headers={"Location": f"/v1/jobs/{job.id}"},
+        )
+        mark_applied(response, wait)
+        return response
+
+    digest = fingerprint("POST /v1/images", request)
+    return await run_idempotent(state.idempotency, tenant, idempotency_key, digest, handle)
 
 
 @router.get(

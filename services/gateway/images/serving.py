@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
+
 from services.common.blob_store import Blob
 from services.common.contract import Task
 from services.gateway.assistant import ask_mllm
@@ -41,6 +43,19 @@ def create_images_job(state: GatewayState, tenant: str, request: ImagesRequest) 
         refined = prompt if note is None else None
     record = state.submitter.submit(tenant=tenant, task=Task.TASK_T2I, prompt=prompt, params=params)
     return ImagesResponse(**job_view(record).model_dump(), refined_prompt=refined, refine_note=note)
+
+
+async def create_images_job_waiting(
+    state: GatewayState, tenant: str, request: ImagesRequest, wait_s: int | None
+) -> ImagesResponse:
+    """Queue the job, then wait up to `wait_s` seconds for it to end (a bounded wait)."""
+    created = await run_in_threadpool(create_images_job, state, tenant, request)
+    if not wait_s:
+        return created
+    record = await state.events.wait_until_done(tenant, created.id, wait_s)
+    if record is None:  # expired or deleted while we waited: the creation still stands
+        return created
+    return created.model_copy(update=job_view(record).model_dump())
 
 
 def read_image(state: GatewayState, tenant: str, image_id: str) -> Blob:

@@ -4,25 +4,85 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from services.gateway.jobs.protocol import JobView
-from services.gateway.jobs.serving import get_job
+from services.gateway.jobs.serving import cancel_job, get_job, get_job_waiting, job_event_stream
 from services.gateway.protocol import ErrorResponse
 from services.gateway.state import GatewayState, get_state, get_tenant
+from services.gateway.waiting import WaitSeconds, mark_applied
 
 router = APIRouter(tags=["jobs"])
+
+_NOT_FOUND = {"model": ErrorResponse, "description": "Unknown or expired job."}
 
 
 @router.get(
     "/v1/jobs/{job_id}",
     response_model=JobView,
-    responses={404: {"model": ErrorResponse, "description": "Unknown or expired job."}},
+    responses={
+        404: _NOT_FOUND,
+        422: {"model": ErrorResponse, "description": "wait over LLMGA_MAX_WAIT_S."},
+    },
 )
-def read_job(
+async def read_job(
+    job_id: str,
+    response: Response,
+    state: Annotated[GatewayState, Depends(get_state)],
+    tenant: Annotated[str, Depends(get_tenant)],
+    wait: WaitSeconds,
+) -> JobView:
+    """Status, progress and results of a generation job. With `Prefer: wait=N` or
+    `?wait=N` the answer comes as soon as the job ends, or after N seconds."""
+    view = await get_job_waiting(state, tenant, job_id, wait)
+    mark_applied(response, wait)
+    return view
+
+
+@router.post(
+    "/v1/jobs/{job_id}/cancel",
+    response_model=JobView,
+    responses={
+        404: _NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "The job has already ended."},
+    },
+)
+def cancel(
     job_id: str,
     state: Annotated[GatewayState, Depends(get_state)],
     tenant: Annotated[str, Depends(get_tenant)],
 ) -> JobView:
-    """Status, progress and results of a generation job; poll until it is terminal."""
-    return get_job(state, tenant, job_id)
+    """Cancel a queued or running job: a queued job is never started, a running one stops
+    at its next denoising step (the worker keeps running other jobs). Answers the job,
+    now `canceled`."""
+    return cancel_job(state, tenant, job_id)
+
+
+@router.get(
+    "/v1/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-sent events; each `data` is a Job (JSON).",
+        },
+        404: _NOT_FOUND,
+    },
+)
+async def job_events(
+    job_id: str,
+    state: Annotated[GatewayState, Depends(get_state)],
+    tenant: Annotated[str, Depends(get_tenant)],
+) -> StreamingResponse:
+    """Follow a job: first its current state (`event: status`), then one event per change
+    (`status` when the status changed, `progress` per denoising step); the stream ends
+    after a terminal state. Idle streams carry `: keep-alive` comments."""
+    await run_in_threadpool(get_job, state, tenant, job_id)  # 404 before the stream starts
+    return StreamingResponse(
+        job_event_stream(state, tenant, job_id),
+        media_type="text/event-stream",
+        # Proxies must pass events through at once rather than buffer the stream.
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

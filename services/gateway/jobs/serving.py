@@ -1,11 +1,22 @@
-"""Logic of the jobs area: turn stored job records into API views."""
+"""Logic of the jobs area: turn stored job records into API views; cancel jobs; follow
+them (bounded waits and server-sent events)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from typing import cast
 
-from services.common.contract import JobRecord, status_name, task_name
-from services.gateway.errors import not_found
+from starlette.concurrency import run_in_threadpool
+
+from services.common.contract import (
+    TERMINAL_STATUSES,
+    JobRecord,
+    JobStatus,
+    status_name,
+    task_name,
+)
+from services.gateway.errors import conflict, not_found
 from services.gateway.jobs.protocol import (
     ImageView,
     JobStatusName,
@@ -61,3 +72,70 @@ def get_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
     if record is None:
         raise not_found(f"job {job_id!r} not found")
     return job_view(record)
+
+
+async def get_job_waiting(
+    state: GatewayState, tenant: str, job_id: str, wait_s: int | None
+) -> JobView:
+    """The job's view, after waiting up to `wait_s` seconds for it to end; 404 if unknown."""
+    if not wait_s:
+        return await run_in_threadpool(get_job, state, tenant, job_id)
+    record = await state.events.wait_until_done(tenant, job_id, wait_s)
+    if record is None:
+        raise not_found(f"job {job_id!r} not found")
+    return job_view(record)
+
+
+CANCELED_ERROR = "canceled by the client"
+
+
+def cancel_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
+    """queued/running -> canceled in one atomic update; 404 if unknown, 409 if it already
+    ended. The worker never starts a canceled queued job and stops a running one at its
+    next denoising step (it re-reads the status there), so the client is never blocked."""
+    ended_as: list[str] = []
+
+    def mutate(record: JobRecord) -> None:
+        if record.status in TERMINAL_STATUSES:
+            ended_as.append(status_name(record.status))
+            return
+        record.status = JobStatus.JOB_STATUS_CANCELED
+        record.error = CANCELED_ERROR
+        record.timings.finished_at = time.time()
+
+    record = state.jobs.update(tenant, job_id, mutate)
+    if record is None:
+        raise not_found(f"job {job_id!r} not found")
+    if ended_as:
+        raise conflict("job_finished", f"job {job_id!r} has already ended: {ended_as[0]}")
+    return job_view(record)
+
+
+def _sse(event: str, data: str) -> str:
+    """One server-sent event (the data is one line of JSON)."""
+    return f"event: {event}\ndata: {data}\n\n"
+
+
+async def job_event_stream(state: GatewayState, tenant: str, job_id: str) -> AsyncIterator[str]:
+    """Server-sent events of one job: its current view (`status`), then one event per
+    change (`status` when the status changed, else `progress`), ending after a terminal
+    state or when the record is gone. Idle streams get a keep-alive comment."""
+    keepalive_s = state.settings.job_events_keepalive_s
+    async with state.events.subscribe(tenant, job_id) as subscription:
+        last_status, last_data = "", ""
+        last_sent = time.monotonic()
+        while True:
+            record = await subscription.read()
+            if record is None:
+                return
+            view = job_view(record)
+            data = view.model_dump_json()
+            if data != last_data:
+                yield _sse("status" if view.status != last_status else "progress", data)
+                last_status, last_data, last_sent = view.status, data, time.monotonic()
+            if record.status in TERMINAL_STATUSES:
+                return
+            changed = await subscription.wait_for_change(state.events.poll_s)
+            if not changed and time.monotonic() - last_sent >= keepalive_s:
+                yield ": keep-alive\n\n"
+                last_sent = time.monotonic()

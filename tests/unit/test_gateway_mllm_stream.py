@@ -1,0 +1,62 @@
+"""The mllm client's streamed chat completions, against an in-process mock transport."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from services.gateway.mllm_client import MllmBadResponse, MllmClient
+
+
+def _client(handler: Callable[[httpx.Request], httpx.Response]) -> MllmClient:
+    return MllmClient("http://mllm/v1", model="m", transport=httpx.MockTransport(handler))
+
+
+def _sse(*chunks: object) -> bytes:
+    return "".join(
+        f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n" for c in chunks
+    ).encode()
+
+
+def _delta(text: str) -> dict[str, object]:
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+
+def test_stream_yields_deltas_then_the_whole_result() -> None:
+    sent: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        body = _sse(
+            {"choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+            _delta("Hel"),
+            _delta("lo"),
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]},
+            {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}},
+            "[DONE]",
+        )
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    with _client(handler).chat_stream([], max_tokens=8) as stream:
+        assert list(stream) == ["Hel", "lo"]
+    assert sent[0]["stream"] is True and sent[0]["stream_options"] == {"include_usage": True}
+    assert sent[0]["max_tokens"] == 8
+    result = stream.result
+    assert result is not None and result.content == "Hello"
+    assert (result.prompt_tokens, result.completion_tokens) == (5, 2)
+    assert result.finish_reason == "length" and result.model == "m"
+
+
+def test_stream_that_cannot_start_raises_before_reading() -> None:
+    with pytest.raises(MllmBadResponse, match="HTTP 500"):
+        _client(lambda _: httpx.Response(500, json={"error": "boom"})).chat_stream([])
+
+
+@pytest.mark.parametrize("bad", ["not json", '["a list"]', '{"error": {"message": "x"}}'])
+def test_bad_chunks_raise_bad_response(bad: str) -> None:
+    stream = _client(lambda _: httpx.Response(200, content=_sse(_delta("a"), bad))).chat_stream([])
+    with pytest.raises(MllmBadResponse):
+        list(stream)
