@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import redis
 import torch
@@ -24,7 +23,7 @@ from services.worker.loading import load_models, resolve_device, resolve_dtype
 from services.worker.profiles import get_profile
 from services.worker.settings import WorkerSettings
 from services.worker.tasks import GenerationRunner, Heartbeat, register_tasks
-from services.worker.tiny_models import build_tiny_sd15
+from services.worker.tiny_models import build_tiny_models
 
 logger = logging.getLogger("services.worker")
 
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     # Step 1: make sure the models exist (tiny ones are built here; hub ones are fetched
     # by from_pretrained on first use) and load them once.
     if profile.name == "tiny":
-        build_tiny_sd15(Path(profile.text_to_image.path_or_id(settings.models_dir)))
+        build_tiny_models(settings.models_dir)
     device = resolve_device(settings.device)
     models = load_models(
         profile,
@@ -52,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         device,
         resolve_dtype(settings.dtype, device),
         revision_override=settings.model_revision,
+        inpainting=True,
     )
 
     # Step 2: the stores jobs are recorded in, and the task bound to them.
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         blobs=RedisBlobStore(client, keys, settings.image_ttl_s),
         worker_name=settings.worker_name,
         max_job_s=settings.max_job_s,
+        color_restore=settings.color_restore,
     )
     app = create_app(settings)
     register_tasks(app, runner)

@@ -3,7 +3,8 @@
 A profile says where each pipeline's weights come from (a local folder under the models
 directory or a Hugging Face repository at a pinned revision) and the generation defaults
 and limits that go with those weights. Both kinds load through the same
-`StableDiffusionPipeline.from_pretrained` code (see `loading.py`).
+`StableDiffusionPipeline.from_pretrained` (inpainting: `StableDiffusionInpaintPipeline`)
+code (see `loading.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from services.worker.tiny_models import TINY_SD15_DIRNAME
+from services.worker.tiny_models import TINY_SD15_DIRNAME, TINY_SD15_INPAINTING_DIRNAME
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class ModelProfile:
     name: str
     architecture: Literal["sd15"]
     text_to_image: ModelSource
-    # Named for the inpainting/outpainting tasks; not loaded yet.
+    # The inpainting/outpainting pipeline (a 9-channel SD 1.5 inpainting UNet); None: the
+    # profile serves neither task.
     inpainting: ModelSource | None
     width: int
     height: int
@@ -47,6 +49,9 @@ class ModelProfile:
     max_side: int = 2048
     max_steps: int = 150
     max_images: int = 8
+    # Inpaint/outpaint default: the whole noise schedule (the masked region starts from pure
+    # noise), as diffusers' StableDiffusionInpaintPipeline for SD 1.5 inpainting.
+    inpaint_strength: float = 1.0
 
 
 PROFILES: dict[str, ModelProfile] = {
@@ -56,7 +61,7 @@ PROFILES: dict[str, ModelProfile] = {
         name="tiny",
         architecture="sd15",
         text_to_image=ModelSource(TINY_SD15_DIRNAME, local=True),
-        inpainting=None,
+        inpainting=ModelSource(TINY_SD15_INPAINTING_DIRNAME, local=True),
         width=256,
         height=256,
         steps=20,

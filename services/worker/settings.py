@@ -76,6 +76,11 @@ class WorkerSettings(StateSettings):
         validation_alias=_env("visibility_timeout_s"),
         description="Redis broker visibility timeout; must exceed max_job_s or jobs run twice.",
     )
+    color_restore: bool = Field(
+        default=True,
+        validation_alias=_env("color_restore"),
+        description="Match brightness/contrast at the seam after inpaint and outpaint.",
+    )
     loglevel: str = Field(default="info", validation_alias=_env("loglevel"))
 
     @field_validator("models_dir")

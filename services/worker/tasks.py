@@ -24,20 +24,14 @@ from services.common.contract import (
     GenerationRequest,
     JobRecord,
     JobStatus,
-    Task,
     decode_request,
     status_name,
-    task_name,
 )
 from services.common.job_store import JobStore
 from services.common.workers import WorkerRegistry
+from services.worker.jobs import prepare_job
 from services.worker.loading import LoadedModels
-from services.worker.pipelines.text_to_image import (
-    TextToImageParams,
-    TextToImageResult,
-    resolve_params,
-    run_text_to_image,
-)
+from services.worker.pipelines.common import GenerationParams, GenerationResult
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +53,8 @@ class GenerationRunner:
     blobs: RedisBlobStore
     worker_name: str
     max_job_s: float
+    # Inpaint/outpaint: match brightness and contrast at the seam (restore.py).
+    color_restore: bool = True
 
     def run(self, payload: str) -> dict[str, Any]:
         """Run the job in `payload` (`encode_request` text); returns a short summary."""
@@ -75,11 +71,10 @@ class GenerationRunner:
             return {"job_id": job_id, "status": _name(record)}
 
         try:
-            if request.task != Task.TASK_T2I:
-                raise NotImplementedError(f"task {task_name(request.task)} is not implemented")
-            params = resolve_params(request, self.models.profile)
+            job = prepare_job(request, self.models, self.blobs, self.color_restore)
         except (NotImplementedError, ValueError) as error:
             return self._finish_unrun(request, str(error))
+        params = job.params
 
         if not self._mark_running(request, params):
             return {"job_id": job_id, "status": "skipped"}
@@ -88,9 +83,7 @@ class GenerationRunner:
             job_id, params.width, params.height, params.steps, params.num_images, params.seed,
         )  # fmt: skip
         try:
-            result = run_text_to_image(
-                self.models.text_to_image, params, self._progress_reporter(request)
-            )
+            result = job.run(self._progress_reporter(request))
             image_ids = [
                 self.blobs.put(tenant, _png(image), "image/png") for image in result.images
             ]
@@ -103,7 +96,7 @@ class GenerationRunner:
 
     # -- state changes -------------------------------------------------------------------
 
-    def _mark_running(self, request: GenerationRequest, params: TextToImageParams) -> bool:
+    def _mark_running(self, request: GenerationRequest, params: GenerationParams) -> bool:
         """queued -> running; False when the record became terminal meanwhile (or is gone)."""
         started = False
 
@@ -117,7 +110,7 @@ class GenerationRunner:
             record.attempts += 1
             record.worker = self.worker_name
             record.model_profile = self.models.profile.name
-            record.model_revision = self.models.revision
+            record.model_revision = self.models.revision_for(request.task)
             record.prompt_used = params.prompt
             record.negative_prompt_used = params.negative_prompt
             record.progress.step = 0
@@ -143,7 +136,9 @@ class GenerationRunner:
                 record.progress.step = step
                 record.progress.total = total
 
-            self.jobs.update(request.tenant, request.job_id, mutate)
+            if self.jobs.update(request.tenant, request.job_id, mutate) is None:
+                # The record was deleted (its conversation was): nobody wants the images.
+                raise JobStopped(JobStatus.JOB_STATUS_CANCELED, "the job's record was deleted")
             if canceled:
                 raise JobStopped(JobStatus.JOB_STATUS_CANCELED, "canceled")
             if time.monotonic() > deadline:
@@ -155,7 +150,7 @@ class GenerationRunner:
         return report
 
     def _succeed(
-        self, request: GenerationRequest, result: TextToImageResult, image_ids: list[str]
+        self, request: GenerationRequest, result: GenerationResult, image_ids: list[str]
     ) -> dict[str, Any]:
         params = result.params
 

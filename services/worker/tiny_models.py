@@ -2,9 +2,11 @@
 
 `python -m services.worker.tiny_models [--out DIR]` writes a complete `StableDiffusionPipeline`
 folder (UNet, VAE, CLIP text encoder, CLIP tokenizer, scheduler) that loads through the same
-`from_pretrained` code as the real checkpoints. Nothing is downloaded: even the tokenizer's
-byte-level BPE vocabulary is trained here on a small built-in English corpus and written in
-CLIP's own vocab.json/merges.txt format.
+`from_pretrained` code as the real checkpoints; `--inpainting` writes the matching
+`StableDiffusionInpaintPipeline` (SD 1.5 inpainting's 9-channel UNet, the same other
+parts). Nothing is downloaded: even the tokenizer's byte-level BPE vocabulary is trained
+here on a small built-in English corpus and written in CLIP's own vocab.json/merges.txt
+format.
 
 The build is deterministic (seeded) and idempotent: an existing complete build is kept, and
 a new one is assembled in a temporary folder and renamed into place, so a crash or two
@@ -14,6 +16,7 @@ processes building at once never leave a half-written model behind.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -23,12 +26,16 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-# The folder name under the models directory (profiles.py refers to it).
+# The folder names under the models directory (profiles.py refers to them).
 TINY_SD15_DIRNAME = "tiny-sd15"
+TINY_SD15_INPAINTING_DIRNAME = "tiny-sd15-inpainting"
+# SD 1.5 inpainting's UNet input: 4 noisy latent + 1 mask + 4 masked-image latent channels.
+INPAINT_UNET_IN_CHANNELS = 9
 # Written last: its presence marks a complete build; it records the build's content hash.
 MANIFEST_NAME = "llmga_tiny_manifest.json"
 # Bump when the architecture or the build changes, so older builds are replaced.
@@ -160,6 +167,13 @@ def train_clip_bpe(corpus: str, num_merges: int) -> tuple[dict[str, int], list[t
     return vocab, merges
 
 
+@functools.cache
+def _corpus_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The tokenizer's BPE on the built-in corpus: a pure function taking seconds, computed
+    once per process since a worker builds two pipelines with the same tokenizer."""
+    return train_clip_bpe(CORPUS, BPE_MERGES)
+
+
 def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
     """`word` with every occurrence of `pair` joined into one symbol."""
     merged: list[str] = []
@@ -178,7 +192,7 @@ def build_tokenizer(directory: Path) -> object:
     """Write a CLIP tokenizer (vocab.json, merges.txt, configs) to `directory` and return it."""
     from transformers import CLIPTokenizer
 
-    vocab, merges = train_clip_bpe(CORPUS, BPE_MERGES)
+    vocab, merges = _corpus_bpe()
     with tempfile.TemporaryDirectory() as raw:
         raw_dir = Path(raw)
         (raw_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
@@ -202,25 +216,18 @@ def build_tokenizer(directory: Path) -> object:
     return tokenizer
 
 
-def build_pipeline(tokenizer: object) -> object:
-    """Assemble a `StableDiffusionPipeline` of tiny seeded random-weight components."""
+def _build_unet(in_channels: int, seed: int) -> object:
+    """SD 1.5's UNet block kinds at a fraction of the width and depth."""
     import torch
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import UNet2DConditionModel
 
-    # Each component gets its own seed, so changing one never changes the others' weights.
-    torch.manual_seed(SEED)
-    unet = UNet2DConditionModel(
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
         sample_size=32,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
-        # SD 1.5's block kinds at a fraction of the width and depth. Cross-attention sits at
-        # the lower resolution only: at full latent resolution it would triple the CPU time.
+        # Cross-attention sits at the lower resolution only: at full latent resolution it
+        # would triple the CPU time.
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         block_out_channels=(32, 64),
@@ -229,6 +236,16 @@ def build_pipeline(tokenizer: object) -> object:
         attention_head_dim=8,
         norm_num_groups=32,
     )
+
+
+def _build_shared_components(tokenizer: object) -> dict[str, object]:
+    """The VAE, text encoder, tokenizer and scheduler: the same (same seeds, same bytes) in
+    the text-to-image and the inpainting build, as SD 1.5 inpainting shares SD 1.5's."""
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    # Each component gets its own seed, so changing one never changes the others' weights.
     torch.manual_seed(SEED + 1)
     # Four blocks, as in SD 1.5: three downsamplings, so latents are 1/8 of the image side.
     vae = AutoencoderKL(
@@ -268,16 +285,32 @@ def build_pipeline(tokenizer: object) -> object:
         set_alpha_to_one=False,
         steps_offset=1,
     )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return {
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": scheduler,
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    }
+
+
+def build_pipeline(tokenizer: object) -> object:
+    """Assemble a `StableDiffusionPipeline` of tiny seeded random-weight components."""
+    from diffusers import StableDiffusionPipeline
+
+    unet = _build_unet(in_channels=4, seed=SEED)
+    return StableDiffusionPipeline(unet=unet, **_build_shared_components(tokenizer))
+
+
+def build_inpaint_pipeline(tokenizer: object) -> object:
+    """Assemble a `StableDiffusionInpaintPipeline`: SD 1.5 inpainting's architecture, whose
+    UNet takes 9 channels (4 noisy latent + 1 mask + 4 masked-image latent)."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    unet = _build_unet(in_channels=INPAINT_UNET_IN_CHANNELS, seed=SEED + 3)
+    return StableDiffusionInpaintPipeline(unet=unet, **_build_shared_components(tokenizer))
 
 
 def content_hash(directory: Path) -> str:
@@ -313,6 +346,17 @@ def tiny_revision(directory: Path) -> str:
 
 def build_tiny_sd15(out: Path, force: bool = False) -> Path:
     """Build the tiny SD 1.5 pipeline into `out` unless a complete build is already there."""
+    return _build_once(out, build_pipeline, force)
+
+
+def build_tiny_sd15_inpainting(out: Path, force: bool = False) -> Path:
+    """Build the tiny SD 1.5 inpainting pipeline into `out` unless a complete build is there."""
+    return _build_once(out, build_inpaint_pipeline, force)
+
+
+def _build_once(out: Path, assemble: Callable[[object], object], force: bool) -> Path:
+    """Save `assemble(tokenizer)` into `out`: assembled in a staging folder, manifest last,
+    renamed into place; an existing complete build is kept unless `force`."""
     out = out.expanduser()
     if not force and read_manifest(out) is not None:
         logger.info("tiny models already built in %s", out)
@@ -322,7 +366,7 @@ def build_tiny_sd15(out: Path, force: bool = False) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         tokenizer = build_tokenizer(staging / "tokenizer")
-        pipeline = build_pipeline(tokenizer)
+        pipeline = assemble(tokenizer)
         pipeline.save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
         manifest = {"format": BUILD_FORMAT, "sha256": content_hash(staging)}
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -341,10 +385,22 @@ def build_tiny_sd15(out: Path, force: bool = False) -> Path:
     return out
 
 
+def build_tiny_models(models_dir: Path, force: bool = False) -> list[Path]:
+    """Both tiny builds (text-to-image and inpainting) under `models_dir`."""
+    return [
+        build_tiny_sd15(models_dir / TINY_SD15_DIRNAME, force=force),
+        build_tiny_sd15_inpainting(models_dir / TINY_SD15_INPAINTING_DIRNAME, force=force),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: build the tiny models (default: <models_dir>/tiny-sd15)."""
+    """Command line: build one tiny model (default: <models_dir>/tiny-sd15, or with
+    --inpainting <models_dir>/tiny-sd15-inpainting)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="output folder (default: <models_dir>/tiny-sd15)")
+    parser.add_argument("--out", type=Path, help="output folder (default: under models_dir)")
+    parser.add_argument(
+        "--inpainting", action="store_true", help="build the inpainting pipeline instead"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if a build exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -352,8 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     if out is None:
         from services.worker.settings import WorkerSettings
 
-        out = WorkerSettings().models_dir / TINY_SD15_DIRNAME
-    print(build_tiny_sd15(out, force=args.force))
+        dirname = TINY_SD15_INPAINTING_DIRNAME if args.inpainting else TINY_SD15_DIRNAME
+        out = WorkerSettings().models_dir / dirname
+    build = build_tiny_sd15_inpainting if args.inpainting else build_tiny_sd15
+    print(build(out, force=args.force))
     return 0
 
 

@@ -1,5 +1,6 @@
 """A real worker process (`python -m services.worker`) runs jobs sent as the gateway sends
-them, against real Redis, on tiny models it builds itself."""
+them (text-to-image, inpaint, outpaint), against real Redis, on tiny models it builds
+itself."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import redis
 from PIL import Image
@@ -18,6 +20,7 @@ from services.common.contract import (
     GenerationRequest,
     JobRecord,
     JobStatus,
+    Outpaint,
     Task,
     encode_request,
 )
@@ -178,7 +181,7 @@ def test_seed_is_drawn_and_recorded_when_unset(harness: Harness) -> None:
 @pytest.mark.parametrize(
     ("fields", "error"),
     [
-        ({"task": Task.TASK_INPAINT}, "task inpaint is not implemented"),
+        ({"task": Task.TASK_EDIT}, "task edit is not implemented"),
         ({"width": 100}, "width must be a multiple of 8, got 100"),
     ],
 )
@@ -199,3 +202,112 @@ def test_unrunnable_jobs_fail_with_a_clear_error(
 def test_worker_heartbeats_while_alive(harness: Harness) -> None:
     info = harness.client.get(harness.keys.worker_info(harness.settings.worker_name))
     assert info is not None and b'"profile": "tiny"' in info
+
+
+# -- inpaint and outpaint -------------------------------------------------------------------
+
+
+def put_png(h: Harness, pixels: np.ndarray) -> str:
+    """Store an image as the gateway's upload does; returns its blob id."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return h.blobs.put(TENANT, buffer.getvalue(), "image/png")
+
+
+def stored_pixels(h: Harness, image_id: str) -> np.ndarray:
+    blob = h.blobs.get(TENANT, image_id)
+    assert blob is not None and blob.content_type == "image/png"
+    return np.asarray(Image.open(io.BytesIO(blob.data)).convert("RGB"))
+
+
+def test_inpaint_job_regenerates_only_the_masked_region(harness: Harness) -> None:
+    h = harness
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, size=(72, 96, 3), dtype=np.uint8)
+    # An RGBA mask, transparent where to regenerate (OpenAI's edit semantics).
+    mask = np.full((72, 96, 4), 255, dtype=np.uint8)
+    mask[20:50, 30:70, 3] = 0
+    request = GenerationRequest(
+        job_id=new_id("job"),
+        tenant=TENANT,
+        task=Task.TASK_INPAINT,
+        prompt="a red apple on the table",
+        input_image_ids=[put_png(h, image)],
+        mask_image_id=put_png(h, mask),
+        steps=4,
+        seed=11,
+        n=2,
+    )
+    h.submit(request)
+    states = h.watch(request.job_id)
+    done = states[-1]
+    assert done.status == JobStatus.JOB_STATUS_SUCCEEDED, done.error
+    assert done.progress.total == 8 and done.progress.step == 8
+    assert done.prompt_used == "a red apple on the table"
+    # The inpainting model's revision, not the text-to-image one the heartbeat names.
+    info = h.client.get(h.keys.worker_info(h.settings.worker_name))
+    assert info is not None and done.model_revision.encode() not in info
+    assert done.model_revision.startswith("tiny-")
+    assert [(i.seed, i.width, i.height) for i in done.images] == [(11, 96, 72), (12, 96, 72)]
+    keep = mask[..., 3] == 255
+    for stored in done.images:
+        pixels = stored_pixels(h, stored.image_id)
+        assert pixels.shape == image.shape
+        assert np.array_equal(pixels[keep], image[keep])
+        assert not np.array_equal(pixels[~keep], image[~keep])
+
+
+def test_outpaint_job_extends_the_canvas_and_keeps_the_original(harness: Harness) -> None:
+    h = harness
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    request = GenerationRequest(
+        job_id=new_id("job"),
+        tenant=TENANT,
+        task=Task.TASK_OUTPAINT,
+        prompt="a wide mountain valley",
+        input_image_ids=[put_png(h, image)],
+        outpaint=Outpaint(left=32, right=32, top=0, bottom=16),
+        steps=4,
+        seed=2,
+    )
+    h.submit(request)
+    done = h.watch(request.job_id)[-1]
+    assert done.status == JobStatus.JOB_STATUS_SUCCEEDED, done.error
+    (stored,) = done.images
+    assert (stored.width, stored.height) == (128, 80)
+    pixels = stored_pixels(h, stored.image_id)
+    assert pixels.shape == (80, 128, 3)
+    assert np.array_equal(pixels[0:64, 32:96], image)
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("missing image", "input image img_missing not found (expired or never uploaded)"),
+        ("mask of another size", "the mask is 32x64 but the image is 64x64"),
+        ("outpaint by nothing", "outpaint must extend at least one side"),
+    ],
+)
+def test_bad_inpaint_and_outpaint_jobs_fail_clearly(
+    harness: Harness, case: str, error: str
+) -> None:
+    h = harness
+    image_id = put_png(h, np.zeros((64, 64, 3), dtype=np.uint8))
+    request = GenerationRequest(
+        job_id=new_id("job"), tenant=TENANT, task=Task.TASK_INPAINT, prompt="a cat", steps=2
+    )
+    if case == "missing image":
+        request.input_image_ids.append("img_missing")
+        request.mask_image_id = image_id
+    elif case == "mask of another size":
+        request.input_image_ids.append(image_id)
+        request.mask_image_id = put_png(h, np.full((64, 32), 255, dtype=np.uint8))
+    else:
+        request.task = Task.TASK_OUTPAINT
+        request.input_image_ids.append(image_id)
+    h.submit(request)
+    done = h.watch(request.job_id)[-1]
+    assert done.status == JobStatus.JOB_STATUS_FAILED
+    assert error in done.error
+    assert done.attempts == 1 and not done.images

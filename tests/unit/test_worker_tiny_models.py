@@ -11,6 +11,7 @@ from transformers import CLIPTokenizer
 from services.worker.tiny_models import (
     MANIFEST_NAME,
     build_tiny_sd15,
+    build_tiny_sd15_inpainting,
     bytes_to_unicode,
     content_hash,
     tiny_revision,
@@ -81,3 +82,17 @@ def test_vocab_follows_clips_layout() -> None:
     assert tokens[512:-2] == ["".join(pair) for pair in merges]
     assert tokens[-2:] == ["<|startoftext|>", "<|endoftext|>"]
     assert merges and train_clip_bpe("the cat sat on the mat. the cat ate.", 50)[1] == merges
+
+
+def test_inpainting_build_is_sd15_inpainting_shaped(built: Path, tmp_path: Path) -> None:
+    from diffusers import StableDiffusionInpaintPipeline
+
+    inpainting = build_tiny_sd15_inpainting(tmp_path / "tiny-sd15-inpainting")
+    pipeline = StableDiffusionInpaintPipeline.from_pretrained(inpainting, safety_checker=None)
+    assert pipeline.unet.config.in_channels == 9  # 4 latent + 1 mask + 4 masked-image latent
+    assert pipeline.vae_scale_factor == 8
+    # The VAE, text encoder and tokenizer are the text-to-image build's, byte for byte.
+    for part in ("vae", "text_encoder", "tokenizer"):
+        for file in sorted((built / part).iterdir()):
+            assert (inpainting / part / file.name).read_bytes() == file.read_bytes()
+    assert (inpainting / "unet").exists() and tiny_revision(inpainting) != tiny_revision(built)

@@ -1,2 +1,3 @@
 """One module per diffusion task, each a function that runs one request on an already-loaded
-pipeline: text_to_image so far; inpainting, outpainting, editing and restoration later."""
+pipeline: text_to_image, inpainting, outpainting (on the inpainting pipeline), with the
+steps they share in common.py; editing and learned restoration later."""

@@ -39,8 +39,22 @@ JOB_STATUS_SUCCEEDED: JobStatus
 JOB_STATUS_FAILED: JobStatus
 JOB_STATUS_CANCELED: JobStatus
 
+class Outpaint(_message.Message):
+    __slots__ = ("left", "top", "right", "bottom", "ratio")
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    BOTTOM_FIELD_NUMBER: _ClassVar[int]
+    RATIO_FIELD_NUMBER: _ClassVar[int]
+    left: int
+    top: int
+    right: int
+    bottom: int
+    ratio: float
+    def __init__(self, left: _Optional[int] = ..., top: _Optional[int] = ..., right: _Optional[int] = ..., bottom: _Optional[int] = ..., ratio: _Optional[float] = ...) -> None: ...
+
 class GenerationRequest(_message.Message):
-    __slots__ = ("job_id", "tenant", "task", "prompt", "negative_prompt", "input_image_ids", "mask_image_id", "width", "height", "steps", "guidance_scale", "seed", "n", "conversation_id", "request_id")
+    __slots__ = ("job_id", "tenant", "task", "prompt", "negative_prompt", "input_image_ids", "mask_image_id", "width", "height", "steps", "guidance_scale", "seed", "n", "conversation_id", "request_id", "outpaint", "strength")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +70,8 @@ class GenerationRequest(_message.Message):
     N_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPAINT_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     tenant: str
     task: Task
@@ -71,7 +87,9 @@ class GenerationRequest(_message.Message):
     n: int
     conversation_id: str
     request_id: str
-    def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., input_image_ids: _Optional[_Iterable[str]] = ..., mask_image_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., n: _Optional[int] = ..., conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    outpaint: Outpaint
+    strength: float
+    def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., input_image_ids: _Optional[_Iterable[str]] = ..., mask_image_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., n: _Optional[int] = ..., conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., outpaint: _Optional[_Union[Outpaint, _Mapping]] = ..., strength: _Optional[float] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("step", "total")

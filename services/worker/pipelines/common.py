@@ -1,0 +1,208 @@
+"""What every diffusion task shares: the resolved parameters and result of a job, seeds,
+prompt encoding, per-step progress and decoding.
+
+Each task's pipeline module (text_to_image.py, inpainting.py, ...) reads top to bottom and
+calls these steps by name, so a seed, a progress step or a prompt encoding means the same
+in every task.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint import (
+    StableDiffusionInpaintPipeline,
+)
+from PIL import Image
+
+from services.common.contract import GenerationRequest
+from services.worker.profiles import ModelProfile
+from services.worker.prompt_encoding import EncodedPrompts, encode_long_prompt
+
+# (steps done, total steps of the job). May raise to stop the job between two steps.
+ProgressCallback = Callable[[int, int], None]
+# Any SD 1.5 pipeline: text-to-image or inpainting (the same text encoder, VAE and UNet API).
+SDPipeline = StableDiffusionPipeline | StableDiffusionInpaintPipeline
+# diffusers' `callback_on_step_end` signature.
+StepCallback = Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]
+
+MIN_SIDE = 64  # the smallest image side accepted (8 latent pixels)
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes any unsigned 64-bit value
+LATENT_SCALE = 8  # SD 1.5's VAE: one latent pixel per 8x8 image pixels
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """A request with the profile's defaults filled in: exactly what is run."""
+
+    prompt: str
+    negative_prompt: str
+    # The size of the images the job returns.
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    num_images: int
+
+    @property
+    def seeds(self) -> list[int]:
+        """Image i uses seed + i."""
+        return [self.seed + i for i in range(self.num_images)]
+
+    @property
+    def denoise_steps(self) -> int:
+        """Denoising steps of one image (tasks with a strength run fewer than `steps`)."""
+        return self.steps
+
+    @property
+    def total_steps(self) -> int:
+        """Denoising steps of the whole job: progress.total in the job record."""
+        return self.denoise_steps * self.num_images
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The generated images in order, with their seeds and where the time went."""
+
+    images: list[Image.Image]
+    seeds: list[int]
+    params: GenerationParams
+    prompt_tokens: int
+    chunks: int
+    encode_s: float
+    denoise_s: float
+    decode_s: float
+
+
+def draw_seed() -> int:
+    """A fresh seed for requests without one (32 bits: short enough to read and retype)."""
+    return secrets.randbelow(2**32)
+
+
+def check_side(name: str, side: int, profile: ModelProfile) -> None:
+    """A side the model can run: a multiple of 8 (a whole latent pixel) within the profile's
+    limits. Raises ValueError saying which side is wrong."""
+    if side % LATENT_SCALE:
+        raise ValueError(f"{name} must be a multiple of {LATENT_SCALE}, got {side}")
+    if not MIN_SIDE <= side <= profile.max_side:
+        raise ValueError(f"{name} must be between {MIN_SIDE} and {profile.max_side}, got {side}")
+
+
+def resolve_sampling(
+    request: GenerationRequest,
+    profile: ModelProfile,
+    width: int,
+    height: int,
+    draw: Callable[[], int] = draw_seed,
+) -> GenerationParams:
+    """Check the request's sampling fields (steps, guidance, n, seed) and fill in the
+    profile's defaults (0 or unset means the default) for images of `width` x `height`,
+    which the caller has checked.
+
+    Raises ValueError with a message fit for the job record when the request is invalid.
+    """
+    steps = request.steps or profile.steps
+    if steps > profile.max_steps:
+        raise ValueError(f"steps must be at most {profile.max_steps}, got {steps}")
+    guidance_scale = (
+        request.guidance_scale if request.HasField("guidance_scale") else profile.guidance_scale
+    )
+    if not math.isfinite(guidance_scale) or guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale}")
+    num_images = request.n or 1
+    if num_images > profile.max_images:
+        raise ValueError(f"n must be at most {profile.max_images}, got {num_images}")
+    seed = request.seed if request.HasField("seed") else draw()
+    if seed + num_images - 1 > MAX_SEED:
+        raise ValueError(f"seed + n - 1 must fit in 64 bits, got seed {seed} and n {num_images}")
+    return GenerationParams(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        width=width,
+        height=height,
+        steps=steps,
+        guidance_scale=float(guidance_scale),
+        seed=seed,
+        num_images=num_images,
+    )
+
+
+def uses_guidance(pipeline: SDPipeline, guidance_scale: float) -> bool:
+    """Whether the pipeline will run classifier-free guidance (its own rule)."""
+    return guidance_scale > 1 and pipeline.unet.config.time_cond_proj_dim is None
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so stage timings measure the work and not its queuing."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def encode_prompts(pipeline: SDPipeline, params: GenerationParams) -> tuple[EncodedPrompts, float]:
+    """Encode the job's prompts once for all its images, without truncation
+    (prompt_encoding.py). Returns the encodings and the seconds it took."""
+    device = pipeline._execution_device
+    started = time.perf_counter()
+    encoded = encode_long_prompt(
+        pipeline.tokenizer,
+        pipeline.text_encoder,
+        params.prompt,
+        params.negative_prompt,
+        device,
+        do_classifier_free_guidance=uses_guidance(pipeline, params.guidance_scale),
+    )
+    synchronize(device)
+    return encoded, time.perf_counter() - started
+
+
+def image_generator(seed: int) -> torch.Generator:
+    """The noise source of one image: a CPU generator, so the same seed gives the same noise
+    on any device."""
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+def step_reporter(
+    on_progress: ProgressCallback | None, params: GenerationParams, image_index: int
+) -> StepCallback:
+    """A `callback_on_step_end` for image `image_index` that reports job-wide progress.
+
+    Progress counts `params.denoise_steps` per image. The scheduler may run a different
+    number of model evaluations (PNDM runs one more than asked), so the pipeline's own count
+    (`num_timesteps`) is mapped onto it: the last step of an image always reports exactly
+    its last unit, and the job's progress never passes `params.total_steps`.
+    (Before this mapping, PNDM's extra evaluation pushed text-to-image progress past
+    its total.)
+    """
+    done_before = image_index * params.denoise_steps
+
+    def report(
+        pipeline: SDPipeline, step: int, _timestep: Any, callback_kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        if on_progress is not None:
+            # Rounded up: the first evaluation already shows progress.
+            done = -(-(step + 1) * params.denoise_steps // max(pipeline.num_timesteps, 1))
+            on_progress(done_before + done, params.total_steps)
+        return callback_kwargs
+
+    return report
+
+
+def decode_latents(
+    pipeline: SDPipeline, latents: torch.Tensor, generator: torch.Generator
+) -> list[Image.Image]:
+    """Decode latents with the VAE and post-process exactly as the stock pipeline does."""
+    decoded = pipeline.vae.decode(
+        latents / pipeline.vae.config.scaling_factor, return_dict=False, generator=generator
+    )[0]
+    images: list[Image.Image] = pipeline.image_processor.postprocess(
+        decoded, output_type="pil", do_denormalize=[True] * decoded.shape[0]
+    )
+    return images

@@ -1,0 +1,207 @@
+"""Inpainting: regenerate the masked region of an image from a prompt, keep the rest exactly.
+
+Runs on a `StableDiffusionInpaintPipeline` (SD 1.5 inpainting: a 9-channel UNet fed the
+noisy latent, the mask and the masked image's latent). Reads top to bottom like a diffusers
+pipeline:
+
+0. check the inputs and resolve the profile's defaults (`resolve_inpaint_params`);
+1. pad the image to whole latent pixels (multiples of 8) by repeating its edges; the
+   padding is kept, not generated, and cropped off again at the end;
+2. encode the prompts once, without truncation (common.py, as text-to-image);
+3. per image: denoise from the noise of seed + i, reporting every step (as text-to-image);
+4. decode with the VAE (as text-to-image), crop, and put the input's pixels back outside
+   the mask: the VAE round trip changes every pixel a little, and a user's unmasked
+   pixels must come back exactly;
+5. optionally correct brightness and contrast at the seam, inside the mask (restore.py).
+
+Outpainting (outpainting.py) builds an extended canvas and its border mask and runs this.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint import (
+    StableDiffusionInpaintPipeline,
+)
+from PIL import Image
+
+from services.common.contract import GenerationRequest
+from services.worker.masks import load_mask, mask_to_image
+from services.worker.pipelines.common import (
+    LATENT_SCALE,
+    GenerationParams,
+    GenerationResult,
+    ProgressCallback,
+    check_side,
+    decode_latents,
+    draw_seed,
+    encode_prompts,
+    image_generator,
+    resolve_sampling,
+    step_reporter,
+    synchronize,
+)
+from services.worker.profiles import ModelProfile
+from services.worker.restore import match_colors
+
+
+@dataclass(frozen=True)
+class InpaintParams(GenerationParams):
+    """An inpainting job: the sampling parameters plus the image, what to regenerate in it
+    and how much of the noise schedule to run. `width`/`height` are the image's size."""
+
+    image: Image.Image  # RGB
+    mask: np.ndarray  # bool (height, width): True = regenerate
+    strength: float
+
+    @property
+    def denoise_steps(self) -> int:
+        """diffusers runs int(steps * strength) of the schedule's steps."""
+        return int(self.steps * self.strength)
+
+
+def snap_up(side: int) -> int:
+    """The smallest multiple of 8 (a whole latent pixel) at least `side`."""
+    return -(-side // LATENT_SCALE) * LATENT_SCALE
+
+
+def resolve_inpaint_params(
+    request: GenerationRequest,
+    profile: ModelProfile,
+    image: Image.Image,
+    mask: np.ndarray,
+    draw: Callable[[], int] = draw_seed,
+) -> InpaintParams:
+    """Check an inpaint or outpaint request for `image` and its boolean `mask` (already
+    checked against the image) and fill in the profile's defaults.
+
+    Raises ValueError with a message fit for the job record when the request is invalid.
+    """
+    if request.width or request.height:
+        raise ValueError(
+            "width and height must be unset: the output has the input image's size "
+            f"({image.width}x{image.height})"
+        )
+    # The model runs on the image padded to whole latent pixels; that size must be runnable.
+    check_side("the image's width (rounded up to a multiple of 8)", snap_up(image.width), profile)
+    check_side("the image's height (rounded up to a multiple of 8)", snap_up(image.height), profile)
+    sampling = resolve_sampling(request, profile, image.width, image.height, draw)
+    strength = request.strength if request.HasField("strength") else profile.inpaint_strength
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    if int(sampling.steps * strength) < 1:
+        raise ValueError(
+            f"steps x strength must be at least 1, got {sampling.steps} x {strength:g}"
+        )
+    return InpaintParams(
+        **vars(sampling),
+        image=image.convert("RGB"),
+        mask=mask,
+        strength=float(strength),
+    )
+
+
+def params_for_mask_image(
+    request: GenerationRequest,
+    profile: ModelProfile,
+    image: Image.Image,
+    mask_image: Image.Image,
+    draw: Callable[[], int] = draw_seed,
+) -> InpaintParams:
+    """`resolve_inpaint_params` for a user's mask image (masks.py: binarized and checked)."""
+    return resolve_inpaint_params(request, profile, image, load_mask(mask_image, image.size), draw)
+
+
+def pad_to_latent_grid(image: Image.Image, mask: np.ndarray) -> tuple[Image.Image, np.ndarray]:
+    """The image and mask padded on the right and bottom to multiples of 8. The image's
+    edge pixels are repeated (continuous content for the VAE) and the padding is not masked
+    (kept as context, never generated)."""
+    pad_y, pad_x = snap_up(image.height) - image.height, snap_up(image.width) - image.width
+    if not pad_x and not pad_y:
+        return image, mask
+    pixels = np.pad(np.asarray(image), ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")
+    return Image.fromarray(pixels), np.pad(mask, ((0, pad_y), (0, pad_x)), constant_values=False)
+
+
+def composite(generated: Image.Image, original: Image.Image, mask: np.ndarray) -> np.ndarray:
+    """Generated pixels inside `mask`, `original`'s exactly outside (H, W, 3 uint8)."""
+    return np.where(mask[..., None], np.asarray(generated), np.asarray(original))
+
+
+@torch.no_grad()
+def run_inpainting(
+    pipeline: StableDiffusionInpaintPipeline,
+    params: InpaintParams,
+    on_progress: ProgressCallback | None = None,
+    restore_colors: bool = True,
+) -> GenerationResult:
+    """Regenerate `params.mask` of `params.image`, `params.num_images` times.
+
+    `on_progress(done, total)` is called after every denoising step of every image; an
+    exception it raises stops the job there. With `restore_colors`, brightness and contrast
+    of the generated region are matched to the preserved ring around it (restore.py).
+    Composition and colour restoration count as decoding in the timings.
+    """
+    device = pipeline._execution_device
+
+    # Step 1: the canvas the model runs on: whole latent pixels.
+    canvas, canvas_mask = pad_to_latent_grid(params.image, params.mask)
+    mask_image = mask_to_image(canvas_mask)
+
+    # Step 2: encode the prompts once for all images, without truncation.
+    encoded, encode_s = encode_prompts(pipeline, params)
+
+    images: list[Image.Image] = []
+    denoise_s = decode_s = 0.0
+    for index, seed in enumerate(params.seeds):
+        generator = image_generator(seed)
+
+        # Step 3: denoise this image, reporting every step.
+        started = time.perf_counter()
+        # diffusers annotates this pipeline's output and callback loosely (a tuple output,
+        # a two-argument callback); with return_dict on it is the documented output object.
+        output = pipeline(
+            prompt_embeds=encoded.prompt_embeds,
+            negative_prompt_embeds=encoded.negative_prompt_embeds,
+            image=canvas,
+            mask_image=mask_image,
+            height=canvas.height,
+            width=canvas.width,
+            strength=params.strength,
+            num_inference_steps=params.steps,
+            guidance_scale=params.guidance_scale,
+            generator=generator,
+            output_type="latent",
+            callback_on_step_end=step_reporter(on_progress, params, index),  # type: ignore[arg-type]
+        )
+        latents: torch.Tensor = output.images  # type: ignore[union-attr,assignment]
+        synchronize(device)
+        denoise_s += time.perf_counter() - started
+
+        # Step 4: decode, crop the padding off, keep the input's pixels outside the mask.
+        started = time.perf_counter()
+        (generated,) = decode_latents(pipeline, latents, generator)
+        generated = generated.crop((0, 0, params.width, params.height))
+        pixels = composite(generated, params.image, params.mask)
+
+        # Step 5: correct brightness and contrast at the seam, inside the mask only.
+        if restore_colors:
+            pixels = match_colors(pixels, params.mask)
+        images.append(Image.fromarray(pixels))
+        decode_s += time.perf_counter() - started
+
+    return GenerationResult(
+        images=images,
+        seeds=params.seeds,
+        params=params,
+        prompt_tokens=encoded.prompt_tokens,
+        chunks=encoded.chunks,
+        encode_s=encode_s,
+        denoise_s=denoise_s,
+        decode_s=decode_s,
+    )
