@@ -22,6 +22,7 @@ from services.gateway.errors import ApiError, invalid
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.protocol import GenerationOptions
 from services.gateway.settings import GatewaySettings
+from services.gateway.task_inputs import TaskInputs
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,10 @@ class JobSubmitter:
         params: GenerationParams,
         conversation_id: str = "",
         request_id: str = "",
+        inputs: TaskInputs | None = None,
     ) -> JobRecord:
-        """Create and enqueue one job; returns its record as stored."""
+        """Create and enqueue one job; returns its record as stored. `inputs`: the input
+        images (by id) and options of an inpaint or outpaint job."""
         request = GenerationRequest(
             job_id=new_id("job"),
             tenant=tenant,
@@ -105,6 +108,8 @@ class JobSubmitter:
             request.guidance_scale = params.guidance_scale
         if params.seed is not None:
             request.seed = params.seed
+        if inputs is not None:
+            inputs.apply_to(request)
         record = JobRecord(request=request, status=JobStatus.JOB_STATUS_QUEUED)
         record.timings.created_at = time.time()
         if not self._jobs.create(record):  # 128 random bits: a clash means a bug

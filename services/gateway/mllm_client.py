@@ -34,14 +34,22 @@ class MllmBadResponse(MllmError):
 
 @dataclass(frozen=True)
 class ChatMessage:
-    """One OpenAI chat message (text only for now)."""
+    """One OpenAI chat message: text, optionally with images (data URIs) before it."""
 
     role: str
     content: str
+    image_urls: tuple[str, ...] = ()
 
-    def to_openai(self) -> dict[str, str]:
-        """The message as the OpenAI API expects it."""
-        return {"role": self.role, "content": self.content}
+    def to_openai(self) -> dict[str, Any]:
+        """The message as the OpenAI API expects it: a plain string, or with images a list
+        of `image_url` parts followed by one `text` part (what vLLM's LLaVA takes)."""
+        if not self.image_urls:
+            return {"role": self.role, "content": self.content}
+        parts: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": url}} for url in self.image_urls
+        ]
+        parts.append({"type": "text", "text": self.content})
+        return {"role": self.role, "content": parts}
 
 
 @dataclass(frozen=True)

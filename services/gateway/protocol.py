@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Every task of the contract, by its API name; only "t2i" is served so far (others: 501).
+# Every task of the contract, by its API name; "t2i", "inpaint" and "outpaint" are served
+# (others: 501).
 TaskName = Literal["t2i", "similar", "inpaint", "outpaint", "edit", "restore"]
 
 # Seeds fit the worker's uint64 even after adding the image index (seed + i).
@@ -66,3 +67,58 @@ class GenerationOptions(BaseModel):
         "recorded in the job.",
     )
     n: int = Field(default=1, ge=1, description="Number of images, 1..LLMGA_MAX_N (4).")
+
+
+class ImageInput(BaseModel):
+    """An input image: inline base64 (or a data URI) or the id of a stored image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    b64: str | None = Field(
+        default=None,
+        description="Raw base64 or a `data:image/...;base64,` URI; at most "
+        "LLMGA_MAX_UPLOAD_BYTES (10 MiB) decoded and LLMGA_MAX_IMAGE_PIXELS (16.7 MP).",
+    )
+    id: str | None = Field(
+        default=None, description="Id returned by POST /v1/uploads, or of a generated image."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ImageInput:
+        if (self.b64 is None) == (self.id is None):
+            raise ValueError("give exactly one of 'b64' and 'id'")
+        return self
+
+
+# Outpainting limits of the schema; the extended canvas must also fit LLMGA_MAX_SIZE.
+MAX_OUTPAINT_PIXELS = 2048
+MAX_OUTPAINT_RATIO = 4.0
+
+
+class OutpaintInput(BaseModel):
+    """How far to extend the canvas: pixels per side, or one ratio for every side."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    left: int = Field(default=0, ge=0, le=MAX_OUTPAINT_PIXELS, description="Pixels added left.")
+    top: int = Field(default=0, ge=0, le=MAX_OUTPAINT_PIXELS, description="Pixels added on top.")
+    right: int = Field(default=0, ge=0, le=MAX_OUTPAINT_PIXELS, description="Pixels added right.")
+    bottom: int = Field(
+        default=0, ge=0, le=MAX_OUTPAINT_PIXELS, description="Pixels added at the bottom."
+    )
+    ratio: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_OUTPAINT_RATIO,
+        description="Instead of pixels: left and right grow by round(ratio x width), top "
+        "and bottom by round(ratio x height); in (0, 4].",
+    )
+
+    @model_validator(mode="after")
+    def _pixels_or_ratio(self) -> OutpaintInput:
+        sides = (self.left, self.top, self.right, self.bottom)
+        if self.ratio is not None and any(sides):
+            raise ValueError("give pixels per side or a ratio, not both")
+        if self.ratio is None and not any(sides):
+            raise ValueError("extend at least one side (left, top, right, bottom) or give a ratio")
+        return self

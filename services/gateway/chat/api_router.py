@@ -27,14 +27,21 @@ router = APIRouter(tags=["chat"])
             "description": "With stream=true: chat.completion.chunk events, then "
             "`event: chat.result` (ChatResponse), then `data: [DONE]`.",
         },
-        404: {"model": ErrorResponse, "description": "Unknown conversation_id."},
+        404: {"model": ErrorResponse, "description": "Unknown conversation_id or image id."},
         409: {
             "model": ErrorResponse,
             "description": "Idempotency-Key used for another request, or still in progress.",
         },
-        413: {"model": ErrorResponse, "description": "Body over LLMGA_MAX_REQUEST_BYTES."},
+        413: {
+            "model": ErrorResponse,
+            "description": "Body over LLMGA_MAX_REQUEST_BYTES, or an image over "
+            "LLMGA_MAX_UPLOAD_BYTES.",
+        },
         422: {"model": ErrorResponse, "description": "Invalid field (named in `field`)."},
-        501: {"model": ErrorResponse, "description": "Task or input images not served yet."},
+        501: {
+            "model": ErrorResponse,
+            "description": "Task not served yet ('similar': images without mask/outpaint).",
+        },
         502: {"model": ErrorResponse, "description": "The mllm gave an unusable answer."},
         503: {"model": ErrorResponse, "description": "The mllm or the job queue is down."},
         504: {"model": ErrorResponse, "description": "The mllm did not answer in time."},
@@ -47,7 +54,9 @@ async def chat(
     idempotency_key: IdempotencyKey,
 ) -> Response:
     """Send a message to the assistant. Each `<gen_image>` block of its reply starts one
-    text-to-image job (poll `GET /v1/jobs/{id}`). Nothing is stored if the mllm fails.
+    job (poll `GET /v1/jobs/{id}`): text-to-image, or with `images` + `mask` / `outpaint`
+    an inpaint / outpaint job on that image, which the mllm sees masked (holes black).
+    Nothing is stored if the mllm fails.
     With an `Idempotency-Key`, a retry returns the first answer instead of a new turn.
     With `stream: true` the visible reply arrives as server-sent events."""
     if request.stream:

@@ -4,29 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 from services.gateway.jobs.protocol import JobView
-from services.gateway.protocol import GenerationOptions, TaskName
-
-
-class ImageInput(BaseModel):
-    """An input image: inline base64 (or a data URI) or the id of an upload."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    b64: str | None = Field(
-        default=None,
-        description="Raw base64 or a `data:image/...;base64,` URI; at most "
-        "LLMGA_MAX_UPLOAD_BYTES (10 MiB) decoded and LLMGA_MAX_IMAGE_PIXELS (16.7 MP).",
-    )
-    id: str | None = Field(default=None, description="Id returned by POST /v1/uploads.")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> ImageInput:
-        if (self.b64 is None) == (self.id is None):
-            raise ValueError("give exactly one of 'b64' and 'id'")
-        return self
+from services.gateway.protocol import GenerationOptions, ImageInput, OutpaintInput, TaskName
 
 
 class ChatRequest(GenerationOptions):
@@ -41,14 +22,34 @@ class ChatRequest(GenerationOptions):
     )
     task: TaskName | None = Field(
         default=None,
-        description="What images the turn may generate: 't2i' (default without images; "
-        "the only task served so far), 'similar' (default with images), 'inpaint', "
-        "'outpaint', 'edit', 'restore' (501 until implemented).",
+        description="What the turn's jobs do; omitted, it follows from the inputs: 't2i' "
+        "without images, 'inpaint' with one image + mask, 'outpaint' with one image + "
+        "outpaint, 'similar' with images alone (501 until implemented). Named, it must "
+        "match the inputs (422); 'edit' and 'restore' answer 501.",
     )
     images: list[ImageInput] = Field(
         default_factory=list,
         max_length=4,
-        description="Input images (at most 4). Not served yet: a turn with images is 501.",
+        description="Input images (at most 4); inpaint and outpaint take exactly one. The "
+        "mllm sees it masked (holes black; outpaint: the extended canvas, border black); "
+        "the conversation stores its id, never its pixels.",
+    )
+    mask: ImageInput | None = Field(
+        default=None,
+        description="inpaint: what to regenerate in images[0], the same size. White = "
+        "regenerate (binarized at 0.5), or an RGBA image transparent where to regenerate.",
+    )
+    outpaint: OutpaintInput | None = Field(
+        default=None,
+        description="outpaint: how far to extend images[0]; the extended size must be "
+        "within LLMGA_MIN_SIZE..LLMGA_MAX_SIZE (64..2048) per side.",
+    )
+    strength: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="inpaint/outpaint: how much of the noise schedule runs, in (0, 1]; "
+        "omitted: the profile's.",
     )
     stream: bool = Field(
         default=False,

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from services.common.contract import Task
 from services.common.ids import new_id
 from services.gateway.assistant import (
     ask_mllm,
@@ -44,7 +43,14 @@ from services.gateway.job_submitter import GenerationParams, checked_params
 from services.gateway.jobs.serving import job_view
 from services.gateway.mllm_client import ChatMessage, ChatResult, ChatStream, MllmError
 from services.gateway.state import GatewayState
-from services.gateway.uploads import decode_image
+from services.gateway.task_inputs import (
+    SERVED_TASKS,
+    PreparedInputs,
+    TaskInputs,
+    check_task_fields,
+    load_input_image,
+    prepare_inputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,25 +71,56 @@ def history_messages(conversation: StoredConversation | None, limit: int) -> lis
     return messages
 
 
-def _check_images(state: GatewayState, tenant: str, request: ChatRequest) -> None:
-    """Input images are checked (413/422 for a bad one, 404 for an unknown id) before a
-    task is refused as not implemented: bad input is the client's error, whatever the task.
-    Nothing is stored."""
-    for index, image in enumerate(request.images):
-        field = f"images[{index}]"
-        if image.b64 is not None:
-            decode_image(image.b64, f"{field}.b64", state.image_limits)
-        elif image.id is not None and state.blobs.get(tenant, image.id) is None:
-            raise not_found(f"{field}.id: image {image.id!r} not found")
+def turn_task(request: ChatRequest) -> str:
+    """The turn's task: as named, or inferred from the inputs (a mask: inpaint, an
+    outpaint extension: outpaint, images alone: similar, nothing: t2i); whether the
+    inputs are complete is checked afterwards (`check_task_fields`)."""
+    if request.task is not None:
+        return request.task
+    if request.mask is not None:
+        return "inpaint"
+    if request.outpaint is not None:
+        return "outpaint"
+    return "similar" if request.images else "t2i"
 
 
-def _check_supported(request: ChatRequest) -> None:
-    """501 for what this version does not serve yet, before anything is stored."""
-    task = request.task or ("similar" if request.images else "t2i")
-    if task != "t2i":
+def check_turn_inputs(
+    state: GatewayState, tenant: str, request: ChatRequest
+) -> tuple[str, PreparedInputs | None]:
+    """The turn's task and its checked inpaint/outpaint inputs (None for t2i). Fields that
+    do not fit the task are 422; input images are checked (413/422 for a bad one, 404 for
+    an unknown id) before a task is refused as not implemented (501): bad input is the
+    client's error, whatever the task. Nothing is stored."""
+    task = turn_task(request)
+    check_task_fields(
+        task,
+        image_field="images",
+        has_image=bool(request.images),
+        mask=request.mask,
+        outpaint=request.outpaint,
+        strength=request.strength,
+        width=request.width,
+        height=request.height,
+    )
+    if task not in SERVED_TASKS:
+        for index, image in enumerate(request.images):
+            load_input_image(state, tenant, image, f"images[{index}]")
         raise not_implemented(f"task {task!r} is not implemented yet", "task")
-    if request.images:
-        raise not_implemented("chat with input images is not implemented yet", "images")
+    if not request.images:
+        return task, None
+    if len(request.images) > 1:
+        raise invalid(f"{task} takes exactly one image, not {len(request.images)}", "images")
+    inputs = prepare_inputs(
+        state,
+        tenant,
+        SERVED_TASKS[task],
+        request.images[0],
+        mask=request.mask,
+        outpaint=request.outpaint,
+        strength=request.strength,
+        image_field="images[0]",
+    )
+    return task, inputs
 
 
 @dataclass(frozen=True)
@@ -94,6 +131,8 @@ class PreparedTurn:
     messages: list[ChatMessage]
     params: GenerationParams
     user_at: float
+    task: int
+    inputs: PreparedInputs | None  # inpaint/outpaint: checked, stored with the turn
 
 
 def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> PreparedTurn:
@@ -102,8 +141,7 @@ def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> Prep
     if len(request.message) > settings.max_message_chars:
         raise invalid(f"message is longer than {settings.max_message_chars} characters", "message")
     params = checked_params(request, settings)
-    _check_images(state, tenant, request)
-    _check_supported(request)
+    task, inputs = check_turn_inputs(state, tenant, request)
 
     conversation: StoredConversation | None = None
     if request.conversation_id is not None:
@@ -111,36 +149,50 @@ def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> Prep
         if conversation is None:
             raise not_found(f"conversation {request.conversation_id!r} not found")
     messages = history_messages(conversation, settings.chat_history_messages)
-    messages.append(ChatMessage("user", request.message))
+    # The current turn carries the masked image; history stays text (images by id only).
+    images = (inputs.preview_data_uri(),) if inputs is not None else ()
+    messages.append(ChatMessage("user", request.message, image_urls=images))
     return PreparedTurn(
         conversation_id=request.conversation_id or new_id("conv"),
         messages=messages,
         params=params,
         user_at=time.time(),
+        task=SERVED_TASKS[task],
+        inputs=inputs,
     )
 
 
 def complete_turn(
     state: GatewayState, tenant: str, request: ChatRequest, turn: PreparedTurn, result: ChatResult
 ) -> ChatResponse:
-    """Start one t2i job per generation prompt of the reply and store both turns."""
+    """Start one job of the turn's task per generation prompt of the reply (inpaint and
+    outpaint: each on the turn's image, stored once) and store both turns."""
     parsed = parse_reply(result.content)
+    inputs: TaskInputs | None = None
+    if turn.inputs is not None:
+        inputs = turn.inputs.store(state, tenant)
     records = [
         state.submitter.submit(
             tenant=tenant,
-            task=Task.TASK_T2I,
+            task=turn.task,
             prompt=prompt,
             params=turn.params,
             conversation_id=turn.conversation_id,
+            inputs=inputs,
         )
         for prompt in parsed.prompts
     ]
+    image_ids = []
+    if inputs is not None:
+        image_ids = [*inputs.input_image_ids, *filter(None, [inputs.mask_image_id])]
     job_ids = [record.request.job_id for record in records]
     state.conversations.append(
         tenant,
         turn.conversation_id,
         [
-            StoredTurn(role="user", text=request.message, created_at=turn.user_at),
+            StoredTurn(
+                role="user", text=request.message, image_ids=image_ids, created_at=turn.user_at
+            ),
             StoredTurn(
                 role="assistant",
                 text=parsed.text,
@@ -163,7 +215,7 @@ def complete_turn(
 
 
 def chat_turn(state: GatewayState, tenant: str, request: ChatRequest) -> ChatResponse:
-    """Answer one user turn and start one t2i job per generation prompt in the reply."""
+    """Answer one user turn and start one job per generation prompt in the reply."""
     turn = prepare_turn(state, tenant, request)
     result = ask_mllm(state, turn.messages)
     return complete_turn(state, tenant, request, turn, result)

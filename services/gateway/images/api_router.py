@@ -29,10 +29,12 @@ _INVALID = {"model": ErrorResponse, "description": "Invalid field (named in `fie
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ImagesResponse,
     responses={
+        404: {"model": ErrorResponse, "description": "Unknown or expired input image id."},
         409: {
             "model": ErrorResponse,
             "description": "Idempotency-Key used for another request, or still in progress.",
         },
+        413: {"model": ErrorResponse, "description": "An image over LLMGA_MAX_UPLOAD_BYTES."},
         422: _INVALID,
         501: {"model": ErrorResponse, "description": "Task not served yet."},
         502: {"model": ErrorResponse, "description": "refine: unusable mllm answer."},
@@ -47,9 +49,10 @@ async def create_images(
     wait: WaitSeconds,
     idempotency_key: IdempotencyKey,
 ) -> Response:
-    """Queue a generation job; follow it at `GET /v1/jobs/{id}` (also in `Location`) or
-    its `/events`. `Prefer: wait=N` answers when the job ends or after N seconds (still
-    202); an `Idempotency-Key` makes retries return the first answer."""
+    """Queue a generation job (t2i; inpaint: `image` + `mask`; outpaint: `image` +
+    `outpaint`); follow it at `GET /v1/jobs/{id}` (also in `Location`) or its `/events`.
+    `Prefer: wait=N` answers when the job ends or after N seconds (still 202); an
+    `Idempotency-Key` makes retries return the first answer."""
 
     async def handle() -> JSONResponse:
         job = await create_images_job_waiting(state, tenant, request, wait)

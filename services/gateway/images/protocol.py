@@ -5,16 +5,39 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.gateway.jobs.protocol import JobView
-from services.gateway.protocol import GenerationOptions, TaskName
+from services.gateway.protocol import GenerationOptions, ImageInput, OutpaintInput, TaskName
 
 
 class ImagesRequest(GenerationOptions):
-    """Create one generation job from a prompt."""
+    """Create one generation job from a prompt (and, for inpaint/outpaint, an image)."""
 
     task: TaskName = Field(
         default="t2i",
-        description="'t2i' (served); 'similar', 'inpaint', 'outpaint', 'edit', "
-        "'restore' answer 501 until implemented.",
+        description="'t2i', 'inpaint' (needs image + mask), 'outpaint' (needs image + "
+        "outpaint); 'similar', 'edit', 'restore' answer 501 until implemented.",
+    )
+    image: ImageInput | None = Field(
+        default=None,
+        description="inpaint/outpaint: the input image. The output has its size (outpaint: "
+        "plus the extension), so width and height must be omitted.",
+    )
+    mask: ImageInput | None = Field(
+        default=None,
+        description="inpaint: what to regenerate, the image's size. White = regenerate, "
+        "black = keep (binarized at 0.5), or an RGBA image transparent (alpha < 0.5) where "
+        "to regenerate. Must select at least one pixel.",
+    )
+    outpaint: OutpaintInput | None = Field(
+        default=None,
+        description="outpaint: how far to extend the canvas; the extended size must be "
+        "within LLMGA_MIN_SIZE..LLMGA_MAX_SIZE (64..2048) per side.",
+    )
+    strength: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="inpaint/outpaint: how much of the noise schedule runs, in (0, 1]; "
+        "omitted: the profile's (1: the region is generated from pure noise).",
     )
     prompt: str = Field(
         min_length=1,

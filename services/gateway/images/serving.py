@@ -5,7 +5,6 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 
 from services.common.blob_store import Blob
-from services.common.contract import Task
 from services.gateway.assistant import ask_mllm
 from services.gateway.errors import invalid, not_found, not_implemented
 from services.gateway.generation_tags import parse_reply
@@ -14,34 +13,84 @@ from services.gateway.job_submitter import checked_params
 from services.gateway.jobs.serving import image_url, job_view
 from services.gateway.mllm_client import ChatMessage
 from services.gateway.state import GatewayState
+from services.gateway.task_inputs import (
+    SERVED_TASKS,
+    PreparedInputs,
+    check_task_fields,
+    load_input_image,
+    prepare_inputs,
+)
 from services.gateway.uploads import decode_image
 
 
-def refine_prompt(state: GatewayState, prompt: str) -> tuple[str, str | None]:
+def refine_prompt(
+    state: GatewayState, prompt: str, image_url: str | None = None
+) -> tuple[str, str | None]:
     """Ask the mllm for a detailed generation prompt; returns (prompt, note), where the
-    note says why the original prompt is kept when the reply holds no generation block."""
+    note says why the original prompt is kept when the reply holds no generation block.
+    `image_url` (inpaint/outpaint: the masked image as a data URI) goes with the message."""
     message = state.settings.refine_template.replace("{prompt}", prompt)
-    result = ask_mllm(state, [ChatMessage("user", message)])
+    images = (image_url,) if image_url else ()
+    result = ask_mllm(state, [ChatMessage("user", message, image_urls=images)])
     prompts = parse_reply(result.content).prompts
     if not prompts:
         return prompt, "the MLLM wrote no generation prompt; the original prompt is used"
     return prompts[0], None
 
 
+def check_images_inputs(
+    state: GatewayState, tenant: str, request: ImagesRequest
+) -> PreparedInputs | None:
+    """Check the task's fields and input images (4xx naming the field; nothing stored);
+    501 for a task not served yet. Returns the inpaint/outpaint inputs, None for t2i."""
+    check_task_fields(
+        request.task,
+        image_field="image",
+        has_image=request.image is not None,
+        mask=request.mask,
+        outpaint=request.outpaint,
+        strength=request.strength,
+        width=request.width,
+        height=request.height,
+    )
+    if request.task not in SERVED_TASKS:
+        if request.image is not None:  # bad input is the client's error, whatever the task
+            load_input_image(state, tenant, request.image, "image")
+        raise not_implemented(f"task {request.task!r} is not implemented yet", "task")
+    if request.image is None:
+        return None
+    return prepare_inputs(
+        state,
+        tenant,
+        SERVED_TASKS[request.task],
+        request.image,
+        mask=request.mask,
+        outpaint=request.outpaint,
+        strength=request.strength,
+    )
+
+
 def create_images_job(state: GatewayState, tenant: str, request: ImagesRequest) -> ImagesResponse:
-    """Queue one job (501 for tasks not served yet)."""
+    """Queue one job (501 for tasks not served yet). Inpaint/outpaint inputs are checked
+    before the mllm is asked, and inline images are stored only once the job is queued."""
     settings = state.settings
     if len(request.prompt) > settings.max_prompt_chars:
         raise invalid(f"prompt is longer than {settings.max_prompt_chars} characters", "prompt")
     params = checked_params(request, settings)
-    if request.task != "t2i":
-        raise not_implemented(f"task {request.task!r} is not implemented yet", "task")
+    inputs = check_images_inputs(state, tenant, request)
 
     prompt, refined, note = request.prompt, None, None
     if request.refine:
-        prompt, note = refine_prompt(state, request.prompt)
+        preview = inputs.preview_data_uri() if inputs is not None else None
+        prompt, note = refine_prompt(state, request.prompt, preview)
         refined = prompt if note is None else None
-    record = state.submitter.submit(tenant=tenant, task=Task.TASK_T2I, prompt=prompt, params=params)
+    record = state.submitter.submit(
+        tenant=tenant,
+        task=SERVED_TASKS[request.task],
+        prompt=prompt,
+        params=params,
+        inputs=inputs.store(state, tenant) if inputs is not None else None,
+    )
     return ImagesResponse(**job_view(record).model_dump(), refined_prompt=refined, refine_note=note)
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from services.gateway.protocol import TaskName
+from services.gateway.protocol import OutpaintInput, TaskName
 
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
@@ -53,3 +53,13 @@ class JobView(BaseModel):
     timings: TimingsView
     model_profile: str | None = Field(default=None, description="The worker's model profile.")
     conversation_id: str | None = Field(default=None, description="The chat that started the job.")
+    input_image_ids: list[str] = Field(
+        default_factory=list, description="inpaint/outpaint: the input image (GET /v1/images/<id>)."
+    )
+    mask_image_id: str | None = Field(default=None, description="inpaint: the mask image.")
+    outpaint: OutpaintInput | None = Field(
+        default=None, description="outpaint: the extension as requested."
+    )
+    strength: float | None = Field(
+        default=None, description="inpaint/outpaint: the strength asked for (null: default)."
+    )

@@ -13,6 +13,7 @@ from services.common.contract import (
     TERMINAL_STATUSES,
     JobRecord,
     JobStatus,
+    Outpaint,
     status_name,
     task_name,
 )
@@ -24,7 +25,7 @@ from services.gateway.jobs.protocol import (
     ProgressView,
     TimingsView,
 )
-from services.gateway.protocol import TaskName
+from services.gateway.protocol import OutpaintInput, TaskName
 from services.gateway.state import GatewayState
 
 
@@ -63,6 +64,20 @@ def job_view(record: JobRecord) -> JobView:
         ),
         model_profile=record.model_profile or None,
         conversation_id=request.conversation_id or None,
+        input_image_ids=list(request.input_image_ids),
+        mask_image_id=request.mask_image_id or None,
+        outpaint=_outpaint_view(request.outpaint) if request.HasField("outpaint") else None,
+        strength=request.strength if request.HasField("strength") else None,
+    )
+
+
+def _outpaint_view(outpaint: Outpaint) -> OutpaintInput:
+    """The API view of a job's canvas extension, as recorded (not re-validated: a record
+    is shown as it is). A ratio is a float32 in the record: rounded to 6 digits."""
+    if outpaint.ratio:
+        return OutpaintInput.model_construct(ratio=round(outpaint.ratio, 6))
+    return OutpaintInput.model_construct(
+        left=outpaint.left, top=outpaint.top, right=outpaint.right, bottom=outpaint.bottom
     )
 
 

@@ -1,0 +1,143 @@
+"""The gateway's checks of inpaint/outpaint inputs (services/gateway/task_inputs.py): the
+mask rule is the worker's exactly, outpaint geometry rounds as the worker does, and
+task-specific fields that do not fit the task are 422 naming the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+
+from services.common.contract import GenerationRequest, Outpaint, Task
+from services.gateway.errors import ApiError
+from services.gateway.mllm_client import ChatMessage
+from services.gateway.protocol import ImageInput, OutpaintInput
+from services.gateway.task_inputs import (
+    TaskInputs,
+    check_mask,
+    check_task_fields,
+    mask_selection,
+    outpaint_message,
+    outpaint_sides,
+)
+from services.worker.masks import binarize_mask
+
+
+def _masks() -> list[Image.Image]:
+    """Masks of every mode a stored PNG can have, with values around the threshold."""
+    rng = np.random.default_rng(0)
+    gradient = np.tile(np.arange(256, dtype=np.uint8), (4, 1))
+    rgb = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    rgba = np.dstack([rgb, rng.integers(0, 256, size=(16, 16), dtype=np.uint8)])
+    opaque = np.dstack([rgb, np.full((16, 16), 255, dtype=np.uint8)])
+    la = np.dstack([gradient, gradient[::-1]])
+    palette = Image.fromarray(rgb).convert("P")
+    palette.info["transparency"] = 0
+    return [
+        Image.fromarray(gradient, mode="L"),
+        Image.fromarray(rgb, mode="RGB"),
+        Image.fromarray(rgba, mode="RGBA"),
+        Image.fromarray(opaque, mode="RGBA"),
+        Image.fromarray(la, mode="LA"),
+        palette,
+    ]
+
+
+@pytest.mark.parametrize("mask", _masks(), ids=lambda m: m.mode)
+def test_mask_selection_is_the_workers_rule(mask: Image.Image) -> None:
+    expected = binarize_mask(mask)
+    assert np.array_equal(np.asarray(mask_selection(mask)) == 255, expected)
+
+
+def test_check_mask_refuses_another_size_and_an_empty_selection() -> None:
+    image = Image.new("RGB", (64, 48))
+    with pytest.raises(ApiError) as error:
+        check_mask(image, Image.new("L", (48, 64), 255), "mask")
+    assert error.value.status_code == 422 and error.value.field == "mask"
+    assert "48x64" in error.value.message and "64x48" in error.value.message
+
+    for empty in (Image.new("L", (64, 48), 127), Image.new("RGBA", (64, 48), (0, 0, 0, 255))):
+        with pytest.raises(ApiError) as error:
+            check_mask(image, empty, "mask")
+        assert error.value.status_code == 422
+        assert "selects no pixel" in error.value.message
+
+    selection = check_mask(image, Image.new("RGBA", (64, 48), (0, 0, 0, 0)), "mask")
+    assert selection.getextrema() == (255, 255)  # transparent everywhere: regenerate all
+
+
+def test_outpaint_ratio_rounds_like_the_worker() -> None:
+    message = outpaint_message(OutpaintInput(ratio=0.25))
+    assert message.ratio == pytest.approx(0.25)
+    assert outpaint_sides(message, (64, 96)) == (16, 24, 16, 24)
+    pixels = outpaint_message(OutpaintInput(left=8, bottom=16))
+    assert outpaint_sides(pixels, (64, 64)) == (8, 0, 0, 16)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"left": 0}, {"left": 8, "ratio": 0.5}, {"ratio": 0}, {"ratio": 5}, {"top": -1}],
+)
+def test_outpaint_input_needs_pixels_or_a_ratio(payload: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        OutpaintInput.model_validate(payload)
+
+
+_IMAGE = ImageInput(id="img_x")
+_OUT = OutpaintInput(left=8)
+
+
+@pytest.mark.parametrize(
+    ("task", "fields", "field"),
+    [
+        ("inpaint", {"has_image": True, "mask": _IMAGE, "width": 64}, "width"),
+        ("inpaint", {"has_image": True}, "mask"),
+        ("inpaint", {"mask": _IMAGE}, "image"),
+        ("inpaint", {"has_image": True, "mask": _IMAGE, "outpaint": _OUT}, "outpaint"),
+        ("outpaint", {"has_image": True, "outpaint": _OUT, "height": 64}, "height"),
+        ("outpaint", {"has_image": True}, "outpaint"),
+        ("outpaint", {"has_image": True, "outpaint": _OUT, "mask": _IMAGE}, "mask"),
+        ("t2i", {"has_image": True}, "image"),
+        ("t2i", {"strength": 0.5}, "strength"),
+    ],
+)
+def test_fields_that_do_not_fit_the_task_are_422(
+    task: str, fields: dict[str, Any], field: str
+) -> None:
+    arguments: dict[str, Any] = {
+        "has_image": False,
+        "mask": None,
+        "outpaint": None,
+        "strength": None,
+        "width": None,
+        "height": None,
+        **fields,
+    }
+    with pytest.raises(ApiError) as error:
+        check_task_fields(task, image_field="image", **arguments)
+    assert error.value.status_code == 422 and error.value.field == field
+
+
+def test_task_inputs_fill_the_request() -> None:
+    request = GenerationRequest(task=Task.TASK_OUTPAINT)
+    TaskInputs(["img_a"], outpaint=Outpaint(left=8), strength=0.5).apply_to(request)
+    assert list(request.input_image_ids) == ["img_a"] and request.outpaint.left == 8
+    assert request.HasField("strength") and request.strength == 0.5
+    plain = GenerationRequest(task=Task.TASK_INPAINT)
+    TaskInputs(["img_a"], mask_image_id="img_m").apply_to(plain)
+    assert plain.mask_image_id == "img_m" and not plain.HasField("strength")
+
+
+def test_a_message_with_images_has_image_url_parts_then_the_text() -> None:
+    assert ChatMessage("user", "hi").to_openai() == {"role": "user", "content": "hi"}
+    message = ChatMessage("user", "fill it", image_urls=("data:image/png;base64,AAAA",))
+    assert message.to_openai() == {
+        "role": "user",
+        "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            {"type": "text", "text": "fill it"},
+        ],
+    }
