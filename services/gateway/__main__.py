@@ -16,6 +16,9 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         proxy_headers=True,
+        # SIGTERM: stop accepting, let in-flight requests finish (up to this long), then
+        # run the lifespan shutdown. Streams and waits end at their own bounds.
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from services.gateway.apikeys import ApiKeyMiddleware
+from services.gateway.backpressure import require_queue_capacity
 from services.gateway.body_limit import BodyLimitMiddleware
 from services.gateway.chat.api_router import router as chat_router
 from services.gateway.conversations.api_router import router as conversations_router
@@ -41,8 +43,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (chat_router, images_router, jobs_router, conversations_router, health_router):
+    # Job-creating routes answer 429 while the generation queue is full (backpressure.py).
+    for router in (chat_router, images_router):
+        app.include_router(router, dependencies=[Depends(require_queue_capacity)])
+    for router in (jobs_router, conversations_router, health_router):
         app.include_router(router)
+    # Innermost: a request without a valid key is refused before its body is read.
+    app.add_middleware(ApiKeyMiddleware, required=settings.auth_required)
     # Added last = outermost: metrics also time requests the body limit refuses.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)

@@ -89,12 +89,12 @@ def _reason(err: Any) -> str:
     return str(err.get("msg", "")).removeprefix("Value error, ")
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return JSONResponse(
         error_body(exc.type, exc.message, exc.field),
         status_code=exc.status_code,
-        headers=exc.headers,
+        headers=exc.headers or retry_after(request, exc.status_code),
     )
 
 
@@ -154,18 +154,30 @@ def mllm_error_status(exc: MllmError) -> tuple[int, str]:
     return 502, "upstream_error"  # MllmBadResponse
 
 
-async def _mllm_error(_: Request, exc: Exception) -> JSONResponse:
+def retry_after(request: Request, status: int) -> dict[str, str] | None:
+    """`Retry-After` for a transient upstream failure (503, 504); None for the others."""
+    if status not in (503, 504):
+        return None
+    state = getattr(request.app.state, "gateway", None)
+    seconds = state.settings.upstream_retry_after_s if state is not None else 5
+    return {"Retry-After": str(seconds)}
+
+
+async def _mllm_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MllmError)
     status, kind = mllm_error_status(exc)
-    return JSONResponse(error_body(kind, str(exc)), status_code=status)
+    return JSONResponse(
+        error_body(kind, str(exc)), status_code=status, headers=retry_after(request, status)
+    )
 
 
-async def _redis_error(_: Request, exc: Exception) -> JSONResponse:
+async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
     # State is unreachable: a transient outage the client may retry, not a bug.
     logger.error("redis error: %r", exc)
     return JSONResponse(
         error_body("service_unavailable", "the state store is unavailable; try again later"),
         status_code=503,
+        headers=retry_after(request, 503),
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -36,6 +36,12 @@ class GatewayMetrics:
             "Latency of chat completions sent to the mllm, by outcome.",
             ["outcome"],
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # Read from the broker at every scrape (GatewayState.open binds the function).
+        self.queue_depth = Gauge(
+            "llmga_gateway_queue_depth",
+            "Jobs in the generation queue: waiting plus delivered but not acknowledged.",
             registry=self.registry,
         )
         self.mllm_tokens = Counter(

@@ -33,7 +33,12 @@ class GatewaySettings(StateSettings):
     )
 
     default_tenant: str = Field(
-        default="local", min_length=1, description="Tenant of every request until API keys exist."
+        default="local", min_length=1, description="Tenant of every request when auth is off."
+    )
+    auth_required: bool = Field(
+        default=False,
+        description="Require `Authorization: Bearer <API key>` on every route but /healthz, "
+        "/readyz, /metrics; the key decides the tenant (services/gateway/apikeys.py).",
     )
 
     # The mllm (OpenAI Chat Completions).
@@ -123,6 +128,25 @@ class GatewaySettings(StateSettings):
 
     worker_max_age_s: float = Field(
         default=30.0, gt=0, description="A worker counts as live if it heartbeated this recently."
+    )
+
+    # Backpressure and retries (docs/api.md "Backpressure and retries").
+    max_queued_jobs: int = Field(
+        default=1000,
+        ge=1,
+        description="Most jobs waiting or running in the queue; more submissions get 429.",
+    )
+    queue_full_retry_after_s: int = Field(
+        default=10, ge=1, description="Retry-After of a 429 answered because the queue is full."
+    )
+    upstream_retry_after_s: int = Field(
+        default=5, ge=1, description="Retry-After of a 503/504 (mllm, Redis or broker down)."
+    )
+    shutdown_timeout_s: int = Field(
+        default=150,
+        ge=1,
+        description="On SIGTERM, how long in-flight requests may take to finish (default: "
+        "longer than an mllm call).",
     )
 
 

@@ -12,7 +12,10 @@ from services.common.blob_store import RedisBlobStore
 from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
+from services.gateway.apikeys import TENANT_SCOPE_KEY
+from services.gateway.backpressure import QueueDepth
 from services.gateway.conversation_store import ConversationStore
+from services.gateway.errors import ApiError
 from services.gateway.idempotency import IdempotencyStore
 from services.gateway.job_events import JobEvents
 from services.gateway.job_submitter import JobSubmitter, make_celery_producer
@@ -39,6 +42,7 @@ class GatewayState:
     submitter: JobSubmitter
     events: JobEvents
     idempotency: IdempotencyStore
+    queue: QueueDepth
 
     @property
     def image_limits(self) -> ImageLimits:
@@ -62,6 +66,12 @@ class GatewayState:
         keys = RedisKeys(settings.key_prefix)
         producer = make_celery_producer(settings)
         jobs = JobStore(client, keys, settings.job_ttl_s)
+        # The broker may be another Redis than the state store (LLMGA_BROKER_URL).
+        broker = redis.Redis.from_url(
+            settings.effective_broker_url, socket_connect_timeout=3, socket_timeout=10
+        )
+        queue = QueueDepth(broker, settings.queue_name)
+        metrics.queue_depth.set_function(queue.depth_or_nan)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -88,6 +98,7 @@ class GatewayState:
                 # A claim outlives the longest request (mllm call + wait), then lapses.
                 pending_ttl_s=int(settings.mllm_timeout_s + settings.max_wait_s) + 60,
             ),
+            queue=queue,
         )
 
     async def close(self) -> None:
@@ -95,6 +106,7 @@ class GatewayState:
         self.mllm.close()
         self.producer.close()
         self.redis.close()
+        self.queue.close()
         await self.events.aclose()
 
 
@@ -106,5 +118,12 @@ def get_state(request: Request) -> GatewayState:
 
 
 def get_tenant(request: Request) -> str:
-    """FastAPI dependency: the caller's tenant (the default one until API keys exist)."""
-    return get_state(request).settings.default_tenant
+    """FastAPI dependency: the caller's tenant: its API key's when auth is required (set
+    by `ApiKeyMiddleware`, which answered 401 without a valid key), else the default."""
+    settings = get_state(request).settings
+    if settings.auth_required:
+        tenant = request.scope.get(TENANT_SCOPE_KEY)
+        if not isinstance(tenant, str):  # a route the middleware let through as public
+            raise ApiError(401, "unauthorized", "this route needs an API key")
+        return tenant
+    return settings.default_tenant

@@ -25,7 +25,15 @@ def create_app(settings: WorkerSettings) -> Celery:
         task_acks_late=True,
         worker_prefetch_multiplier=1,
         task_reject_on_worker_lost=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # A message whose worker died (SIGKILL, OOM, lost node) is given back to the
+            # queue by the next sweep of a live worker once its visibility timeout has
+            # passed. kombu sweeps every interval x throttle seconds (100 s by default);
+            # sweep at least every tenth of the timeout, so redelivery is not much later.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 10)),
+            "unacked_restore_throttle": 1,
+        },
         # Task results are small summaries (the job record is the real result); keep them
         # under the deployment's key prefix and only for a day.
         result_backend_transport_options={"global_keyprefix": f"{settings.key_prefix}:celery:"},

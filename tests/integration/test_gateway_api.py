@@ -257,9 +257,16 @@ def test_mllm_error_status_is_502_and_nothing_is_stored(
     assert len(api.get(f"/v1/conversations/{conversation_id}").json()["turns"]) == 2
 
 
-def test_mllm_timeout_is_504(api: httpx.Client, mllm: ScriptedMllm) -> None:
+def test_mllm_timeout_is_504_with_retry_after_and_nothing_is_stored(
+    api: httpx.Client, mllm: ScriptedMllm
+) -> None:
+    conversation_id = api.post("/v1/chat", json={"message": "start"}).json()["conversation_id"]
     mllm.script(delay_s=MLLM_TIMEOUT_S + 1)
-    assert_error(api.post("/v1/chat", json={"message": "slow"}), 504)
+    response = api.post("/v1/chat", json={"message": "slow", "conversation_id": conversation_id})
+    assert_error(response, 504)
+    assert int(response.headers["Retry-After"]) > 0
+    # The turn is not half-written: the conversation is as it was, the client retries.
+    assert len(api.get(f"/v1/conversations/{conversation_id}").json()["turns"]) == 2
 
 
 def test_mllm_unreachable_is_503(namespace: Namespace) -> None:
@@ -274,6 +281,7 @@ def test_mllm_unreachable_is_503(namespace: Namespace) -> None:
     with TestClient(create_app(settings)) as client:
         response = client.post("/v1/chat", json={"message": "hello"})
         assert response.status_code == 503 and response.json()["error"]["message"]
+        assert int(response.headers["Retry-After"]) > 0
 
 
 def test_redis_down_is_503_without_internals() -> None:
@@ -282,7 +290,7 @@ def test_redis_down_is_503_without_internals() -> None:
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         response = client.get("/v1/jobs/job_x")
-        assert response.status_code == 503
+        assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
         assert response.json()["error"]["message"] == (
             "the state store is unavailable; try again later"
         )
@@ -295,7 +303,7 @@ def test_redis_down_is_503_without_internals() -> None:
     [
         ({"message": "look", "images": [{"b64": _png_b64(32, 32)}]}, "task"),
         ({"message": "edit it", "task": "edit"}, "task"),
-        ({"message": "fill it", "task": "inpaint"}, "task"),
+        ({"message": "fix it", "task": "restore"}, "task"),
     ],
 )
 def test_chat_unimplemented_tasks_are_501_before_anything_is_stored(
@@ -533,7 +541,7 @@ def test_images_refine_without_a_prompt_keeps_the_original(
     assert body["refine_note"]
 
 
-@pytest.mark.parametrize("task", ["inpaint", "outpaint", "edit", "similar", "restore"])
+@pytest.mark.parametrize("task", ["edit", "similar", "restore"])
 def test_images_other_tasks_are_501(api: httpx.Client, task: str) -> None:
     message = assert_error(api.post("/v1/images", json={"prompt": "x", "task": task}), 501)
     assert f"task '{task}' is not implemented yet" == message

@@ -1,0 +1,170 @@
+"""API keys: `Authorization: Bearer <key>` -> tenant, and the CLI that creates keys.
+
+A key is `llmga_` + 256 random bits (URL-safe base64). Only its SHA-256 is stored, as
+`{prefix}:apikey:{sha256 hex}` -> tenant (no TTL), so a leaked Redis dump holds no usable
+key; the key itself is printed once, when it is created:
+
+    python -m services.gateway.apikeys create --tenant acme   # prints the key
+    python -m services.gateway.apikeys revoke --key llmga_...
+
+With `LLMGA_AUTH_REQUIRED=true` every route but /healthz, /readyz and /metrics needs a
+valid key (401 otherwise), and a request sees only its key's tenant's jobs, conversations
+and images (another tenant's are 404: every key of tenant data carries the tenant). With
+the default `false` (the local stack) every request is the tenant `LLMGA_DEFAULT_TENANT`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import secrets
+import sys
+
+import redis
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.common.redis_keys import RedisKeys
+from services.common.settings import StateSettings
+from services.gateway.errors import error_body
+
+KEY_PREFIX = "llmga_"
+# Tenants are part of Redis keys: no ':' or spaces.
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Routes a load balancer or Prometheus calls without a key.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Where the middleware leaves the tenant for `get_tenant`.
+TENANT_SCOPE_KEY = "llmga.tenant"
+
+
+def key_hash(key: str) -> str:
+    """The SHA-256 hex digest under which a key is stored."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def apikey_redis_key(keys: RedisKeys, digest: str) -> str:
+    return f"{keys.prefix}:apikey:{digest}"
+
+
+class ApiKeyStore:
+    """Creates, resolves and revokes API keys in Redis (only hashes are stored)."""
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
+        self._client = client
+        self._keys = keys
+
+    def create(self, tenant: str) -> str:
+        """A new key for `tenant`; the only time the key itself exists outside the client."""
+        if not TENANT_PATTERN.match(tenant):
+            raise ValueError("tenant must be 1-64 characters of A-Z, a-z, 0-9, '_' and '-'")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        self._client.set(apikey_redis_key(self._keys, key_hash(key)), tenant.encode())
+        return key
+
+    def tenant_for(self, key: str) -> str | None:
+        """The tenant of `key`, or None if it is unknown or revoked."""
+        value = self._client.get(apikey_redis_key(self._keys, key_hash(key)))
+        return None if value is None else bytes(value).decode()  # type: ignore[arg-type]
+
+    def revoke(self, key: str) -> bool:
+        """Delete `key`; False if it was unknown."""
+        return bool(self._client.delete(apikey_redis_key(self._keys, key_hash(key))))
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None if absent or another
+    scheme."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def _unauthorized(message: str) -> JSONResponse:
+    return JSONResponse(
+        error_body("unauthorized", message),
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="llmga"'},
+    )
+
+
+class ApiKeyMiddleware:
+    """With auth required: 401 without a valid key, else the key's tenant in the scope.
+    Without: nothing (get_tenant answers the default tenant)."""
+
+    def __init__(self, app: ASGIApp, required: bool) -> None:
+        self.app = app
+        self._required = required
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._required or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        raw = headers.get(b"authorization")
+        token = bearer_token(raw.decode("latin-1") if raw is not None else None)
+        if token is None:
+            response = _unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>' "
+                "(create one with `python -m services.gateway.apikeys create --tenant T`)"
+            )
+            await response(scope, receive, send)
+            return
+        # Starlette puts the app in the scope; its state is opened in the lifespan.
+        state = scope["app"].state.gateway
+        store = ApiKeyStore(state.redis, state.keys)
+        try:
+            tenant = await run_in_threadpool(store.tenant_for, token)
+        except redis.RedisError:
+            message = "the state store is unavailable; try again later"
+            response = JSONResponse(
+                error_body("service_unavailable", message),
+                status_code=503,
+                headers={"Retry-After": str(state.settings.upstream_retry_after_s)},
+            )
+            await response(scope, receive, send)
+            return
+        if tenant is None:
+            await _unauthorized("invalid or revoked API key")(scope, receive, send)
+            return
+        scope[TENANT_SCOPE_KEY] = tenant
+        await self.app(scope, receive, send)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m services.gateway.apikeys create --tenant T | revoke --key K`."""
+    parser = argparse.ArgumentParser(description="Manage the gateway's API keys.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create", help="create a key for a tenant; prints it once")
+    create.add_argument("--tenant", required=True)
+    revoke = commands.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("--key", required=True)
+    args = parser.parse_args(argv)
+
+    settings = StateSettings()
+    client = redis.Redis.from_url(settings.redis_url)
+    store = ApiKeyStore(client, RedisKeys(settings.key_prefix))
+    if args.command == "create":
+        try:
+            key = store.create(args.tenant)
+        except ValueError as error:
+            parser.error(str(error))
+        print(key)
+        print(
+            f"API key for tenant {args.tenant!r}: shown only now, store it safely.",
+            file=sys.stderr,
+        )
+        return 0
+    if not store.revoke(args.key):
+        print("unknown key", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
