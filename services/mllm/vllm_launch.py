@@ -5,6 +5,7 @@ checkpoints are published in the original LLaVA format, so each profile names th
 converted checkpoint directory (a deployment step) and the original repository it came
 from. ``python -m services.mllm.vllm_launch --profile llmga-vicuna-7b --print`` prints the
 command; without ``--print`` it replaces the process with ``vllm serve``.
+Convert checkpoints with ``python -m services.mllm.convert_checkpoint`` (docs/mllm.md).
 """
 
 from __future__ import annotations
