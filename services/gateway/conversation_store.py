@@ -19,7 +19,8 @@ from services.common.redis_keys import RedisKeys
 
 class StoredTurn(BaseModel):
     """One turn as stored. Assistant turns keep the raw reply (with its tags) because
-    that is what the model produced and what it must see again as history."""
+    that is what the model produced and what it must see again as history. Both turns of
+    a pair carry the image the user turn started from (`source_image_id`)."""
 
     role: Literal["user", "assistant"]
     text: str
@@ -27,6 +28,8 @@ class StoredTurn(BaseModel):
     image_ids: list[str] = Field(default_factory=list)
     generation_prompts: list[str] = Field(default_factory=list)
     job_ids: list[str] = Field(default_factory=list)
+    # The image the turn worked on (inpaint, outpaint, similar); None for t2i and chat.
+    source_image_id: str | None = None
     created_at: float
 
 

@@ -30,7 +30,9 @@ router = APIRouter(tags=["chat"])
         404: {"model": ErrorResponse, "description": "Unknown conversation_id or image id."},
         409: {
             "model": ErrorResponse,
-            "description": "Idempotency-Key used for another request, or still in progress.",
+            "description": "Idempotency-Key used for another request, or still in progress; "
+            "or (type no_result_image) an image task without `images` in a conversation "
+            "none of whose jobs has succeeded yet.",
         },
         413: {
             "model": ErrorResponse,
@@ -40,7 +42,7 @@ router = APIRouter(tags=["chat"])
         422: {"model": ErrorResponse, "description": "Invalid field (named in `field`)."},
         501: {
             "model": ErrorResponse,
-            "description": "Task not served yet ('similar': images without mask/outpaint).",
+            "description": "Task not served yet ('edit', 'restore').",
         },
         502: {"model": ErrorResponse, "description": "The mllm gave an unusable answer."},
         503: {"model": ErrorResponse, "description": "The mllm or the job queue is down."},
@@ -54,9 +56,11 @@ async def chat(
     idempotency_key: IdempotencyKey,
 ) -> Response:
     """Send a message to the assistant. Each `<gen_image>` block of its reply starts one
-    job (poll `GET /v1/jobs/{id}`): text-to-image, or with `images` + `mask` / `outpaint`
-    an inpaint / outpaint job on that image, which the mllm sees masked (holes black).
-    Nothing is stored if the mllm fails.
+    job (poll `GET /v1/jobs/{id}`): text-to-image; with `images` + `mask` / `outpaint`
+    an inpaint / outpaint job on that image, which the mllm sees masked (holes black);
+    with one image alone (similar) a text-to-image job from the mllm's description of it.
+    In a conversation, inpaint/outpaint/similar without `images` work on the latest result
+    image. Nothing is stored if the mllm fails.
     With an `Idempotency-Key`, a retry returns the first answer instead of a new turn.
     With `stream: true` the visible reply arrives as server-sent events."""
     if request.stream:

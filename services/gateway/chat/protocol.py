@@ -23,16 +23,18 @@ class ChatRequest(GenerationOptions):
     task: TaskName | None = Field(
         default=None,
         description="What the turn's jobs do; omitted, it follows from the inputs: 't2i' "
-        "without images, 'inpaint' with one image + mask, 'outpaint' with one image + "
-        "outpaint, 'similar' with images alone (501 until implemented). Named, it must "
-        "match the inputs (422); 'edit' and 'restore' answer 501.",
+        "without images, 'inpaint' with a mask, 'outpaint' with outpaint, 'similar' with "
+        "one image alone (the mllm describes it; each description drives a t2i job). Named, "
+        "it must match the inputs (422); 'edit' and 'restore' answer 501.",
     )
     images: list[ImageInput] = Field(
         default_factory=list,
         max_length=4,
-        description="Input images (at most 4); inpaint and outpaint take exactly one. The "
-        "mllm sees it masked (holes black; outpaint: the extended canvas, border black); "
-        "the conversation stores its id, never its pixels.",
+        description="Input images (at most 4); inpaint, outpaint and similar take exactly "
+        "one. The mllm sees it (inpaint/outpaint: masked, holes black; outpaint: the "
+        "extended canvas, border black); the conversation stores its id, never its pixels. "
+        "Omitted in a conversation, inpaint/outpaint/similar work on the first image of the "
+        "conversation's most recent succeeded job (409 if none has succeeded yet).",
     )
     mask: ImageInput | None = Field(
         default=None,
@@ -82,6 +84,11 @@ class ChatResponse(BaseModel):
         description="The detailed prompts the model wrote between <gen_image> tags."
     )
     jobs: list[JobView] = Field(description="One queued job per generation prompt.")
+    source_image_id: str | None = Field(
+        default=None,
+        description="inpaint/outpaint/similar: the image the turn worked on (given, or the "
+        "conversation's latest result); null for t2i.",
+    )
     usage: UsageView
 
 

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from services.common.ids import new_id
 from services.gateway.assistant import (
@@ -30,6 +30,7 @@ from services.gateway.chat.protocol import (
     UsageView,
 )
 from services.gateway.conversation_store import StoredConversation, StoredTurn
+from services.gateway.conversations.lineage import latest_result_image
 from services.gateway.errors import (
     ApiError,
     error_body,
@@ -42,6 +43,8 @@ from services.gateway.generation_tags import VisibleTextFilter, parse_reply
 from services.gateway.job_submitter import GenerationParams, checked_params
 from services.gateway.jobs.serving import job_view
 from services.gateway.mllm_client import ChatMessage, ChatResult, ChatStream, MllmError
+from services.gateway.protocol import ImageInput
+from services.gateway.similar import SimilarInputs, prepare_similar
 from services.gateway.state import GatewayState
 from services.gateway.task_inputs import (
     SERVED_TASKS,
@@ -84,41 +87,88 @@ def turn_task(request: ChatRequest) -> str:
     return "similar" if request.images else "t2i"
 
 
+# Tasks that work on one image; in a conversation, without `images`, they take the
+# conversation's latest result image.
+_SOURCE_TASKS = ("inpaint", "outpaint", "similar")
+
+TurnInputs = PreparedInputs | SimilarInputs
+
+
+def turn_source(
+    state: GatewayState,
+    tenant: str,
+    request: ChatRequest,
+    task: str,
+    conversation: StoredConversation | None,
+) -> tuple[ImageInput | None, str]:
+    """The image the turn works on and the field to name in errors about it: `images[0]`,
+    or (no `images`, an image task, in a conversation) the first image of the
+    conversation's most recent succeeded job; 409 if none has succeeded yet."""
+    if request.images:
+        if len(request.images) > 1:
+            raise invalid(f"{task} takes exactly one image, not {len(request.images)}", "images")
+        return request.images[0], "images[0]"
+    if conversation is None or task not in _SOURCE_TASKS:
+        return None, "images"
+    image_id = latest_result_image(state, tenant, conversation)
+    if image_id is None:
+        raise ApiError(
+            409,
+            "no_result_image",
+            f"{task} without `images` works on the conversation's latest result image, "
+            "but no job of this conversation has succeeded yet; wait for a job to "
+            "succeed or name the image in `images`",
+            "images",
+        )
+    return ImageInput(id=image_id), "images (the conversation's latest result)"
+
+
 def check_turn_inputs(
-    state: GatewayState, tenant: str, request: ChatRequest
-) -> tuple[str, PreparedInputs | None]:
-    """The turn's task and its checked inpaint/outpaint inputs (None for t2i). Fields that
-    do not fit the task are 422; input images are checked (413/422 for a bad one, 404 for
-    an unknown id) before a task is refused as not implemented (501): bad input is the
+    state: GatewayState,
+    tenant: str,
+    request: ChatRequest,
+    conversation: StoredConversation | None,
+) -> tuple[str, TurnInputs | None]:
+    """The turn's task and its checked image inputs (None for t2i). Fields that do not
+    fit the task are 422; input images are checked (413/422 for a bad one, 404 for an
+    unknown id) before a task is refused as not implemented (501): bad input is the
     client's error, whatever the task. Nothing is stored."""
     task = turn_task(request)
+    implicit = not request.images and conversation is not None and task in _SOURCE_TASKS
     check_task_fields(
         task,
         image_field="images",
-        has_image=bool(request.images),
+        has_image=bool(request.images) or implicit,
         mask=request.mask,
         outpaint=request.outpaint,
         strength=request.strength,
         width=request.width,
         height=request.height,
     )
-    if task not in SERVED_TASKS:
+    if task not in SERVED_TASKS and task != "similar":
         for index, image in enumerate(request.images):
             load_input_image(state, tenant, image, f"images[{index}]")
         raise not_implemented(f"task {task!r} is not implemented yet", "task")
-    if not request.images:
+    if task == "similar" and not request.images and conversation is None:
+        raise invalid(
+            "similar needs an input image (or a conversation with a result image)", "images"
+        )
+    source, field_name = turn_source(state, tenant, request, task, conversation)
+    if source is None:
         return task, None
-    if len(request.images) > 1:
-        raise invalid(f"{task} takes exactly one image, not {len(request.images)}", "images")
+    if task == "similar":
+        return task, prepare_similar(
+            state, tenant, source, field_name, request.width, request.height
+        )
     inputs = prepare_inputs(
         state,
         tenant,
         SERVED_TASKS[task],
-        request.images[0],
+        source,
         mask=request.mask,
         outpaint=request.outpaint,
         strength=request.strength,
-        image_field="images[0]",
+        image_field=field_name,
     )
     return task, inputs
 
@@ -132,7 +182,8 @@ class PreparedTurn:
     params: GenerationParams
     user_at: float
     task: int
-    inputs: PreparedInputs | None  # inpaint/outpaint: checked, stored with the turn
+    # inpaint/outpaint/similar: checked, stored (once) with the turn
+    inputs: TurnInputs | None
 
 
 def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> PreparedTurn:
@@ -141,15 +192,18 @@ def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> Prep
     if len(request.message) > settings.max_message_chars:
         raise invalid(f"message is longer than {settings.max_message_chars} characters", "message")
     params = checked_params(request, settings)
-    task, inputs = check_turn_inputs(state, tenant, request)
 
     conversation: StoredConversation | None = None
     if request.conversation_id is not None:
         conversation = state.conversations.get(tenant, request.conversation_id)
         if conversation is None:
             raise not_found(f"conversation {request.conversation_id!r} not found")
+    task, inputs = check_turn_inputs(state, tenant, request, conversation)
+    if isinstance(inputs, SimilarInputs):
+        params = replace(params, width=inputs.width, height=inputs.height)
     messages = history_messages(conversation, settings.chat_history_messages)
-    # The current turn carries the masked image; history stays text (images by id only).
+    # The current turn carries its image (inpaint/outpaint: masked, holes black); the
+    # history stays text (images by id only).
     images = (inputs.preview_data_uri(),) if inputs is not None else ()
     messages.append(ChatMessage("user", request.message, image_urls=images))
     return PreparedTurn(
@@ -157,7 +211,7 @@ def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> Prep
         messages=messages,
         params=params,
         user_at=time.time(),
-        task=SERVED_TASKS[task],
+        task=inputs.task if inputs is not None else SERVED_TASKS[task],
         inputs=inputs,
     )
 
@@ -165,8 +219,9 @@ def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> Prep
 def complete_turn(
     state: GatewayState, tenant: str, request: ChatRequest, turn: PreparedTurn, result: ChatResult
 ) -> ChatResponse:
-    """Start one job of the turn's task per generation prompt of the reply (inpaint and
-    outpaint: each on the turn's image, stored once) and store both turns."""
+    """Start one job of the turn's task per generation prompt of the reply (inpaint,
+    outpaint: each on the turn's image; similar: t2i jobs recording the image they
+    describe; the image stored once) and store both turns with the source image."""
     parsed = parse_reply(result.content)
     inputs: TaskInputs | None = None
     if turn.inputs is not None:
@@ -182,16 +237,22 @@ def complete_turn(
         )
         for prompt in parsed.prompts
     ]
-    image_ids = []
+    image_ids: list[str] = []
+    source_image_id: str | None = None
     if inputs is not None:
         image_ids = [*inputs.input_image_ids, *filter(None, [inputs.mask_image_id])]
+        source_image_id = inputs.input_image_ids[0]
     job_ids = [record.request.job_id for record in records]
     state.conversations.append(
         tenant,
         turn.conversation_id,
         [
             StoredTurn(
-                role="user", text=request.message, image_ids=image_ids, created_at=turn.user_at
+                role="user",
+                text=request.message,
+                image_ids=image_ids,
+                source_image_id=source_image_id,
+                created_at=turn.user_at,
             ),
             StoredTurn(
                 role="assistant",
@@ -199,6 +260,7 @@ def complete_turn(
                 raw=result.content,
                 generation_prompts=parsed.prompts,
                 job_ids=job_ids,
+                source_image_id=source_image_id,
                 created_at=time.time(),
             ),
         ],
@@ -208,6 +270,7 @@ def complete_turn(
         reply=parsed.text,
         generation_prompts=parsed.prompts,
         jobs=[job_view(record) for record in records],
+        source_image_id=source_image_id,
         usage=UsageView(
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
         ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from services.gateway.conversations.protocol import ConversationView
 from services.gateway.conversations.serving import delete_conversation, get_conversation
@@ -17,15 +17,28 @@ router = APIRouter(tags=["conversations"])
 @router.get(
     "/v1/conversations/{conversation_id}",
     response_model=ConversationView,
-    responses={404: {"model": ErrorResponse, "description": "Unknown or expired."}},
+    responses={
+        404: {
+            "model": ErrorResponse,
+            "description": "Unknown or expired; or `image_id` not part of the conversation.",
+        }
+    },
 )
 def read_conversation(
     conversation_id: str,
     state: Annotated[GatewayState, Depends(get_state)],
     tenant: Annotated[str, Depends(get_tenant)],
+    image_id: Annotated[
+        str | None,
+        Query(
+            description="Also return this image's lineage: the chain of (image, job, "
+            "source image) back to the first turn."
+        ),
+    ] = None,
 ) -> ConversationView:
-    """All turns of a conversation, oldest first."""
-    return get_conversation(state, tenant, conversation_id)
+    """All turns of a conversation, oldest first, each with the image it started from
+    (`source_image_id`); with `?image_id=` also that image's `lineage`."""
+    return get_conversation(state, tenant, conversation_id, image_id)
 
 
 @router.delete(

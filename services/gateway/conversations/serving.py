@@ -2,20 +2,76 @@
 
 from __future__ import annotations
 
-from services.gateway.conversations.protocol import ConversationView, TurnView
-from services.gateway.errors import not_found
+from typing import cast
+
+from services.common.contract import task_name
+from services.gateway.conversation_store import StoredConversation
+from services.gateway.conversations.lineage import known_image_ids, produced_images
+from services.gateway.conversations.protocol import ConversationView, LineageStep, TurnView
+from services.gateway.errors import ApiError, not_found
+from services.gateway.protocol import TaskName
 from services.gateway.state import GatewayState
 
 
-def get_conversation(state: GatewayState, tenant: str, conversation_id: str) -> ConversationView:
-    """The conversation's turns; 404 if unknown or expired."""
+def image_lineage(
+    state: GatewayState, tenant: str, conversation: StoredConversation, image_id: str
+) -> list[LineageStep]:
+    """The chain of `image_id` back to the first turn (see conversations/lineage.py);
+    404 naming `image_id` if the conversation neither made nor used that image."""
+    produced = produced_images(state, tenant, conversation)
+    if image_id not in produced and image_id not in known_image_ids(conversation):
+        raise ApiError(
+            404,
+            "not_found",
+            f"image_id: image {image_id!r} is not part of conversation {conversation.id!r}",
+            "image_id",
+        )
+    steps: list[LineageStep] = []
+    current: str | None = image_id
+    seen: set[str] = set()
+    while current is not None and current not in seen:
+        seen.add(current)
+        made = produced.get(current)
+        if made is None:  # an upload (the root), or made by an expired job
+            steps.append(
+                LineageStep(
+                    image_id=current,
+                    job_id=None,
+                    task=None,
+                    source_image_id=None,
+                    turn_index=None,
+                )
+            )
+            break
+        request = made.record.request
+        source = request.input_image_ids[0] if request.input_image_ids else None
+        steps.append(
+            LineageStep(
+                image_id=current,
+                job_id=request.job_id,
+                task=cast(TaskName, task_name(request.task)),
+                source_image_id=source,
+                turn_index=made.turn_index,
+            )
+        )
+        current = source
+    return steps
+
+
+def get_conversation(
+    state: GatewayState, tenant: str, conversation_id: str, image_id: str | None = None
+) -> ConversationView:
+    """The conversation's turns (with `image_id`: also that image's lineage); 404 if
+    unknown or expired."""
     stored = state.conversations.get(tenant, conversation_id)
     if stored is None:
         raise not_found(f"conversation {conversation_id!r} not found")
+    lineage = image_lineage(state, tenant, stored, image_id) if image_id is not None else None
     return ConversationView(
         id=stored.id,
         created_at=stored.created_at,
         updated_at=stored.updated_at,
+        lineage=lineage,
         turns=[
             TurnView(
                 role=turn.role,
@@ -23,6 +79,7 @@ def get_conversation(state: GatewayState, tenant: str, conversation_id: str) -> 
                 image_ids=turn.image_ids,
                 generation_prompts=turn.generation_prompts,
                 job_ids=turn.job_ids,
+                source_image_id=turn.source_image_id,
                 created_at=turn.created_at,
             )
             for turn in stored.turns

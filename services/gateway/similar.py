@@ -1,0 +1,81 @@
+"""Inputs of similar-image generation: describe the input image, generate from that.
+
+LLMGA's "similar image" task: the mllm sees the image (an OpenAI `image_url` data URI)
+with the user's text and writes a detailed description between generation tags; each
+description drives a text-to-image job. The job is a plain T2I job of the contract that
+also carries the source image in `input_image_ids` (the worker ignores it for T2I), so the
+job view shows which image it was made from. The output size defaults to the input
+image's, scaled into the gateway's size limits and snapped to a multiple of 8.
+
+Shared by `POST /v1/chat` and `POST /v1/images` (`task: "similar"`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from services.common.contract import Task
+from services.gateway.protocol import ImageInput
+from services.gateway.task_inputs import CheckedImage, TaskInputs, load_input_image, png_data_uri
+
+if TYPE_CHECKING:
+    from services.gateway.state import GatewayState
+
+# The message sent with the image when `POST /v1/images` gets no prompt.
+DEFAULT_SIMILAR_MESSAGE = "Please generate a similar image."
+_MULTIPLE = 8
+
+
+def _snap(side: float, low: int, high: int) -> int:
+    """`side` rounded down to a multiple of 8, within [low, high] (low rounded up to 8)."""
+    floor = -(-low // _MULTIPLE) * _MULTIPLE
+    ceiling = high // _MULTIPLE * _MULTIPLE
+    return max(floor, min(ceiling, int(side) // _MULTIPLE * _MULTIPLE))
+
+
+def similar_size(width: int, height: int, low: int, high: int) -> tuple[int, int]:
+    """The default output size for an input of `width` x `height`: scaled down (aspect
+    kept) so that the longest side is at most `high`, each side then rounded down to a
+    multiple of 8 and clamped to [low, high]."""
+    scale = min(1.0, high / max(width, height))
+    return _snap(width * scale, low, high), _snap(height * scale, low, high)
+
+
+@dataclass(frozen=True)
+class SimilarInputs:
+    """A checked source image of a similar turn/job and the output size to use."""
+
+    image: CheckedImage
+    width: int
+    height: int
+    task: int = Task.TASK_T2I
+
+    def preview_data_uri(self) -> str:
+        """The source image as a PNG data URI for the mllm (shrunk like other previews)."""
+        return png_data_uri(self.image.image.convert("RGB"))
+
+    def store(self, state: GatewayState, tenant: str) -> TaskInputs:
+        """Store an inline source image (once); the job records it by id."""
+        image_id = self.image.stored_id
+        if image_id is None:
+            image_id = state.blobs.put(tenant, self.image.png, "image/png")
+        return TaskInputs(input_image_ids=[image_id])
+
+
+def prepare_similar(
+    state: GatewayState,
+    tenant: str,
+    image: ImageInput,
+    field_name: str,
+    width: int | None = None,
+    height: int | None = None,
+) -> SimilarInputs:
+    """Check the source image (4xx naming `field_name`; nothing stored) and fix the output
+    size: `width`/`height` where given, else the image's (see `similar_size`)."""
+    checked = load_input_image(state, tenant, image, field_name)
+    settings = state.settings
+    default_w, default_h = similar_size(
+        checked.image.width, checked.image.height, settings.min_size, settings.max_size
+    )
+    return SimilarInputs(checked, width or default_w, height or default_h)
