@@ -42,7 +42,7 @@ test-unit: install  ## unit tests only
 lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check services tests deploy benchmarks
 	$(VENV)/bin/ruff format --check services tests deploy benchmarks
-	$(VENV)/bin/mypy services deploy benchmarks
+	$(VENV)/bin/mypy services deploy benchmarks tests
 
 bench: models  ## serving overhead vs. in-process baselines, measured in one run
 	$(PY) -m benchmarks.bench_serving

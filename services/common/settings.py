@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -31,6 +33,11 @@ class StateSettings(BaseSettings):
         default=7 * 24 * 3600,
         gt=0,
         description="How long conversations are kept after their last turn.",
+    )
+
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per log line (services/common/logs.py).",
     )
 
     @property

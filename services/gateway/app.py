@@ -17,6 +17,7 @@ from services.gateway.health.api_router import router as health_router
 from services.gateway.images.api_router import router as images_router
 from services.gateway.jobs.api_router import router as jobs_router
 from services.gateway.metrics import GatewayMetrics, RequestMetricsMiddleware
+from services.gateway.request_context import RequestIdMiddleware
 from services.gateway.settings import GatewaySettings, load_settings
 from services.gateway.state import GatewayState
 
@@ -53,4 +54,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # Added last = outermost: metrics also time requests the body limit refuses.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    # Outermost: every response (a 401, a 413 too) carries X-Request-ID, and every log
+    # line of the request its id (request_context.py).
+    app.add_middleware(RequestIdMiddleware)
     return app

@@ -18,6 +18,7 @@ from services.common.contract import (
 )
 from services.common.ids import new_id
 from services.common.job_store import JobStore
+from services.common.logs import current_request_id
 from services.gateway.errors import ApiError, invalid
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.protocol import GenerationOptions
@@ -90,7 +91,8 @@ class JobSubmitter:
         inputs: TaskInputs | None = None,
     ) -> JobRecord:
         """Create and enqueue one job; returns its record as stored. `inputs`: the input
-        images (by id) and options of an inpaint or outpaint job."""
+        images (by id) and options of an inpaint or outpaint job. `request_id` defaults to
+        the HTTP request's (request_context.py), so the worker's logs carry it too."""
         request = GenerationRequest(
             job_id=new_id("job"),
             tenant=tenant,
@@ -102,7 +104,7 @@ class JobSubmitter:
             steps=params.steps,
             n=params.n,
             conversation_id=conversation_id,
-            request_id=request_id,
+            request_id=request_id or current_request_id(),
         )
         if params.guidance_scale is not None:
             request.guidance_scale = params.guidance_scale
@@ -134,6 +136,7 @@ class JobSubmitter:
                 503, "service_unavailable", "the job queue is unavailable; try again later"
             ) from exc
         self._metrics.jobs_submitted.labels(task_name(task)).inc()
+        logger.info("queued job %s (%s) for tenant %s", request.job_id, task_name(task), tenant)
         return record
 
 

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Every task of the contract, by its API name; "t2i", "inpaint" and "outpaint" are served
-# (others: 501).
+# Every task of the contract, by its API name; "t2i", "inpaint", "outpaint" and "similar"
+# (t2i jobs from the mllm's description of an image) are served (others: 501).
 TaskName = Literal["t2i", "similar", "inpaint", "outpaint", "edit", "restore"]
 
 # Seeds fit the worker's uint64 even after adding the image index (seed + i).

@@ -13,11 +13,17 @@ import sys
 
 import redis
 import torch
+from celery.signals import setup_logging
+from diffusers.utils import logging as diffusers_logging
+from huggingface_hub import utils as hub_utils
+from transformers.utils import logging as transformers_logging
 
 from services.common.blob_store import RedisBlobStore
 from services.common.job_store import JobStore
+from services.common.logs import configure_logging
 from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
+from services.worker import metrics
 from services.worker.celery_app import create_app
 from services.worker.loading import load_models, resolve_device, resolve_dtype
 from services.worker.profiles import get_profile
@@ -33,9 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)  # no options: configuration is the environment (docs/worker.md)
     settings = WorkerSettings()
-    logging.basicConfig(
-        level=settings.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging("worker", settings.log_format, settings.loglevel)
+    # A receiver of this signal stops Celery from replacing our handler with its own.
+    setup_logging.connect(_keep_logging_config, weak=False)
+    json_logs = settings.log_format == "json"
+    if json_logs:  # one JSON object per line: no progress bars, no Celery banner
+        _disable_progress_bars()
+    # Up before the models load, so a scrape can tell "loading" from "down".
+    metrics.serve(settings.metrics_port)
     profile = get_profile(settings.profile)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
@@ -45,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     if profile.name == "tiny":
         build_tiny_models(settings.models_dir)
     device = resolve_device(settings.device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        metrics.register_gpu_memory(
+            index,
+            allocated=lambda: float(torch.cuda.memory_allocated(index)),
+            reserved=lambda: float(torch.cuda.memory_reserved(index)),
+        )
     models = load_models(
         profile,
         settings.models_dir,
@@ -81,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app.worker_main(
             [
+                *(["--quiet"] if json_logs else []),  # a celery option, before the command
                 "worker",
                 "--pool=solo",
                 "--concurrency=1",
@@ -98,6 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         heartbeat.stop()
     return 0
+
+
+def _disable_progress_bars() -> None:
+    """Hub downloads, model building and loading draw tqdm bars on stderr."""
+    hub_utils.disable_progress_bars()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
+def _keep_logging_config(**_: object) -> None:
+    """Celery's `setup_logging` receiver: logging is already configured."""
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint impo
 )
 
 from services.common.contract import Task
+from services.worker.metrics import MODEL_LOAD_SECONDS
 from services.worker.profiles import ModelProfile, ModelSource
 from services.worker.tiny_models import tiny_revision
 
@@ -85,6 +87,7 @@ def load_pipeline(
         "loading %s %s (revision %s) as %s on %s",
         pipeline_class.__name__, path_or_id, revision, dtype, device,
     )  # fmt: skip
+    started = time.perf_counter()
     pipeline = pipeline_class.from_pretrained(
         path_or_id,
         revision=revision,
@@ -95,6 +98,7 @@ def load_pipeline(
     pipeline = pipeline.to(device)
     # Progress goes to the job record, not to a terminal progress bar.
     pipeline.set_progress_bar_config(disable=True)
+    MODEL_LOAD_SECONDS.labels(pipeline_class.__name__).set(time.perf_counter() - started)
     return pipeline, recorded_revision(source, path_or_id, revision)
 
 

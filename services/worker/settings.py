@@ -82,6 +82,13 @@ class WorkerSettings(StateSettings):
         description="Match brightness/contrast at the seam after inpaint and outpaint.",
     )
     loglevel: str = Field(default="info", validation_alias=_env("loglevel"))
+    metrics_port: int = Field(
+        default=9101,
+        ge=0,
+        le=65535,
+        validation_alias=_env("metrics_port"),
+        description="Port of the worker's Prometheus /metrics; 0 = off.",
+    )
 
     @field_validator("models_dir")
     @classmethod

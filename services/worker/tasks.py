@@ -26,11 +26,14 @@ from services.common.contract import (
     JobStatus,
     decode_request,
     status_name,
+    task_name,
 )
 from services.common.job_store import JobStore
+from services.common.logs import log_context
 from services.common.workers import WorkerRegistry
 from services.worker.jobs import prepare_job
 from services.worker.loading import LoadedModels
+from services.worker.metrics import job_in_progress, observe_job
 from services.worker.pipelines.common import GenerationParams, GenerationResult
 
 logger = logging.getLogger(__name__)
@@ -57,8 +60,26 @@ class GenerationRunner:
     color_restore: bool = True
 
     def run(self, payload: str) -> dict[str, Any]:
-        """Run the job in `payload` (`encode_request` text); returns a short summary."""
+        """Run the job in `payload` (`encode_request` text); returns a short summary.
+
+        Everything logged meanwhile carries the job's request id and job id; the job's
+        duration and final status go to the worker's metrics (metrics.py)."""
         request = decode_request(payload)
+        with log_context(request_id=request.request_id, job_id=request.job_id):
+            with job_in_progress():
+                started = time.perf_counter()
+                summary = self._run(request)
+            # Jobs this call ended carry image_ids or an error; a missing record, a skipped
+            # job or a redelivered finished one is not a job run here.
+            if ("image_ids" in summary or "error" in summary) and summary["status"] in (
+                _FINAL_NAMES
+            ):
+                observe_job(
+                    task_name(request.task), summary["status"], time.perf_counter() - started
+                )
+            return summary
+
+    def _run(self, request: GenerationRequest) -> dict[str, Any]:
         tenant, job_id = request.tenant, request.job_id
         record = self.jobs.get(tenant, job_id)
         if record is None:
@@ -211,6 +232,9 @@ class GenerationRunner:
         record = self.jobs.update(request.tenant, request.job_id, mutate)
         logger.info("job %s failed before running: %s", request.job_id, error)
         return {"job_id": request.job_id, "status": _name(record), "error": error}
+
+
+_FINAL_NAMES = frozenset(status_name(status) for status in TERMINAL_STATUSES)
 
 
 def _name(record: JobRecord | None) -> str:

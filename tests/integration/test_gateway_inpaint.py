@@ -320,10 +320,12 @@ def test_bad_chat_inpaint_turns_are_4xx_before_the_mllm_is_asked(
     assert scripted.requests() == []
 
 
-def test_chat_with_an_image_alone_is_still_501_similar(
+def test_chat_with_an_image_alone_is_similar_and_takes_no_strength(
     api: httpx.Client, scripted: ScriptedMllm
 ) -> None:
+    """An image alone is a 'similar' turn (tests/integration/test_gateway_similar_lineage.py);
+    inpaint/outpaint options do not fit it."""
     scripted.reset()
-    response = api.post("/v1/chat", json={"message": "like this", "images": [IMAGE_64]})
-    assert assert_error(response, 501, "task") == "task 'similar' is not implemented yet"
+    body = {"message": "like this", "images": [IMAGE_64], "strength": 0.5}
+    assert "not 'similar'" in assert_error(api.post("/v1/chat", json=body), 422, "strength")
     assert scripted.requests() == []

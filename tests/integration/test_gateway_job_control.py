@@ -382,7 +382,7 @@ def test_failed_requests_release_the_key(api: httpx.Client, mllm: ScriptedMllm) 
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "ünïcode", "semi;colon"])
 def test_bad_idempotency_keys_are_422(api: httpx.Client, key: str) -> None:
     response = api.post(
-        "/v1/images", json={"prompt": "x"}, headers={"Idempotency-Key": key.encode()}
+        "/v1/images", json={"prompt": "x"}, headers=[(b"Idempotency-Key", key.encode())]
     )
     assert_error(response, 422, "Idempotency-Key")
 

@@ -10,8 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,11 @@ from deploy.local.stack import ManagedProcess
 from services.common.contract import JobStatus
 from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
-from services.common.workers import WorkerRegistry
 from services.gateway.backpressure import QueueDepth
 from tests.support.http_api import assert_error, wait_for_job
 from tests.support.processes import free_port, http_ok, python_module, running
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import REDIS_URL, Namespace, start_gateway
+from tests.support.services import REDIS_URL, Namespace, start_gateway, start_worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -81,37 +79,6 @@ def mllm(scripted: ScriptedMllm) -> ScriptedMllm:
 @pytest.fixture
 def jobs(redis_client: redis.Redis, namespace: Namespace) -> JobStore:
     return JobStore(redis_client, RedisKeys(namespace.key_prefix), ttl_s=600)
-
-
-@contextmanager
-def _worker(
-    namespace: Namespace,
-    models_dir: Path,
-    logs: Path,
-    name: str,
-    env: Mapping[str, str] | None = None,
-) -> Iterator[ManagedProcess]:
-    """A worker process (tiny profile), ready once it heartbeats; yields the process so
-    the test can signal it."""
-    worker_name = f"{namespace.key_prefix}-{name}"
-    registry = WorkerRegistry(redis.Redis.from_url(REDIS_URL), RedisKeys(namespace.key_prefix))
-    full_env = {
-        **namespace.env(),
-        "LLMGA_MODELS_DIR": str(models_dir),
-        "LLMGA_WORKER_NAME": worker_name,
-        "LLMGA_WORKER_HEARTBEAT_INTERVAL_S": "1",
-        "LLMGA_WORKER_TORCH_THREADS": "1",
-        **(env or {}),
-    }
-    with running(
-        name,
-        python_module("services.worker"),
-        full_env,
-        lambda: worker_name in registry.live(30),
-        logs,
-        timeout_s=180,
-    ) as process:
-        yield process
 
 
 def _popen(process: ManagedProcess) -> subprocess.Popen[bytes]:
@@ -205,7 +172,9 @@ def test_job_of_a_killed_worker_is_run_again_and_succeeds_once(
         start_gateway(env, logs) as gateway,
         httpx.Client(base_url=gateway.url, timeout=60) as api,
     ):
-        with _worker(namespace, models_dir, logs, "worker-a", SHORT_VISIBILITY) as worker_a:
+        with start_worker_process(
+            namespace, models_dir, logs, "worker-a", SHORT_VISIBILITY
+        ) as worker_a:
             job_id = _create(api, "a job that outlives its worker", CRASHED)
             _wait_for(_running(api, job_id), "job running on worker A")
             # Delivered but not acknowledged: still counted by the queue depth.
@@ -217,7 +186,7 @@ def test_job_of_a_killed_worker_is_run_again_and_succeeds_once(
         assert first is not None and first.status == JobStatus.JOB_STATUS_RUNNING
         assert first.attempts == 1 and first.worker.endswith("worker-a")
 
-        with _worker(namespace, models_dir, logs, "worker-b", SHORT_VISIBILITY):
+        with start_worker_process(namespace, models_dir, logs, "worker-b", SHORT_VISIBILITY):
             # Redelivered once the visibility timeout has passed (30 s), then run.
             view = wait_for_job(api, job_id, timeout_s=300)
 
@@ -245,7 +214,7 @@ def test_worker_sigterm_finishes_the_running_job_then_exits_0(
     with (
         start_gateway(env, logs) as gateway,
         httpx.Client(base_url=gateway.url, timeout=60) as api,
-        _worker(namespace, models_dir, logs, "worker-term") as worker,
+        start_worker_process(namespace, models_dir, logs, "worker-term") as worker,
     ):
         job_id = _create(api, "a job during shutdown", LONG)
         _wait_for(_running(api, job_id), "job running")

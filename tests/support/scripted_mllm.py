@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from tests.support.processes import free_port, http_ok, python_module, running
 
@@ -65,7 +65,7 @@ def create_app(initial_replies: list[str] | None = None) -> FastAPI:
         return {"object": "list", "data": [{"id": MODEL_ID, "object": "model"}]}
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> JSONResponse:
+    async def chat_completions(request: Request) -> Response:
         body = await request.json()
         with script.lock:
             script.requests.append(body)

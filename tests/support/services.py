@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis
 
+from deploy.local.stack import ManagedProcess
 from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
 from tests.support.processes import free_port, http_ok, python_module, running
@@ -67,32 +68,57 @@ def start_gateway(env: Mapping[str, str], log_dir: Path) -> Iterator[HttpService
         yield HttpService(port)
 
 
+def worker_name(namespace: Namespace, name: str) -> str:
+    """The registry name of a test worker: unique per namespace."""
+    return f"{namespace.key_prefix}-{name}"
+
+
 @contextmanager
-def start_worker(
-    namespace: Namespace, models_dir: Path, log_dir: Path, name: str = "worker"
-) -> Iterator[str]:
-    """`python -m services.worker` on the tiny profile; ready once it heartbeats.
-    Yields the worker's name."""
-    worker_name = f"{namespace.key_prefix}-{name}"
+def start_worker_process(
+    namespace: Namespace,
+    models_dir: Path,
+    log_dir: Path,
+    name: str = "worker",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[ManagedProcess]:
+    """`python -m services.worker` on the tiny profile; ready once it heartbeats. Yields
+    the process, for tests that signal it. `env` is added last (e.g. a metrics port: off by
+    default, so that test workers do not compete for 9101)."""
+    registered_as = worker_name(namespace, name)
     env = {
         **namespace.env(),
+        "LLMGA_WORKER_METRICS_PORT": "0",
         "LLMGA_MODELS_DIR": str(models_dir),
-        "LLMGA_WORKER_NAME": worker_name,
+        "LLMGA_WORKER_NAME": registered_as,
         "LLMGA_WORKER_HEARTBEAT_INTERVAL_S": "1",
         # One thread: on a small shared CPU, two OpenMP threads fighting other processes
         # are many times slower than one.
         "LLMGA_WORKER_TORCH_THREADS": "1",
+        **(env or {}),
     }
     registry = WorkerRegistry(redis.Redis.from_url(REDIS_URL), RedisKeys(namespace.key_prefix))
     with running(
         name,
         python_module("services.worker"),
         env,
-        lambda: worker_name in registry.live(30),
+        lambda: registered_as in registry.live(30),
         log_dir,
         timeout_s=180,
-    ):
-        yield worker_name
+    ) as process:
+        yield process
+
+
+@contextmanager
+def start_worker(
+    namespace: Namespace,
+    models_dir: Path,
+    log_dir: Path,
+    name: str = "worker",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """`start_worker_process`, yielding the worker's registry name."""
+    with start_worker_process(namespace, models_dir, log_dir, name, env):
+        yield worker_name(namespace, name)
 
 
 @contextmanager

@@ -123,7 +123,10 @@ def test_llava_llama_2(messages: list[dict[str, Any]], expected: str) -> None:
 
 @pytest.mark.parametrize("name", ["llava_v1", "llava_llama_2"])
 def test_image_in_later_turn_goes_to_first_user_turn(name: str) -> None:
-    messages = [*MULTI[:2], {"role": "user", "content": image_parts("now make it night")}]
+    messages: list[dict[str, Any]] = [
+        *MULTI[:2],
+        {"role": "user", "content": image_parts("now make it night")},
+    ]
     prompt = render(name, messages)
     assert prompt.count("<image>") == 1
     assert prompt.index("<image>\na husky astronaut") < prompt.index("now make it night")

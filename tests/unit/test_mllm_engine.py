@@ -63,9 +63,12 @@ def _serving(engine: LocalEngine, **settings: Any) -> OpenAIServingChat:
 def test_images_become_a_note(engine: LocalEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[ChatTurn]] = []
     original = engine.render_prompt
-    monkeypatch.setattr(
-        engine, "render_prompt", lambda turns: seen.append(turns) or original(turns)
-    )
+
+    def recording(turns: list[ChatTurn]) -> str:
+        seen.append(turns)
+        return original(turns)
+
+    monkeypatch.setattr(engine, "render_prompt", recording)
     request = ChatCompletionRequest.model_validate(
         {
             "messages": [

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusers import StableDiffusionInpaintPipeline
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint import (
+    StableDiffusionInpaintPipeline,
+)
 from PIL import Image
 
 from services.common.contract import GenerationRequest, Outpaint, Task

@@ -14,12 +14,15 @@ class ImagesRequest(GenerationOptions):
     task: TaskName = Field(
         default="t2i",
         description="'t2i', 'inpaint' (needs image + mask), 'outpaint' (needs image + "
-        "outpaint); 'similar', 'edit', 'restore' answer 501 until implemented.",
+        "outpaint), 'similar' (needs image: the mllm describes it, the description drives "
+        "a t2i job); 'edit', 'restore' answer 501 until implemented.",
     )
     image: ImageInput | None = Field(
         default=None,
         description="inpaint/outpaint: the input image. The output has its size (outpaint: "
-        "plus the extension), so width and height must be omitted.",
+        "plus the extension), so width and height must be omitted. similar: the image to "
+        "describe; width/height default to its size (scaled into LLMGA_MIN_SIZE.."
+        "LLMGA_MAX_SIZE, rounded down to a multiple of 8).",
     )
     mask: ImageInput | None = Field(
         default=None,
@@ -39,9 +42,12 @@ class ImagesRequest(GenerationOptions):
         description="inpaint/outpaint: how much of the noise schedule runs, in (0, 1]; "
         "omitted: the profile's (1: the region is generated from pure noise).",
     )
-    prompt: str = Field(
+    prompt: str | None = Field(
+        default=None,
         min_length=1,
-        description="What to generate: not blank, at most LLMGA_MAX_PROMPT_CHARS (4000).",
+        description="What to generate: not blank, at most LLMGA_MAX_PROMPT_CHARS (4000). "
+        "Required except for 'similar', where it is optional text sent to the mllm with the "
+        "image (default: 'Please generate a similar image.').",
     )
     refine: bool = Field(
         default=False,
@@ -50,8 +56,8 @@ class ImagesRequest(GenerationOptions):
 
     @field_validator("prompt")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
             raise ValueError("prompt must not be blank")
         return value
 
@@ -60,7 +66,9 @@ class ImagesResponse(JobView):
     """The queued job; poll `GET /v1/jobs/{id}` (also in the Location header)."""
 
     refined_prompt: str | None = Field(
-        default=None, description="With refine=true: the prompt the MLLM wrote (and the job uses)."
+        default=None,
+        description="With refine=true, or for 'similar' (always refined): the prompt the MLLM "
+        "wrote (and the job uses).",
     )
     refine_note: str | None = Field(
         default=None, description="With refine=true: why the original prompt was used instead."

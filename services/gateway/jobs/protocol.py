@@ -54,7 +54,9 @@ class JobView(BaseModel):
     model_profile: str | None = Field(default=None, description="The worker's model profile.")
     conversation_id: str | None = Field(default=None, description="The chat that started the job.")
     input_image_ids: list[str] = Field(
-        default_factory=list, description="inpaint/outpaint: the input image (GET /v1/images/<id>)."
+        default_factory=list,
+        description="inpaint/outpaint: the input image; a t2i job made by 'similar': the "
+        "image it was described from (GET /v1/images/<id>).",
     )
     mask_image_id: str | None = Field(default=None, description="inpaint: the mask image.")
     outpaint: OutpaintInput | None = Field(

@@ -23,6 +23,7 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint impo
 from PIL import Image
 
 from services.common.contract import GenerationRequest
+from services.worker.metrics import step_timer
 from services.worker.profiles import ModelProfile
 from services.worker.prompt_encoding import EncodedPrompts, encode_long_prompt
 
@@ -182,10 +183,12 @@ def step_reporter(
     its total.)
     """
     done_before = image_index * params.denoise_steps
+    tick = step_timer()  # llmga_worker_denoise_step_duration_seconds
 
     def report(
         pipeline: SDPipeline, step: int, _timestep: Any, callback_kwargs: dict[str, Any]
     ) -> dict[str, Any]:
+        tick()
         if on_progress is not None:
             # Rounded up: the first evaluation already shows progress.
             done = -(-(step + 1) * params.denoise_steps // max(pipeline.num_timesteps, 1))
