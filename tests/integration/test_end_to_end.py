@@ -4,64 +4,27 @@ process -> PNG. The scripted mllm gives exact replies; one test uses the real lo
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from PIL import Image
 
 from tests.support.http_api import wait_for_job
 from tests.support.scripted_mllm import ScriptedMllm
 from tests.support.services import (
-    REDIS_URL,
     HttpService,
     Namespace,
     start_gateway,
-    start_worker,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(600),
+    pytest.mark.usefixtures("worker"),  # every job here runs to the end
+]
 
 SIZE = {"width": 64, "height": 96, "steps": 4}
-
-
-@pytest.fixture(scope="module")
-def namespace() -> Iterator[Namespace]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()  # no Redis is a failure here, not a skip: CI starts one
-    ns = Namespace.unique("test-e2e")
-    yield ns
-    ns.cleanup(client)
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("logs")
-
-
-@pytest.fixture(scope="module")
-def worker(
-    namespace: Namespace, logs: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with start_worker(namespace, tmp_path_factory.mktemp("models"), logs) as name:
-        yield name
-
-
-@pytest.fixture(scope="module")
-def scripted(logs: Path) -> Iterator[ScriptedMllm]:
-    with ScriptedMllm.start(logs) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def api(
-    namespace: Namespace, worker: str, scripted: ScriptedMllm, logs: Path
-) -> Iterator[httpx.Client]:
-    env = {**namespace.env(), "LLMGA_MLLM_BASE_URL": scripted.base_url}
-    with start_gateway(env, logs) as gateway, httpx.Client(base_url=gateway.url) as client:
-        yield client
 
 
 def fetch_png(api: httpx.Client, url: str) -> Image.Image:

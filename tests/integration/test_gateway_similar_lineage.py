@@ -7,58 +7,19 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import redis
 from PIL import Image
 
 from tests.support.http_api import assert_error, wait_for_job
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import REDIS_URL, Namespace, start_gateway, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 STEPS = 2
-
-
-@pytest.fixture(scope="module")
-def namespace() -> Iterator[Namespace]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()
-    ns = Namespace.unique("test-similar")
-    yield ns
-    ns.cleanup(client)
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("logs")
-
-
-@pytest.fixture(scope="module")
-def worker(
-    namespace: Namespace, logs: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with start_worker(namespace, tmp_path_factory.mktemp("models"), logs) as name:
-        yield name
-
-
-@pytest.fixture(scope="module")
-def scripted(logs: Path) -> Iterator[ScriptedMllm]:
-    with ScriptedMllm.start(logs) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def api(namespace: Namespace, scripted: ScriptedMllm, logs: Path) -> Iterator[httpx.Client]:
-    env = {**namespace.env(), "LLMGA_MLLM_BASE_URL": scripted.base_url}
-    with start_gateway(env, logs) as gateway, httpx.Client(base_url=gateway.url) as client:
-        yield client
 
 
 def png_b64(pixels: np.ndarray) -> str:
