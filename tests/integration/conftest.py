@@ -13,6 +13,8 @@ import httpx
 import pytest
 import redis
 
+from services.common.job_store import JobStore
+from services.common.redis_keys import RedisKeys
 from tests.support.scripted_mllm import ScriptedMllm
 from tests.support.services import (
     REDIS_URL,
@@ -33,14 +35,27 @@ def local_mllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpService
 
 
 @pytest.fixture(scope="module")
-def namespace(request: pytest.FixtureRequest) -> Iterator[Namespace]:
-    """A Redis key prefix and queue of the module's own, deleted afterwards."""
-    client = redis.Redis.from_url(REDIS_URL)
+def redis_client() -> Iterator[redis.Redis]:
+    """A bytes client of the test Redis."""
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=False)
     client.ping()  # no Redis is a failure, not a skip: CI starts one
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def namespace(request: pytest.FixtureRequest, redis_client: redis.Redis) -> Iterator[Namespace]:
+    """A Redis key prefix and queue of the module's own, deleted afterwards."""
     label = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
     ns = Namespace.unique(label)
     yield ns
-    ns.cleanup(client)
+    ns.cleanup(redis_client)
+
+
+@pytest.fixture
+def jobs(redis_client: redis.Redis, namespace: Namespace) -> JobStore:
+    """The job records of the module's namespace, as the worker writes them."""
+    return JobStore(redis_client, RedisKeys(namespace.key_prefix), ttl_s=60)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +78,13 @@ def scripted(logs: Path) -> Iterator[ScriptedMllm]:
     """The scripted OpenAI-compatible server, for exact mllm replies."""
     with ScriptedMllm.start(logs) as server:
         yield server
+
+
+@pytest.fixture
+def mllm(scripted: ScriptedMllm) -> ScriptedMllm:
+    """The scripted mllm with an empty script and no recorded requests."""
+    scripted.reset()
+    return scripted
 
 
 @pytest.fixture(scope="module")

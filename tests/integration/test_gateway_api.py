@@ -49,33 +49,12 @@ MLLM_TIMEOUT_S = 1.5
 
 
 @pytest.fixture(scope="module")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=False)
-    client.ping()  # no Redis is a failure, not a skip: CI starts one
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def namespace(redis_client: redis.Redis) -> Iterator[Namespace]:
-    ns = Namespace.unique("test-gateway")
-    yield ns
-    ns.cleanup(redis_client)
-
-
-@pytest.fixture(scope="module")
-def mllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptedMllm]:
-    with ScriptedMllm.start(tmp_path_factory.mktemp("logs")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def gateway(
-    namespace: Namespace, mllm_server: ScriptedMllm, tmp_path_factory: pytest.TempPathFactory
+    namespace: Namespace, scripted: ScriptedMllm, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HttpService]:
     env = {
         **namespace.env(),
-        "LLMGA_MLLM_BASE_URL": mllm_server.base_url,
+        "LLMGA_MLLM_BASE_URL": scripted.base_url,
         "LLMGA_MLLM_TIMEOUT_S": str(MLLM_TIMEOUT_S),
         "LLMGA_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
         "LLMGA_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
@@ -85,21 +64,9 @@ def gateway(
 
 
 @pytest.fixture
-def mllm(mllm_server: ScriptedMllm) -> ScriptedMllm:
-    """The scripted mllm with an empty script and no recorded requests."""
-    mllm_server.reset()
-    return mllm_server
-
-
-@pytest.fixture
 def api(gateway: HttpService) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.url, timeout=30) as client:
         yield client
-
-
-@pytest.fixture
-def jobs(redis_client: redis.Redis, namespace: Namespace) -> JobStore:
-    return JobStore(redis_client, RedisKeys(namespace.key_prefix), ttl_s=60)
 
 
 # --------------------------------------------------------------------------- helpers

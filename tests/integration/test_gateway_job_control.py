@@ -23,7 +23,7 @@ from services.common.redis_keys import RedisKeys
 from services.gateway.conversation_store import ConversationStore, StoredTurn
 from tests.support.http_api import assert_error, job_events, server_sent_events
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import REDIS_URL, HttpService, Namespace, start_gateway
+from tests.support.services import HttpService, Namespace, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -36,38 +36,17 @@ TENANT = "local"
 
 
 @pytest.fixture(scope="module")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=False)
-    client.ping()  # no Redis is a failure, not a skip: CI starts one
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def namespace(redis_client: redis.Redis) -> Iterator[Namespace]:
-    ns = Namespace.unique("test-jobctl")
-    yield ns
-    ns.cleanup(redis_client)
-
-
-@pytest.fixture(scope="module")
 def keys(namespace: Namespace) -> RedisKeys:
     return RedisKeys(namespace.key_prefix)
 
 
 @pytest.fixture(scope="module")
-def mllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptedMllm]:
-    with ScriptedMllm.start(tmp_path_factory.mktemp("logs")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def gateway(
-    namespace: Namespace, mllm_server: ScriptedMllm, tmp_path_factory: pytest.TempPathFactory
+    namespace: Namespace, scripted: ScriptedMllm, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HttpService]:
     env = {
         **namespace.env(),
-        "LLMGA_MLLM_BASE_URL": mllm_server.base_url,
+        "LLMGA_MLLM_BASE_URL": scripted.base_url,
         "LLMGA_MAX_WAIT_S": str(MAX_WAIT_S),
         "LLMGA_JOB_EVENTS_KEEPALIVE_S": str(KEEPALIVE_S),
     }
@@ -76,21 +55,9 @@ def gateway(
 
 
 @pytest.fixture
-def mllm(mllm_server: ScriptedMllm) -> ScriptedMllm:
-    """The scripted mllm with an empty script and no recorded requests."""
-    mllm_server.reset()
-    return mllm_server
-
-
-@pytest.fixture
 def api(gateway: HttpService) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.url, timeout=30) as client:
         yield client
-
-
-@pytest.fixture
-def jobs(redis_client: redis.Redis, keys: RedisKeys) -> JobStore:
-    return JobStore(redis_client, keys, ttl_s=60)
 
 
 # --------------------------------------------------------------------------- helpers
