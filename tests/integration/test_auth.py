@@ -20,7 +20,7 @@ from services.gateway.apikeys import key_hash
 from tests.support.http_api import assert_error
 from tests.support.processes import REPO_ROOT
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import REDIS_URL, HttpService, Namespace, start_gateway
+from tests.support.services import HttpService, Namespace, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -28,36 +28,10 @@ REPLY = "Sure. <gen_image>a red fox in snow</gen_image>"
 
 
 @pytest.fixture(scope="module")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def namespace(redis_client: redis.Redis) -> Iterator[Namespace]:
-    ns = Namespace.unique("test-auth")
-    yield ns
-    ns.cleanup(redis_client)
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("logs")
-
-
-@pytest.fixture(scope="module")
-def mllm(logs: Path) -> Iterator[ScriptedMllm]:
-    with ScriptedMllm.start(logs) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def gateway(namespace: Namespace, mllm: ScriptedMllm, logs: Path) -> Iterator[HttpService]:
+def gateway(namespace: Namespace, scripted: ScriptedMllm, logs: Path) -> Iterator[HttpService]:
     env = {
         **namespace.env(),
-        "LLMGA_MLLM_BASE_URL": mllm.base_url,
+        "LLMGA_MLLM_BASE_URL": scripted.base_url,
         "LLMGA_AUTH_REQUIRED": "true",
     }
     with start_gateway(env, logs) as service:

@@ -19,39 +19,13 @@ from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
 from tests.support.http_api import job_events, wait_for_job
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import REDIS_URL, Namespace, start_gateway, start_worker
+from tests.support.services import Namespace, start_gateway, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 # Several seconds on tiny models: long enough to cancel mid-run.
 LONG = {"width": 256, "height": 256, "steps": 150, "seed": 1}
 SHORT = {"width": 64, "height": 64, "steps": 4, "seed": 2}
-
-
-@pytest.fixture(scope="module")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()  # no Redis is a failure here, not a skip: CI starts one
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def namespace(redis_client: redis.Redis) -> Iterator[Namespace]:
-    ns = Namespace.unique("test-jobctl-e2e")
-    yield ns
-    ns.cleanup(redis_client)
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("logs")
-
-
-@pytest.fixture(scope="module")
-def scripted(logs: Path) -> Iterator[ScriptedMllm]:
-    with ScriptedMllm.start(logs) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -16,33 +16,18 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.http_api import wait_for_job
 from tests.support.processes import REPO_ROOT, free_port
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import REDIS_URL, Namespace, start_gateway, start_worker
+from tests.support.services import Namespace, start_gateway, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 SIZE = {"width": 64, "height": 64, "steps": 3}
 JSON_LOGS = {"LLMGA_LOG_FORMAT": "json"}
-
-
-@pytest.fixture(scope="module")
-def namespace() -> Iterator[Namespace]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()
-    ns = Namespace.unique("test-obs")
-    yield ns
-    ns.cleanup(client)
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("logs")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from services.gateway.backpressure import QueueDepth
 from tests.support.http_api import assert_error, wait_for_job
 from tests.support.processes import free_port, http_ok, python_module, running
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import REDIS_URL, Namespace, start_gateway, start_worker_process
+from tests.support.services import Namespace, start_gateway, start_worker_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -38,14 +38,6 @@ CRASHED = {"width": 64, "height": 64, "steps": 150, "seed": 4, "n": 2}
 SHORT_VISIBILITY = {"LLMGA_WORKER_VISIBILITY_TIMEOUT_S": "30", "LLMGA_WORKER_MAX_JOB_S": "29"}
 
 
-@pytest.fixture(scope="module")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def namespace(redis_client: redis.Redis) -> Iterator[Namespace]:
     ns = Namespace.unique("test-reliability")
@@ -54,26 +46,9 @@ def namespace(redis_client: redis.Redis) -> Iterator[Namespace]:
 
 
 @pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("logs")
-
-
-@pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shared by every worker of the module: the tiny models are built once."""
     return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="module")
-def scripted(logs: Path) -> Iterator[ScriptedMllm]:
-    with ScriptedMllm.start(logs) as server:
-        yield server
-
-
-@pytest.fixture
-def mllm(scripted: ScriptedMllm) -> ScriptedMllm:
-    scripted.reset()
-    return scripted
 
 
 @pytest.fixture
