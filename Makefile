@@ -11,7 +11,7 @@ export LLMGA_MODELS_DIR ?= $(MODELS_DIR)
 export LLMGA_MLLM_CACHE_DIR ?= $(MLLM_CACHE_DIR)
 PROTOS := $(wildcard proto/llmga/v1/*.proto)
 
-.PHONY: install models run test test-unit lint proto bench clean help
+.PHONY: install models run test test-unit lint proto bench load clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -46,6 +46,10 @@ lint: install  ## ruff and mypy
 
 bench: models  ## serving overhead vs. in-process baselines, measured in one run
 	$(PY) -m benchmarks.bench_serving
+
+LOAD_ARGS ?= --users 4 --duration 30
+load: models  ## load test: concurrent users chat and generate; throughput, p50/p99, lost jobs
+	$(PY) -m benchmarks.load $(LOAD_ARGS)
 
 proto: install  ## regenerate services/common/proto from proto/
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=services/common/proto \
