@@ -150,6 +150,9 @@ def check_image(data: bytes, field: str, limits: ImageLimits) -> DecodedImage:
         image.load()
         # Phones store rotation in EXIF; generation must see the image the user sees.
         upright = ImageOps.exif_transpose(image)
+        if upright.mode.startswith("I"):
+            # 16/32-bit greyscale: Pillow's convert clips at 255; scale to 8 bits instead.
+            upright = upright.point(lambda value: value / 256).convert("L")
         if upright.mode not in ("RGB", "RGBA", "L", "LA"):
             has_alpha = "A" in upright.mode or "transparency" in upright.info
             upright = upright.convert("RGBA" if has_alpha else "RGB")

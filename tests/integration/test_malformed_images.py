@@ -21,11 +21,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import redis
 from PIL import Image
 
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import REDIS_URL, HttpService, Namespace, start_gateway
+from tests.support.services import HttpService, Namespace, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -96,7 +95,7 @@ def corpus() -> list[Sample]:
         Sample("valid-png", _b64(valid_png), (W, H, "RGB")),
         Sample("truncated-png", _b64(valid_png[: len(valid_png) // 2]), None, 422),
         Sample("huge-dimensions-header", _b64(huge), None, 422),
-        Sample("16-bit-png", _b64(_encode(sixteen, "PNG")), (W, H, "RGB")),
+        Sample("16-bit-png", _b64(_encode(sixteen, "PNG")), (W, H, "L")),
         Sample("cmyk-jpeg", _b64(_encode(_gradient("CMYK"), "JPEG")), (W, H, "RGB")),
         Sample("animated-gif", _b64(gif.getvalue()), (W, H, "RGB")),
         Sample("palette-png-transparency", _b64(_encode(palette, "PNG")), (W, H, "RGBA")),
@@ -115,11 +114,6 @@ CORPUS = corpus()
 
 
 @pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("logs")
-
-
-@pytest.fixture(scope="module")
 def mllm(logs: Path) -> Iterator[ScriptedMllm]:
     with ScriptedMllm.start(logs) as server:
         # Chat turns with an image are "similar" turns: the reply needs a prompt.
@@ -128,22 +122,15 @@ def mllm(logs: Path) -> Iterator[ScriptedMllm]:
 
 
 @pytest.fixture(scope="module")
-def gateway(mllm: ScriptedMllm, logs: Path) -> Iterator[HttpService]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()  # no Redis is a failure, not a skip: CI starts one
-    namespace = Namespace.unique("test-images")
+def gateway(mllm: ScriptedMllm, namespace: Namespace, logs: Path) -> Iterator[HttpService]:
     env = {
         **namespace.env(),
         "LLMGA_MLLM_BASE_URL": mllm.base_url,
         "LLMGA_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
         "LLMGA_MAX_IMAGE_PIXELS": str(MAX_IMAGE_PIXELS),
     }
-    try:
-        with start_gateway(env, logs) as service:
-            yield service
-    finally:
-        namespace.cleanup(client)
-        client.close()
+    with start_gateway(env, logs) as service:
+        yield service
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ import struct
 import tracemalloc
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from services.gateway.errors import ApiError
-from services.gateway.uploads import ImageLimits, decode_image
+from services.gateway.uploads import ImageLimits, check_image, decode_image
 
 LIMITS = ImageLimits(max_bytes=10 * 1024 * 1024, max_pixels=4096 * 4096, max_side=8192)
 
@@ -151,3 +152,13 @@ def test_too_long_side_is_422() -> None:
     limits = ImageLimits(max_bytes=LIMITS.max_bytes, max_pixels=LIMITS.max_pixels, max_side=100)
     error = _error(_b64(_png(101, 2)), limits)
     assert error.status_code == 422 and "101x2" in error.message
+
+
+def test_16_bit_greyscale_is_scaled_to_8_bits_not_clipped() -> None:
+    gradient = np.linspace(0, 65535, 64 * 32).reshape(32, 64).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(gradient).save(buffer, format="PNG")
+    stored = check_image(buffer.getvalue(), "image", LIMITS)
+    pixels = np.asarray(Image.open(io.BytesIO(stored.png)))
+    assert pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels, (gradient // 256).astype(np.uint8))
