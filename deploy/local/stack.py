@@ -11,6 +11,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,6 +104,13 @@ def redis_answers(redis_url: str) -> bool:
         return False
 
 
+def port_in_use(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:`port` (readiness checks would
+    otherwise be answered by that other process)."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def python_module(name: str, module: str, env: Mapping[str, str]) -> ManagedProcess:
     return ManagedProcess(name, [sys.executable, "-m", module], env=env)
 
@@ -124,6 +132,14 @@ def main() -> int:
         # them from fighting over cores (override by exporting the variable).
         "LLMGA_WORKER_TORCH_THREADS": os.environ.get("LLMGA_WORKER_TORCH_THREADS", "1"),
     }
+    busy = [port for port in (args.gateway_port, args.mllm_port) if port_in_use(port)]
+    if busy:
+        print(
+            f"port(s) {busy} already in use (another stack still running?); stop it or pass "
+            "--gateway-port/--mllm-port",
+            file=sys.stderr,
+        )
+        return 1
     processes: list[ManagedProcess] = []
     try:
         if not redis_answers(redis_url):
