@@ -120,6 +120,9 @@ def main() -> int:
     parser.add_argument("--gateway-port", type=int, default=8000)
     parser.add_argument("--mllm-port", type=int, default=8001)
     args = parser.parse_args()
+    # SIGTERM (a process manager, `kill`) stops the stack like Ctrl-C does: the `finally`
+    # below must run, or the services would be left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     redis_url = os.environ.get("LLMGA_REDIS_URL", "redis://127.0.0.1:6379/0")
     env = {
