@@ -3,8 +3,6 @@ real CLI: 401 without a valid key, health routes open, tenants isolated (404).""
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from PIL import Image
 
 from services.gateway.apikeys import key_hash
 from tests.support.http_api import assert_error
+from tests.support.images import png_b64
 from tests.support.processes import REPO_ROOT
 from tests.support.scripted_mllm import ScriptedMllm
 from tests.support.services import HttpService, Namespace, start_gateway
@@ -63,12 +62,6 @@ def keys(namespace: Namespace) -> dict[str, str]:
 def _client(gateway: HttpService, key: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.Client(base_url=gateway.url, timeout=60, headers=headers)
-
-
-def _png_b64() -> str:
-    out = io.BytesIO()
-    Image.new("RGB", (32, 32), "blue").save(out, format="PNG")
-    return base64.b64encode(out.getvalue()).decode()
 
 
 def test_keys_are_stored_hashed(
@@ -119,7 +112,9 @@ def test_tenants_see_only_their_own_jobs_conversations_and_images(
         chat = acme.post("/v1/chat", json={"message": "draw a fox"})
         assert chat.status_code == 200, chat.text
         conversation_id = chat.json()["conversation_id"]
-        upload = acme.post("/v1/uploads", json={"image": _png_b64()})
+        upload = acme.post(
+            "/v1/uploads", json={"image": png_b64(Image.new("RGB", (32, 32), "blue"))}
+        )
         assert upload.status_code == 201, upload.text
         image_id = upload.json()["id"]
 

@@ -35,6 +35,7 @@ from services.gateway.app import create_app
 from services.gateway.generation_tags import tidy_text
 from services.gateway.settings import GatewaySettings
 from tests.support.http_api import assert_error, server_sent_events
+from tests.support.images import png_b64
 from tests.support.scripted_mllm import ScriptedMllm
 from tests.support.services import REDIS_URL, HttpService, Namespace, start_gateway
 
@@ -70,12 +71,6 @@ def api(gateway: HttpService) -> Iterator[httpx.Client]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _png_b64(width: int, height: int) -> str:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), "green").save(out, format="PNG")
-    return base64.b64encode(out.getvalue()).decode()
 
 
 def _bomb_b64(width: int, height: int) -> str:
@@ -523,7 +518,10 @@ def test_unknown_ids_are_404(api: httpx.Client) -> None:
 
 
 def test_upload_round_trip(api: httpx.Client) -> None:
-    response = api.post("/v1/uploads", json={"image": "data:image/png;base64," + _png_b64(40, 24)})
+    response = api.post(
+        "/v1/uploads",
+        json={"image": "data:image/png;base64," + png_b64(Image.new("RGB", (40, 24), "green"))},
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert (body["width"], body["height"]) == (40, 24)

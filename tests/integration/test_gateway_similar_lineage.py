@@ -5,43 +5,19 @@ drives a t2i job that records its source; in a conversation, an outpaint turn wi
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 from tests.support.http_api import assert_error, wait_for_job
+from tests.support.images import noise, png_b64, sent_image
 from tests.support.scripted_mllm import ScriptedMllm
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 STEPS = 2
-
-
-def png_b64(pixels: np.ndarray) -> str:
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG")
-    return base64.b64encode(out.getvalue()).decode("ascii")
-
-
-def noise(height: int, width: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-
-
-def sent_image(request: dict[str, Any]) -> tuple[np.ndarray, str]:
-    """The image and text of the last user message the mllm received."""
-    user = request["messages"][-1]
-    assert user["role"] == "user" and isinstance(user["content"], list)
-    image_part, text_part = user["content"]
-    assert image_part["type"] == "image_url" and text_part["type"] == "text"
-    url = image_part["image_url"]["url"]
-    assert url.startswith("data:image/png;base64,")
-    data = base64.b64decode(url.removeprefix("data:image/png;base64,"))
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), text_part["text"]
 
 
 def test_chat_similar_turn_describes_the_image_and_starts_a_t2i_job(

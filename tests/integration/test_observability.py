@@ -4,8 +4,6 @@ logs that hold neither API keys nor image data."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import subprocess
@@ -20,6 +18,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.http_api import wait_for_job
+from tests.support.images import png_b64
 from tests.support.processes import REPO_ROOT, free_port
 from tests.support.scripted_mllm import ScriptedMllm
 from tests.support.services import Namespace, start_gateway, start_worker
@@ -152,16 +151,10 @@ def test_worker_metrics_after_a_job(api: httpx.Client, metrics_port: int) -> Non
     assert not any(name.startswith("llmga_worker_gpu_memory") for name, _ in samples)
 
 
-def _png_b64() -> str:
-    out = io.BytesIO()
-    Image.new("RGB", (64, 64), "blue").save(out, format="PNG")
-    return base64.b64encode(out.getvalue()).decode()
-
-
 def test_gateway_logs_hold_neither_api_keys_nor_image_data(
     api: httpx.Client, scripted: ScriptedMllm, logs: Path, api_key: str
 ) -> None:
-    image = _png_b64()
+    image = png_b64(Image.new("RGB", (64, 64), "blue"))
     scripted.reset()
     scripted.script("A blue square. <gen_image>a blue square, flat colour</gen_image>")
     chat = api.post(
