@@ -19,7 +19,7 @@ from tests.support.http_api import assert_error
 from tests.support.images import png_b64
 from tests.support.processes import REPO_ROOT
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import HttpService, Namespace, start_gateway
+from tests.support.services import HttpService, Namespace, create_api_key, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -37,26 +37,9 @@ def gateway(namespace: Namespace, scripted: ScriptedMllm, logs: Path) -> Iterato
         yield service
 
 
-def _create_key(namespace: Namespace, tenant: str) -> str:
-    """`python -m services.gateway.apikeys create --tenant T`: the key is the one line on
-    stdout."""
-    result = subprocess.run(
-        [sys.executable, "-m", "services.gateway.apikeys", "create", "--tenant", tenant],
-        cwd=REPO_ROOT,
-        env={**os.environ, **namespace.env()},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    (key,) = result.stdout.split()
-    assert key.startswith("llmga_")
-    return key
-
-
 @pytest.fixture(scope="module")
 def keys(namespace: Namespace) -> dict[str, str]:
-    return {tenant: _create_key(namespace, tenant) for tenant in ("acme", "globex")}
+    return {tenant: create_api_key(namespace, tenant) for tenant in ("acme", "globex")}
 
 
 def _client(gateway: HttpService, key: str | None) -> httpx.Client:
@@ -137,7 +120,7 @@ def test_tenants_see_only_their_own_jobs_conversations_and_images(
 
 
 def test_a_revoked_key_is_401(gateway: HttpService, namespace: Namespace) -> None:
-    key = _create_key(namespace, "initech")
+    key = create_api_key(namespace, "initech")
     with _client(gateway, key) as api:
         assert api.get("/v1/jobs/job_x").status_code == 404  # valid key, unknown job
         subprocess.run(

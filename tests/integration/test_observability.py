@@ -5,9 +5,6 @@ logs that hold neither API keys nor image data."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.http_api import wait_for_job
 from tests.support.images import png_b64
-from tests.support.processes import REPO_ROOT, free_port
+from tests.support.processes import free_port
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import Namespace, start_gateway, start_worker
+from tests.support.services import Namespace, create_api_key, start_gateway, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -44,24 +41,8 @@ def worker(
 
 
 @pytest.fixture(scope="module")
-def scripted(logs: Path) -> Iterator[ScriptedMllm]:
-    with ScriptedMllm.start(logs) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def api_key(namespace: Namespace) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "services.gateway.apikeys", "create", "--tenant", "obs"],
-        cwd=REPO_ROOT,
-        env={**os.environ, **namespace.env()},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    (key,) = result.stdout.split()
-    return key
+    return create_api_key(namespace, "obs")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,9 @@ in a Redis namespace (key prefix + Celery queue) that no other test run uses."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -14,7 +17,7 @@ import redis
 from deploy.local.stack import ManagedProcess
 from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
-from tests.support.processes import free_port, http_ok, python_module, running
+from tests.support.processes import REPO_ROOT, free_port, http_ok, python_module, running
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -45,6 +48,23 @@ class Namespace:
         keys += [self.queue_name, *client.scan_iter(match=f"{self.queue_name}*", count=1000)]
         keys += [f"_kombu.binding.{self.queue_name}"]
         client.delete(*keys)
+
+
+def create_api_key(namespace: Namespace, tenant: str) -> str:
+    """A key made by the real CLI (`python -m services.gateway.apikeys create --tenant T`)
+    in the namespace's Redis: the one line it prints."""
+    result = subprocess.run(
+        [sys.executable, "-m", "services.gateway.apikeys", "create", "--tenant", tenant],
+        cwd=REPO_ROOT,
+        env={**os.environ, **namespace.env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (key,) = result.stdout.split()
+    assert key.startswith("llmga_")
+    return key
 
 
 @dataclass(frozen=True)
