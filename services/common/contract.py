@@ -8,6 +8,10 @@ from __future__ import annotations
 import base64
 
 from services.common.proto.llmga.v1.jobs_pb2 import (
+    Control,
+    ControlType,
+    Edit,
+    EditMethod,
     GeneratedImage,
     GenerationRequest,
     JobRecord,
@@ -16,10 +20,15 @@ from services.common.proto.llmga.v1.jobs_pb2 import (
     Progress,
     Task,
     Timings,
+    Webhook,
 )
 
 __all__ = [
     "GENERATE_TASK_NAME",
+    "Control",
+    "ControlType",
+    "Edit",
+    "EditMethod",
     "GeneratedImage",
     "GenerationRequest",
     "JobRecord",
@@ -28,6 +37,7 @@ __all__ = [
     "Progress",
     "Task",
     "Timings",
+    "Webhook",
     "TERMINAL_STATUSES",
     "task_name",
     "task_from_name",

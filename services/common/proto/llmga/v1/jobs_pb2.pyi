@@ -16,6 +16,18 @@ class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_OUTPAINT: _ClassVar[Task]
     TASK_EDIT: _ClassVar[Task]
     TASK_RESTORE: _ClassVar[Task]
+    TASK_CONTROLNET: _ClassVar[Task]
+
+class EditMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EDIT_METHOD_UNSPECIFIED: _ClassVar[EditMethod]
+    EDIT_METHOD_P2P: _ClassVar[EditMethod]
+    EDIT_METHOD_DIFFEDIT: _ClassVar[EditMethod]
+
+class ControlType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTROL_TYPE_UNSPECIFIED: _ClassVar[ControlType]
+    CONTROL_TYPE_CANNY: _ClassVar[ControlType]
 
 class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -32,12 +44,50 @@ TASK_INPAINT: Task
 TASK_OUTPAINT: Task
 TASK_EDIT: Task
 TASK_RESTORE: Task
+TASK_CONTROLNET: Task
+EDIT_METHOD_UNSPECIFIED: EditMethod
+EDIT_METHOD_P2P: EditMethod
+EDIT_METHOD_DIFFEDIT: EditMethod
+CONTROL_TYPE_UNSPECIFIED: ControlType
+CONTROL_TYPE_CANNY: ControlType
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_QUEUED: JobStatus
 JOB_STATUS_RUNNING: JobStatus
 JOB_STATUS_SUCCEEDED: JobStatus
 JOB_STATUS_FAILED: JobStatus
 JOB_STATUS_CANCELED: JobStatus
+
+class Edit(_message.Message):
+    __slots__ = ("source_caption", "instruction", "method")
+    SOURCE_CAPTION_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    source_caption: str
+    instruction: str
+    method: EditMethod
+    def __init__(self, source_caption: _Optional[str] = ..., instruction: _Optional[str] = ..., method: _Optional[_Union[EditMethod, str]] = ...) -> None: ...
+
+class Control(_message.Message):
+    __slots__ = ("type", "preprocessed", "conditioning_scale", "low_threshold", "high_threshold")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSED_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONING_SCALE_FIELD_NUMBER: _ClassVar[int]
+    LOW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    HIGH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    type: ControlType
+    preprocessed: bool
+    conditioning_scale: float
+    low_threshold: int
+    high_threshold: int
+    def __init__(self, type: _Optional[_Union[ControlType, str]] = ..., preprocessed: _Optional[bool] = ..., conditioning_scale: _Optional[float] = ..., low_threshold: _Optional[int] = ..., high_threshold: _Optional[int] = ...) -> None: ...
+
+class Webhook(_message.Message):
+    __slots__ = ("url", "events")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    events: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, url: _Optional[str] = ..., events: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Outpaint(_message.Message):
     __slots__ = ("left", "top", "right", "bottom", "ratio")
@@ -54,7 +104,7 @@ class Outpaint(_message.Message):
     def __init__(self, left: _Optional[int] = ..., top: _Optional[int] = ..., right: _Optional[int] = ..., bottom: _Optional[int] = ..., ratio: _Optional[float] = ...) -> None: ...
 
 class GenerationRequest(_message.Message):
-    __slots__ = ("job_id", "tenant", "task", "prompt", "negative_prompt", "input_image_ids", "mask_image_id", "width", "height", "steps", "guidance_scale", "seed", "n", "conversation_id", "request_id", "outpaint", "strength")
+    __slots__ = ("job_id", "tenant", "task", "prompt", "negative_prompt", "input_image_ids", "mask_image_id", "width", "height", "steps", "guidance_scale", "seed", "n", "conversation_id", "request_id", "outpaint", "strength", "edit", "control", "restore", "webhook")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +122,10 @@ class GenerationRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPAINT_FIELD_NUMBER: _ClassVar[int]
     STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    EDIT_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     tenant: str
     task: Task
@@ -89,7 +143,11 @@ class GenerationRequest(_message.Message):
     request_id: str
     outpaint: Outpaint
     strength: float
-    def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., input_image_ids: _Optional[_Iterable[str]] = ..., mask_image_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., n: _Optional[int] = ..., conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., outpaint: _Optional[_Union[Outpaint, _Mapping]] = ..., strength: _Optional[float] = ...) -> None: ...
+    edit: Edit
+    control: Control
+    restore: bool
+    webhook: Webhook
+    def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., input_image_ids: _Optional[_Iterable[str]] = ..., mask_image_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., n: _Optional[int] = ..., conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., outpaint: _Optional[_Union[Outpaint, _Mapping]] = ..., strength: _Optional[float] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., control: _Optional[_Union[Control, _Mapping]] = ..., restore: _Optional[bool] = ..., webhook: _Optional[_Union[Webhook, _Mapping]] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("step", "total")
@@ -128,7 +186,7 @@ class Timings(_message.Message):
     def __init__(self, created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., encode_s: _Optional[float] = ..., denoise_s: _Optional[float] = ..., decode_s: _Optional[float] = ...) -> None: ...
 
 class JobRecord(_message.Message):
-    __slots__ = ("request", "status", "progress", "images", "timings", "error", "prompt_used", "negative_prompt_used", "model_profile", "model_revision", "worker", "attempts")
+    __slots__ = ("request", "status", "progress", "images", "timings", "error", "prompt_used", "negative_prompt_used", "model_profile", "model_revision", "worker", "attempts", "source_prompt_used", "edit_method_used", "restore_used")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +199,9 @@ class JobRecord(_message.Message):
     MODEL_REVISION_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PROMPT_USED_FIELD_NUMBER: _ClassVar[int]
+    EDIT_METHOD_USED_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_USED_FIELD_NUMBER: _ClassVar[int]
     request: GenerationRequest
     status: JobStatus
     progress: Progress
@@ -153,4 +214,7 @@ class JobRecord(_message.Message):
     model_revision: str
     worker: str
     attempts: int
-    def __init__(self, request: _Optional[_Union[GenerationRequest, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., images: _Optional[_Iterable[_Union[GeneratedImage, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[str] = ..., prompt_used: _Optional[str] = ..., negative_prompt_used: _Optional[str] = ..., model_profile: _Optional[str] = ..., model_revision: _Optional[str] = ..., worker: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+    source_prompt_used: str
+    edit_method_used: str
+    restore_used: str
+    def __init__(self, request: _Optional[_Union[GenerationRequest, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., images: _Optional[_Iterable[_Union[GeneratedImage, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[str] = ..., prompt_used: _Optional[str] = ..., negative_prompt_used: _Optional[str] = ..., model_profile: _Optional[str] = ..., model_revision: _Optional[str] = ..., worker: _Optional[str] = ..., attempts: _Optional[int] = ..., source_prompt_used: _Optional[str] = ..., edit_method_used: _Optional[str] = ..., restore_used: _Optional[str] = ...) -> None: ...
