@@ -189,6 +189,9 @@ class GenerationRunner:
             record.timings.denoise_s = result.denoise_s
             record.timings.decode_s = result.decode_s
             record.timings.finished_at = time.time()
+            record.source_prompt_used = result.source_prompt_used
+            record.edit_method_used = result.edit_method_used
+            record.restore_used = result.restore_used
 
         record = self.jobs.update(request.tenant, request.job_id, mutate)
         logger.info(

@@ -81,6 +81,11 @@ class GenerationResult:
     encode_s: float
     denoise_s: float
     decode_s: float
+    # Recorded on the job when a task has them: an edit's source caption and method, and
+    # what restored an inpaint/outpaint/restore result ("diffrir", "color"; "" for none).
+    source_prompt_used: str = ""
+    edit_method_used: str = ""
+    restore_used: str = ""
 
 
 def draw_seed() -> int:
