@@ -43,6 +43,14 @@ class MllmSettings(BaseSettings):
     )
     max_prompt_tokens: int = Field(default=2048, ge=16)
     num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads.")
+    gpu_memory_utilization: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="vLLM only (services/mllm/vllm_launch.py): the share of its GPU's memory "
+        "vLLM may take for weights, activations and KV cache; lower it when a diffusion "
+        "worker shares the GPU (docs/deploy.md, Sizing). Unset: the launch profile's value.",
+    )
 
     @field_validator("cache_dir")
     @classmethod

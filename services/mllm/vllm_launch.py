@@ -5,6 +5,8 @@ checkpoints are published in the original LLaVA format, so each profile names th
 converted checkpoint directory (a deployment step) and the original repository it came
 from. ``python -m services.mllm.vllm_launch --profile llmga-vicuna-7b --print`` prints the
 command; without ``--print`` it replaces the process with ``vllm serve``.
+``--gpu-memory-utilization`` (or ``LLMGA_MLLM_GPU_MEMORY_UTILIZATION``) lowers vLLM's share
+of its GPU when a diffusion worker shares it (docs/deploy.md, "One GPU box").
 Convert checkpoints with ``python -m services.mllm.convert_checkpoint`` (docs/mllm.md).
 """
 
@@ -17,6 +19,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from pydantic import ValidationError
 
 from services.mllm.settings import MllmSettings
 
@@ -70,6 +74,22 @@ PROFILES: dict[str, VllmProfile] = {
 }
 
 
+def checked_gpu_memory_utilization(value: float) -> float:
+    """``value`` if it is a share of GPU memory vLLM accepts, in (0, 1]; else ValueError."""
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"GPU memory utilization must be in (0, 1], got {value}")
+    return value
+
+
+def _gpu_memory_utilization_arg(text: str) -> float:
+    try:
+        return checked_gpu_memory_utilization(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number in (0, 1] (a share of the GPU's memory), got {text!r}"
+        ) from None
+
+
 def build_vllm_args(
     profile: VllmProfile,
     *,
@@ -77,8 +97,16 @@ def build_vllm_args(
     port: int = 8001,
     served_model_name: str | None = None,
     converted_root: Path = DEFAULT_CONVERTED_ROOT,
+    gpu_memory_utilization: float | None = None,
 ) -> list[str]:
-    """The ``vllm serve`` argument list (argv, starting with ``vllm``) for ``profile``."""
+    """The ``vllm serve`` argument list (argv, starting with ``vllm``) for ``profile``.
+
+    ``gpu_memory_utilization`` (in (0, 1]) replaces the profile's share of GPU memory,
+    e.g. when a diffusion worker shares vLLM's GPU; None keeps the profile's.
+    """
+    utilization = checked_gpu_memory_utilization(
+        profile.gpu_memory_utilization if gpu_memory_utilization is None else gpu_memory_utilization
+    )
     generation = {"temperature": profile.temperature, "max_new_tokens": profile.max_new_tokens}
     return [
         "vllm",
@@ -97,7 +125,7 @@ def build_vllm_args(
         "--dtype",
         profile.dtype,
         "--gpu-memory-utilization",
-        str(profile.gpu_memory_utilization),
+        str(utilization),
         "--host",
         host,
         "--port",
@@ -113,13 +141,25 @@ def build_vllm_args(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Parse the command line (defaults from ``LLMGA_MLLM_*``) and exec or print ``vllm serve``."""
     parser = argparse.ArgumentParser(description="Launch vLLM for an LLMGA MLLM profile.")
+    try:
+        settings = MllmSettings()
+    except ValidationError as error:
+        parser.error(f"invalid LLMGA_MLLM_* environment: {error}")
     parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
     parser.add_argument("--print", action="store_true", help="print the command, do not run it")
     parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=MllmSettings().port)
+    parser.add_argument("--port", type=int, default=settings.port)
     parser.add_argument("--served-model-name", default=None)
     parser.add_argument("--converted-root", type=Path, default=DEFAULT_CONVERTED_ROOT)
+    parser.add_argument(
+        "--gpu-memory-utilization",
+        type=_gpu_memory_utilization_arg,
+        default=settings.gpu_memory_utilization,
+        help="share of the GPU's memory vLLM may take, in (0, 1]; default: "
+        "LLMGA_MLLM_GPU_MEMORY_UTILIZATION, else the profile's value",
+    )
     args = parser.parse_args(argv)
     argv_out = build_vllm_args(
         PROFILES[args.profile],
@@ -127,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         served_model_name=args.served_model_name,
         converted_root=args.converted_root,
+        gpu_memory_utilization=args.gpu_memory_utilization,
     )
     if args.print:
         print(shlex.join(argv_out))

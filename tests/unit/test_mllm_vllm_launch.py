@@ -60,3 +60,52 @@ def test_cli_prints_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--port 8123" in printed
     assert "llava_llama_2.jinja" in printed
     assert "--limit-mm-per-prompt '{\"image\": 1}'" in printed
+
+
+def test_gpu_memory_utilization_defaults_to_the_profile_and_can_be_lowered() -> None:
+    profile = PROFILES["llmga-vicuna-7b"]
+    default = build_vllm_args(profile)
+    assert float(_option(default, "--gpu-memory-utilization")) == profile.gpu_memory_utilization
+    shared = build_vllm_args(profile, gpu_memory_utilization=0.68)
+    assert _option(shared, "--gpu-memory-utilization") == "0.68"
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        build_vllm_args(profile, gpu_memory_utilization=1.5)
+
+
+def test_cli_gpu_memory_utilization_from_flag_then_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def printed_utilization(*extra: str) -> str:
+        vllm_launch.main(["--profile", "llmga-vicuna-7b", "--print", *extra])
+        printed = capsys.readouterr().out.split()
+        return printed[printed.index("--gpu-memory-utilization") + 1]
+
+    monkeypatch.delenv("LLMGA_MLLM_GPU_MEMORY_UTILIZATION", raising=False)
+    assert printed_utilization() == "0.9"
+    monkeypatch.setenv("LLMGA_MLLM_GPU_MEMORY_UTILIZATION", "0.7")
+    assert printed_utilization() == "0.7"
+    assert printed_utilization("--gpu-memory-utilization", "0.5") == "0.5"  # flag wins
+
+
+@pytest.mark.parametrize("value", ["0", "1.01", "-0.2", "lots"])
+def test_cli_rejects_a_utilization_outside_0_1(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        vllm_launch.main(["--profile", "llmga-vicuna-7b", "--gpu-memory-utilization", value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --gpu-memory-utilization: must be a number in (0, 1]" in error
+    assert repr(value) in error
+
+
+def test_cli_rejects_a_utilization_outside_0_1_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMGA_MLLM_GPU_MEMORY_UTILIZATION", "1.2")
+    with pytest.raises(SystemExit) as exit_info:
+        vllm_launch.main(["--profile", "llmga-vicuna-7b", "--print"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "invalid LLMGA_MLLM_* environment" in error
+    assert "gpu_memory_utilization" in error
