@@ -11,7 +11,7 @@ export LLMGA_MODELS_DIR ?= $(MODELS_DIR)
 export LLMGA_MLLM_CACHE_DIR ?= $(MLLM_CACHE_DIR)
 PROTOS := $(wildcard proto/llmga/v1/*.proto)
 
-.PHONY: install models run test test-unit lint proto bench load clean help
+.PHONY: install models run test test-unit test-deploy lint proto bench bench-edit load clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv with every service and the dev tools
 
 models: install  ## build the tiny diffusion models and convert the local MLLM once
-	$(PY) -m services.worker.tiny_models --out $(LLMGA_MODELS_DIR)/tiny-sd15
+	$(PY) -m services.worker.tiny_models --all --models-dir $(LLMGA_MODELS_DIR)
 	$(PY) -m services.mllm.prepare
 
 run: models  ## start mllm, worker and gateway locally (gateway on http://127.0.0.1:8000)
@@ -39,6 +39,10 @@ test: install  ## run the whole test suite (needs Redis on 127.0.0.1:6379)
 test-unit: install  ## unit tests only
 	$(PY) -m pytest -q tests/unit
 
+test-deploy: install  ## lint the Dockerfiles, validate compose and every Kubernetes overlay
+	$(PY) -m pytest -q tests/unit/test_deploy_dockerfiles.py tests/unit/test_deploy_compose.py \
+		tests/unit/test_deploy_k8s.py
+
 lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check services tests deploy benchmarks
 	$(VENV)/bin/ruff format --check services tests deploy benchmarks
@@ -46,6 +50,9 @@ lint: install  ## ruff and mypy
 
 bench: models  ## serving overhead vs. in-process baselines, measured in one run
 	$(PY) -m benchmarks.bench_serving
+
+bench-edit: models  ## the two editing methods compared on the tiny model (docs/worker.md)
+	$(PY) -m benchmarks.edit_comparison
 
 LOAD_ARGS ?= --users 4 --duration 30
 load: models  ## load test: concurrent users chat and generate; throughput, p50/p99, lost jobs

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 from PIL import Image
 
 from services.common.contract import GenerationRequest, Task
@@ -50,6 +51,7 @@ def main() -> None:
     gpu = load_models(profile, models_dir, torch.device("cuda"), torch.float16)
     cpu = load_models(profile, models_dir, torch.device("cpu"), torch.float32)
     pipe = gpu.text_to_image
+    assert isinstance(pipe, StableDiffusionPipeline), "the tiny profile is SD 1.5"
 
     stock, _ = pipe.encode_prompt(SHORT, pipe.device, 1, False)
     ours = encode_long_prompt(pipe.tokenizer, pipe.text_encoder, SHORT, "", pipe.device, False)

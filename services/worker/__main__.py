@@ -25,11 +25,12 @@ from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
 from services.worker import metrics
 from services.worker.celery_app import create_app
+from services.worker.diffrir.tiling import Tiling
 from services.worker.loading import load_models, resolve_device, resolve_dtype
-from services.worker.profiles import get_profile
+from services.worker.profiles import get_profile, local_sources
 from services.worker.settings import WorkerSettings
 from services.worker.tasks import GenerationRunner, Heartbeat, register_tasks
-from services.worker.tiny_models import build_tiny_models
+from services.worker.tiny_models import build_tiny
 
 logger = logging.getLogger("services.worker")
 
@@ -53,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Step 1: make sure the models exist (tiny ones are built here; hub ones are fetched
     # by from_pretrained on first use) and load them once.
-    if profile.name == "tiny":
-        build_tiny_models(settings.models_dir)
+    for source in local_sources(profile):
+        build_tiny(source.name, settings.models_dir)
     device = resolve_device(settings.device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         resolve_dtype(settings.dtype, device),
         revision_override=settings.model_revision,
         inpainting=True,
+        controlnet=True,
+        diffrir_weights=settings.diffrir_weights,
+        diffrir_tiling=Tiling(settings.diffrir_tile, settings.diffrir_tile_overlap),
     )
 
     # Step 2: the stores jobs are recorded in, and the task bound to them.

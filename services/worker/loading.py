@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL, ControlNetModel
+from diffusers.pipelines.controlnet.pipeline_controlnet import StableDiffusionControlNetPipeline
+from diffusers.pipelines.controlnet.pipeline_controlnet_sd_xl import (
+    StableDiffusionXLControlNetPipeline,
+)
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint import (
     StableDiffusionInpaintPipeline,
 )
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
+    StableDiffusionXLPipeline,
+)
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpaint import (
+    StableDiffusionXLInpaintPipeline,
+)
 
 from services.common.contract import Task
+from services.worker.diffrir.restorer import DiffRIRRestorer
+from services.worker.diffrir.tiling import Tiling
 from services.worker.metrics import MODEL_LOAD_SECONDS
 from services.worker.profiles import ModelProfile, ModelSource
 from services.worker.tiny_models import tiny_revision
@@ -25,24 +39,65 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 
 
 @dataclass(frozen=True)
+class PipelineClasses:
+    """The diffusers classes that load and run one architecture's checkpoints."""
+
+    text_to_image: type[DiffusionPipeline]
+    inpainting: type[DiffusionPipeline]
+    # Built from the loaded text-to-image components plus a `ControlNetModel`.
+    controlnet: type[StableDiffusionControlNetPipeline] | type[StableDiffusionXLControlNetPipeline]
+
+
+PIPELINE_CLASSES = {
+    "sd15": PipelineClasses(
+        StableDiffusionPipeline, StableDiffusionInpaintPipeline, StableDiffusionControlNetPipeline
+    ),
+    "sdxl": PipelineClasses(
+        StableDiffusionXLPipeline,
+        StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLControlNetPipeline,
+    ),
+}
+
+
+@dataclass(frozen=True)
 class LoadedModels:
     """A profile's pipelines on their device, with what job records say about them."""
 
     profile: ModelProfile
-    text_to_image: StableDiffusionPipeline
+    text_to_image: StableDiffusionPipeline | StableDiffusionXLPipeline
     # Recorded in every job: a hub revision, or `tiny-<content hash>` for local tiny builds.
     revision: str
     device: torch.device
     dtype: torch.dtype
     # The inpainting/outpainting pipeline and its revision; None when not loaded (the
     # profile has none, or the caller only needs text-to-image).
-    inpainting: StableDiffusionInpaintPipeline | None = None
+    inpainting: StableDiffusionInpaintPipeline | StableDiffusionXLInpaintPipeline | None = None
     inpainting_revision: str = ""
+    # ControlNet jobs: the text-to-image components (the same objects, no second copy)
+    # plus the profile's ControlNet; None when not loaded.
+    controlnet: StableDiffusionControlNetPipeline | StableDiffusionXLControlNetPipeline | None = (
+        None
+    )
+    controlnet_revision: str = ""
+    # DiffRIR, run after inpaint/outpaint and by restore jobs; None: no weights configured
+    # (the colour fallback restores instead).
+    restorer: DiffRIRRestorer | None = None
+    # Edit jobs: the text-to-image components with the profile's editing VAE, if it has one.
+    editing: StableDiffusionPipeline | None = None
+    editing_revision: str = ""
 
     def revision_for(self, task: int) -> str:
         """The revision a job of `task` records: that of the pipeline that runs it."""
         if task in (Task.TASK_INPAINT, Task.TASK_OUTPAINT):
             return self.inpainting_revision
+        if task == Task.TASK_CONTROLNET:
+            # Both weights shape the image: the base model's, then the ControlNet's.
+            return f"{self.revision}+{self.controlnet_revision}"
+        if task == Task.TASK_EDIT:
+            return self.editing_revision or self.revision
+        if task == Task.TASK_RESTORE:
+            return self.restorer.revision if self.restorer is not None else "color"
         return self.revision
 
 
@@ -83,6 +138,10 @@ def load_pipeline(
     checkpoint, safety checker off. Returns it with the revision job records carry."""
     path_or_id = source.path_or_id(models_dir)
     revision = (revision_override or source.revision) if not source.local else None
+    # SD 1.5 pipelines have a safety checker to turn off; SDXL's have none to pass.
+    safety = {"safety_checker": None, "requires_safety_checker": False}
+    if "safety_checker" not in inspect.signature(pipeline_class).parameters:
+        safety = {}
     logger.info(
         "loading %s %s (revision %s) as %s on %s",
         pipeline_class.__name__, path_or_id, revision, dtype, device,
@@ -92,14 +151,25 @@ def load_pipeline(
         path_or_id,
         revision=revision,
         dtype=dtype,  # diffusers 0.42 name; `torch_dtype` is deprecated
-        safety_checker=None,
-        requires_safety_checker=False,
+        **safety,
     )
     pipeline = pipeline.to(device)
     # Progress goes to the job record, not to a terminal progress bar.
     pipeline.set_progress_bar_config(disable=True)
     MODEL_LOAD_SECONDS.labels(pipeline_class.__name__).set(time.perf_counter() - started)
     return pipeline, recorded_revision(source, path_or_id, revision)
+
+
+def load_vae(
+    source: ModelSource, models_dir: Path, device: torch.device, dtype: torch.dtype
+) -> AutoencoderKL:
+    """A VAE on its own (the editing VAE), from a local folder or a hub repository."""
+    vae = AutoencoderKL.from_pretrained(
+        source.path_or_id(models_dir),
+        revision=None if source.local else source.revision,
+        dtype=dtype,
+    )
+    return vae.to(device)
 
 
 def load_models(
@@ -109,27 +179,106 @@ def load_models(
     dtype: torch.dtype,
     revision_override: str = "",
     inpainting: bool = False,
+    controlnet: bool = False,
+    diffrir_weights: Path | None = None,
+    diffrir_tiling: Tiling | None = None,
 ) -> LoadedModels:
     """Load the profile's text-to-image pipeline and, with `inpainting` (the worker does;
-    text-to-image benchmarks need not), its inpainting pipeline.
+    text-to-image benchmarks need not), its inpainting pipeline; with `controlnet` (the
+    worker does), its ControlNet, combined with the text-to-image components. The pipeline
+    classes follow the profile's architecture (`PIPELINE_CLASSES`).
 
     `revision_override` pins the text-to-image repository; the inpainting checkpoint is a
-    different repository and keeps the profile's own pin.
+    different repository and keeps the profile's own pin. With `diffrir_weights`, the
+    DiffRIR restorer is loaded too (tiled as `diffrir_tiling`, default `Tiling()`).
     """
+    classes = PIPELINE_CLASSES[profile.architecture]
     text_to_image, revision = load_pipeline(
-        StableDiffusionPipeline, profile.text_to_image, models_dir, device, dtype, revision_override
+        classes.text_to_image, profile.text_to_image, models_dir, device, dtype, revision_override
     )
     inpaint_pipeline, inpainting_revision = None, ""
     if inpainting and profile.inpainting is not None:
         inpaint_pipeline, inpainting_revision = load_pipeline(
-            StableDiffusionInpaintPipeline, profile.inpainting, models_dir, device, dtype
+            classes.inpainting, profile.inpainting, models_dir, device, dtype
         )
+    controlnet_pipeline, controlnet_revision = None, ""
+    if controlnet and profile.controlnet is not None:
+        controlnet_pipeline, controlnet_revision = load_controlnet_pipeline(
+            classes.controlnet, text_to_image, profile.controlnet, models_dir, device, dtype
+        )
+    # Edits run on SD 1.5 components (pipelines/editing.py), with the profile's editing VAE
+    # if it names one: the same weights in a second pipeline object, only the VAE is new.
+    editing = text_to_image if profile.architecture == "sd15" else None
+    editing_revision = ""
+    if editing is not None and profile.edit_vae is not None:
+        vae_source = profile.edit_vae
+        vae_revision = recorded_revision(
+            vae_source, vae_source.path_or_id(models_dir), vae_source.revision
+        )
+        editing_revision = f"{revision}+vae:{vae_revision}"
+        editing = StableDiffusionPipeline(
+            **{
+                **text_to_image.components,
+                "vae": load_vae(profile.edit_vae, models_dir, device, dtype),
+            },
+            requires_safety_checker=False,
+        )
+        editing.set_progress_bar_config(disable=True)
     return LoadedModels(
         profile=profile,
         text_to_image=text_to_image,  # type: ignore[arg-type]
+        editing=editing,  # type: ignore[arg-type]
+        editing_revision=editing_revision,
         revision=revision,
         device=device,
         dtype=dtype,
         inpainting=inpaint_pipeline,  # type: ignore[arg-type]
         inpainting_revision=inpainting_revision,
+        controlnet=controlnet_pipeline,  # type: ignore[arg-type]
+        controlnet_revision=controlnet_revision,
+        restorer=load_restorer(diffrir_weights, device, diffrir_tiling or Tiling()),
     )
+
+
+def load_controlnet_pipeline(
+    pipeline_class: type[StableDiffusionControlNetPipeline]
+    | type[StableDiffusionXLControlNetPipeline],
+    text_to_image: DiffusionPipeline,
+    source: ModelSource,
+    models_dir: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[DiffusionPipeline, str]:
+    """Load the `ControlNetModel` of `source` (the same `from_pretrained` call for a tiny
+    build and a hub checkpoint) and build `pipeline_class` around the already loaded
+    text-to-image components: the UNet, VAE and text encoders are shared, not copied.
+    Returns it with the ControlNet's revision."""
+    path_or_id = source.path_or_id(models_dir)
+    revision = source.revision if not source.local else None
+    logger.info("loading ControlNetModel %s (revision %s) as %s", path_or_id, revision, dtype)
+    started = time.perf_counter()
+    controlnet = ControlNetModel.from_pretrained(path_or_id, revision=revision, dtype=dtype)
+    # Options that live in the text-to-image pipeline's config, not among its components.
+    options = {
+        name: text_to_image.config[name]
+        for name in ("requires_safety_checker", "force_zeros_for_empty_prompt")
+        if name in text_to_image.config
+    }
+    pipeline = pipeline_class(
+        **text_to_image.components, controlnet=controlnet.to(device), **options
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    MODEL_LOAD_SECONDS.labels(pipeline_class.__name__).set(time.perf_counter() - started)
+    return pipeline, recorded_revision(source, path_or_id, revision)
+
+
+def load_restorer(
+    weights: Path | None, device: torch.device, tiling: Tiling
+) -> DiffRIRRestorer | None:
+    """The DiffRIR restorer with `weights` on `device`; None without weights."""
+    if weights is None:
+        return None
+    started = time.perf_counter()
+    restorer = DiffRIRRestorer.load(weights, device, tiling)
+    MODEL_LOAD_SECONDS.labels("DiffRIR").set(time.perf_counter() - started)
+    return restorer

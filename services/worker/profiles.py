@@ -3,8 +3,9 @@
 A profile says where each pipeline's weights come from (a local folder under the models
 directory or a Hugging Face repository at a pinned revision) and the generation defaults
 and limits that go with those weights. Both kinds load through the same
-`StableDiffusionPipeline.from_pretrained` (inpainting: `StableDiffusionInpaintPipeline`)
-code (see `loading.py`).
+`from_pretrained` code (see `loading.py`): `StableDiffusionPipeline` /
+`StableDiffusionInpaintPipeline` for the SD 1.5 architecture, `StableDiffusionXLPipeline` /
+`StableDiffusionXLInpaintPipeline` for SDXL, and `ControlNetModel` for a ControlNet.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from services.worker.tiny_models import TINY_SD15_DIRNAME, TINY_SD15_INPAINTING_DIRNAME
+from services.worker.tiny_models import (
+    TINY_SD15_CONTROLNET_DIRNAME,
+    TINY_SD15_DIRNAME,
+    TINY_SD15_INPAINTING_DIRNAME,
+    TINY_SDXL_CONTROLNET_DIRNAME,
+    TINY_SDXL_DIRNAME,
+    TINY_SDXL_INPAINTING_DIRNAME,
+)
 
 
 @dataclass(frozen=True)
@@ -37,10 +45,12 @@ class ModelProfile:
     """A set of models and their generation defaults and limits."""
 
     name: str
-    architecture: Literal["sd15"]
+    # Which diffusers pipeline classes load the sources (loading.py): SD 1.5 (one CLIP text
+    # encoder) or SDXL (two, plus the pooled embedding and size conditioning).
+    architecture: Literal["sd15", "sdxl"]
     text_to_image: ModelSource
-    # The inpainting/outpainting pipeline (a 9-channel SD 1.5 inpainting UNet); None: the
-    # profile serves neither task.
+    # The inpainting/outpainting pipeline (a 9-channel inpainting UNet of the same
+    # architecture); None: the profile serves neither task.
     inpainting: ModelSource | None
     width: int
     height: int
@@ -52,6 +62,18 @@ class ModelProfile:
     # Inpaint/outpaint default: the whole noise schedule (the masked region starts from pure
     # noise), as diffusers' StableDiffusionInpaintPipeline for SD 1.5 inpainting.
     inpaint_strength: float = 1.0
+    # Instruction editing: the method an edit without one runs (DiffEdit: exact background
+    # and reconstruction, faster; benchmarks/edit_comparison.py, docs/worker.md "Editing"),
+    # and the VAE it encodes and decodes with; None: the text-to-image pipeline's.
+    edit_method: Literal["p2p", "diffedit"] = "diffedit"
+    edit_vae: ModelSource | None = None
+    # Inpaint/outpaint default steps; None: `steps`.
+    inpaint_steps: int | None = None
+    # A canny ControlNet for the text-to-image UNet (TASK_CONTROLNET); None: the profile
+    # serves no ControlNet job.
+    controlnet: ModelSource | None = None
+    # How strongly the ControlNet's residuals steer the UNet when a request leaves it unset.
+    controlnet_conditioning_scale: float = 1.0
 
 
 PROFILES: dict[str, ModelProfile] = {
@@ -62,11 +84,29 @@ PROFILES: dict[str, ModelProfile] = {
         architecture="sd15",
         text_to_image=ModelSource(TINY_SD15_DIRNAME, local=True),
         inpainting=ModelSource(TINY_SD15_INPAINTING_DIRNAME, local=True),
+        controlnet=ModelSource(TINY_SD15_CONTROLNET_DIRNAME, local=True),
         width=256,
         height=256,
         steps=20,
         guidance_scale=7.5,
         max_side=1024,
+    ),
+    # Random-weight SDXL-architecture models (two text encoders, "text_time" UNet) built by
+    # tiny_models, with SDXL's guidance and inpainting defaults at the tiny size and steps.
+    "tiny-sdxl": ModelProfile(
+        name="tiny-sdxl",
+        architecture="sdxl",
+        text_to_image=ModelSource(TINY_SDXL_DIRNAME, local=True),
+        inpainting=ModelSource(TINY_SDXL_INPAINTING_DIRNAME, local=True),
+        controlnet=ModelSource(TINY_SDXL_CONTROLNET_DIRNAME, local=True),
+        width=256,
+        height=256,
+        steps=20,
+        guidance_scale=5.0,
+        max_side=1024,
+        inpaint_steps=12,  # SDXL's 30 of 50, scaled to the tiny profile's 20
+        inpaint_strength=0.8,
+        controlnet_conditioning_scale=0.5,
     ),
     # LLMGA's fine-tuned SD 1.5 at the reference defaults (512², 50 steps, CFG 7.5).
     "sd15": ModelProfile(
@@ -74,12 +114,36 @@ PROFILES: dict[str, ModelProfile] = {
         architecture="sd15",
         text_to_image=ModelSource("binxia/llmga-sd15-t2i-v2", revision="main"),
         inpainting=ModelSource("binxia/llmga-sd15-inpainting-v2", revision="main"),
+        edit_vae=ModelSource("stabilityai/sd-vae-ft-mse", revision="main"),
+        controlnet=ModelSource("lllyasviel/sd-controlnet-canny", revision="main"),
         width=512,
         height=512,
         steps=50,
         guidance_scale=7.5,
     ),
+    # LLMGA's fine-tuned SDXL at the reference defaults (1024², 50 steps, CFG 5.0; inpaint
+    # 30 steps at strength 0.8). ControlNet scale 0.5: the checkpoint's model card value.
+    "sdxl": ModelProfile(
+        name="sdxl",
+        architecture="sdxl",
+        text_to_image=ModelSource("binxia/llmga-sdxl-t2i", revision="main"),
+        inpainting=ModelSource("binxia/llmga-sdxl-inpainting-v2", revision="main"),
+        controlnet=ModelSource("diffusers/controlnet-canny-sdxl-1.0", revision="main"),
+        width=1024,
+        height=1024,
+        steps=50,
+        guidance_scale=5.0,
+        inpaint_steps=30,
+        inpaint_strength=0.8,
+        controlnet_conditioning_scale=0.5,
+    ),
 }
+
+
+def local_sources(profile: ModelProfile) -> list[ModelSource]:
+    """The profile's sources that are built locally (tiny models), not fetched."""
+    sources = (profile.text_to_image, profile.inpainting, profile.controlnet)
+    return [source for source in sources if source is not None and source.local]
 
 
 def get_profile(name: str) -> ModelProfile:

@@ -10,9 +10,15 @@ Both statistics are taken over bands of `ring_px` pixels on either side of the m
 border, not over the whole regions: a generated object may rightly be darker than the
 scene around it, and only the offset *at the seam* is an artefact. When the mask has no
 border (all regenerated, or nothing), there is no reference and the image is returned as is.
+
+`Restorer` is what the pipelines call after inpainting and outpainting: DiffRIR
+(services/worker/diffrir) when its weights are configured, else this colour fallback
+(`COLOR_RESTORER`); `choose_restorer` applies that rule and a request's `restore` flag.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -60,3 +66,47 @@ def match_colors(image: np.ndarray, mask: np.ndarray, ring_px: int = RING_PX) ->
     result = np.clip(np.rint(restored), 0, 255).astype(np.uint8)
     result[~mask] = image[~mask]  # bit for bit, whatever rounding did above
     return result
+
+
+class Restorer(Protocol):
+    """Restores the generated region of an image against the preserved reference."""
+
+    # Recorded on the job as `restore_used`.
+    name: str
+
+    def restore(
+        self, generated: np.ndarray, reference: np.ndarray, mask: np.ndarray, seed: int = 0
+    ) -> np.ndarray:
+        """`generated` (H, W, 3 uint8) restored inside `mask` (H, W bool, True = generated)
+        against `reference` (H, W, 3 uint8), equal to `reference` outside the mask bit for
+        bit. `seed` drives a restorer that samples (DiffRIR's prior)."""
+        ...
+
+
+class ColorRestorer:
+    """The non-learned fallback: `match_colors` on the generated region put into the
+    reference (the seam statistics need the reference's pixels outside the mask)."""
+
+    name = "color"
+
+    def restore(
+        self, generated: np.ndarray, reference: np.ndarray, mask: np.ndarray, seed: int = 0
+    ) -> np.ndarray:
+        """See `Restorer.restore`; deterministic, `seed` is unused."""
+        return match_colors(np.where(mask[..., None], generated, reference), mask)
+
+
+COLOR_RESTORER = ColorRestorer()
+
+
+def choose_restorer(
+    requested: bool | None, learned: Restorer | None, color_fallback: bool
+) -> Restorer | None:
+    """The restorer an inpaint or outpaint job runs after generating: none when the request
+    says `restore: false`; else the learned one (DiffRIR) when loaded; else the colour
+    fallback when the worker has it on (`LLMGA_WORKER_COLOR_RESTORE`). Unset means on."""
+    if requested is False:
+        return None
+    if learned is not None:
+        return learned
+    return COLOR_RESTORER if color_fallback else None

@@ -81,6 +81,26 @@ class WorkerSettings(StateSettings):
         validation_alias=_env("color_restore"),
         description="Match brightness/contrast at the seam after inpaint and outpaint.",
     )
+    diffrir_weights: Path | None = Field(
+        default=None,
+        validation_alias=_env("diffrir_weights"),
+        description="DiffRIR checkpoint (.pth with params_ema, or .safetensors): restore "
+        "with DiffRIR after inpaint/outpaint instead of the colour fallback; unset: no DiffRIR.",
+    )
+    diffrir_tile: int = Field(
+        default=512,
+        ge=64,
+        multiple_of=32,
+        validation_alias=_env("diffrir_tile"),
+        description="DiffRIR runs larger images in tiles of at most this side (pixels).",
+    )
+    diffrir_tile_overlap: int = Field(
+        default=64,
+        ge=0,
+        multiple_of=32,
+        validation_alias=_env("diffrir_tile_overlap"),
+        description="Minimum overlap of neighbouring DiffRIR tiles (pixels), < diffrir_tile.",
+    )
     loglevel: str = Field(default="info", validation_alias=_env("loglevel"))
     metrics_port: int = Field(
         default=9101,
@@ -94,6 +114,27 @@ class WorkerSettings(StateSettings):
     @classmethod
     def _expand_user(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("diffrir_weights", mode="before")
+    @classmethod
+    def _weights_exist(cls, value: object) -> Path | None:
+        # Empty means unset (compose files pass variables through); a path must be a file,
+        # checked here so that a typo fails at startup, not at the first inpaint job.
+        if value is None or value == "":
+            return None
+        path = Path(str(value)).expanduser()
+        if not path.is_file():
+            raise ValueError(f"DiffRIR weights {value} do not exist or are not a file")
+        return path
+
+    @model_validator(mode="after")
+    def _tiles_overlap_less_than_a_tile(self) -> WorkerSettings:
+        if self.diffrir_tile_overlap >= self.diffrir_tile:
+            raise ValueError(
+                f"diffrir_tile_overlap ({self.diffrir_tile_overlap}) must be less than "
+                f"diffrir_tile ({self.diffrir_tile})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _visibility_outlasts_jobs(self) -> WorkerSettings:

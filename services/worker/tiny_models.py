@@ -1,12 +1,15 @@
-"""Build tiny Stable Diffusion 1.5-architecture models with random weights.
+"""Build tiny Stable Diffusion 1.5- and SDXL-architecture models with random weights.
 
 `python -m services.worker.tiny_models [--out DIR]` writes a complete `StableDiffusionPipeline`
 folder (UNet, VAE, CLIP text encoder, CLIP tokenizer, scheduler) that loads through the same
 `from_pretrained` code as the real checkpoints; `--inpainting` writes the matching
 `StableDiffusionInpaintPipeline` (SD 1.5 inpainting's 9-channel UNet, the same other
-parts). Nothing is downloaded: even the tokenizer's byte-level BPE vocabulary is trained
-here on a small built-in English corpus and written in CLIP's own vocab.json/merges.txt
-format.
+parts); `--all` builds every tiny model under the models directory: those two, a canny
+`ControlNetModel` for the SD 1.5 UNet, and the SDXL set (`StableDiffusionXLPipeline`:
+two CLIP text encoders, the second with a projection, two tokenizers, a "text_time" UNet;
+its 9-channel inpainting variant; its ControlNet). Nothing is downloaded: even the
+tokenizer's byte-level BPE vocabulary is trained here on a small built-in English corpus
+and written in CLIP's own vocab.json/merges.txt format.
 
 The build is deterministic (seeded) and idempotent: an existing complete build is kept, and
 a new one is assembled in a temporary folder and renamed into place, so a crash or two
@@ -34,17 +37,31 @@ logger = logging.getLogger(__name__)
 # The folder names under the models directory (profiles.py refers to them).
 TINY_SD15_DIRNAME = "tiny-sd15"
 TINY_SD15_INPAINTING_DIRNAME = "tiny-sd15-inpainting"
+TINY_SD15_CONTROLNET_DIRNAME = "tiny-sd15-controlnet"
+TINY_SDXL_DIRNAME = "tiny-sdxl"
+TINY_SDXL_INPAINTING_DIRNAME = "tiny-sdxl-inpainting"
+TINY_SDXL_CONTROLNET_DIRNAME = "tiny-sdxl-controlnet"
 # SD 1.5 inpainting's UNet input: 4 noisy latent + 1 mask + 4 masked-image latent channels.
 INPAINT_UNET_IN_CHANNELS = 9
 # Written last: its presence marks a complete build; it records the build's content hash.
 MANIFEST_NAME = "llmga_tiny_manifest.json"
-# Bump when the architecture or the build changes, so older builds are replaced.
+# Bump when the architecture or the build changes, so older builds are replaced. (Adding a
+# new model is a new folder, not a new format: existing builds stay valid.)
 BUILD_FORMAT = 1
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
 MODEL_MAX_LENGTH = 77
 TEXT_HIDDEN_SIZE = 32
+# SDXL's second text encoder (OpenCLIP bigG in the real model) is the wider one; its pooled,
+# projected output conditions the UNet together with six size/crop numbers.
+SDXL_TEXT_2_HIDDEN_SIZE = 64
+SDXL_TIME_EMBED_DIM = 8
+# SDXL's tokenizer_2 pads with "!" (id 0), not with EOS as tokenizer 1 does.
+SDXL_TOKENIZER_2_PAD_TOKEN = "!"
+# ControlNet's conditioning encoder: three stride-2 convolutions take the control image to
+# the latent resolution (1/8), as in the real ControlNets, at a fraction of the width.
+CONTROLNET_CONDITIONING_CHANNELS = (8, 16, 32, 32)
 BPE_MERGES = 1000
 SEED = 0
 
@@ -188,7 +205,7 @@ def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
     return tuple(merged)
 
 
-def build_tokenizer(directory: Path) -> object:
+def build_tokenizer(directory: Path, pad_token: str = EOS_TOKEN) -> object:
     """Write a CLIP tokenizer (vocab.json, merges.txt, configs) to `directory` and return it."""
     from transformers import CLIPTokenizer
 
@@ -204,7 +221,7 @@ def build_tokenizer(directory: Path) -> object:
             bos_token=BOS_TOKEN,
             eos_token=EOS_TOKEN,
             unk_token=EOS_TOKEN,
-            pad_token=EOS_TOKEN,
+            pad_token=pad_token,
             model_max_length=MODEL_MAX_LENGTH,
         )
     tokenizer.save_pretrained(directory)
@@ -216,8 +233,14 @@ def build_tokenizer(directory: Path) -> object:
     return tokenizer
 
 
-def _build_unet(in_channels: int, seed: int) -> object:
-    """SD 1.5's UNet block kinds at a fraction of the width and depth."""
+def _build_unet(
+    in_channels: int,
+    seed: int,
+    cross_attention_dim: int = TEXT_HIDDEN_SIZE,
+    **architecture: object,
+) -> object:
+    """SD 1.5's UNet block kinds at a fraction of the width and depth; `architecture` adds
+    SDXL's options."""
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -232,33 +255,60 @@ def _build_unet(in_channels: int, seed: int) -> object:
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         block_out_channels=(32, 64),
         layers_per_block=1,
-        cross_attention_dim=TEXT_HIDDEN_SIZE,
+        cross_attention_dim=cross_attention_dim,
         attention_head_dim=8,
         norm_num_groups=32,
+        **architecture,
     )
+
+
+def _build_sdxl_unet(in_channels: int, seed: int) -> object:
+    """The tiny UNet with SDXL's conditioning: cross-attention over both text encoders'
+    features concatenated, and the "text_time" addition embedding (the pooled text
+    embedding plus original size, crop and target size, six numbers)."""
+    return _build_unet(
+        in_channels,
+        seed,
+        cross_attention_dim=TEXT_HIDDEN_SIZE + SDXL_TEXT_2_HIDDEN_SIZE,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=SDXL_TIME_EMBED_DIM,
+        projection_class_embeddings_input_dim=6 * SDXL_TIME_EMBED_DIM + SDXL_TEXT_2_HIDDEN_SIZE,
+    )
+
+
+def _build_controlnet(unet: object, seed: int) -> object:
+    """A canny ControlNet for `unet`: initialised from it as ControlNet training starts
+    (diffusers' `ControlNetModel.from_unet`), then its zero convolutions get seeded random
+    weights. A trained ControlNet's are not zero, and with zeros the control image would
+    have no effect at all: no test could tell that from broken wiring."""
+    import torch
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(
+        unet,  # type: ignore[arg-type]
+        conditioning_embedding_out_channels=CONTROLNET_CONDITIONING_CHANNELS,
+    )
+    zero_convs = [
+        controlnet.controlnet_cond_embedding.conv_out,
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+    ]
+    for conv in zero_convs:
+        conv.reset_parameters()  # type: ignore[operator]
+    return controlnet
 
 
 def _build_shared_components(tokenizer: object) -> dict[str, object]:
     """The VAE, text encoder, tokenizer and scheduler: the same (same seeds, same bytes) in
     the text-to-image and the inpainting build, as SD 1.5 inpainting shares SD 1.5's."""
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler
+    from diffusers import PNDMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
 
     # Each component gets its own seed, so changing one never changes the others' weights.
-    torch.manual_seed(SEED + 1)
-    # Four blocks, as in SD 1.5: three downsamplings, so latents are 1/8 of the image side.
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 32, 32),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=256,
-    )
+    vae = _build_vae(scaling_factor=0.18215)  # SD 1.5's latent scale
     torch.manual_seed(SEED + 2)
     vocab_size = len(tokenizer)  # type: ignore[arg-type]
     text_encoder = CLIPTextModel(
@@ -296,6 +346,74 @@ def _build_shared_components(tokenizer: object) -> dict[str, object]:
     }
 
 
+def _build_vae(scaling_factor: float) -> object:
+    """Four blocks, as SD 1.5's and SDXL's VAE: three downsamplings, so latents are 1/8 of
+    the image side."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(SEED + 1)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=256,
+        scaling_factor=scaling_factor,
+    )
+
+
+def _build_sdxl_shared_components(tokenizer: object, tokenizer_2: object) -> dict[str, object]:
+    """SDXL's VAE, two text encoders, two tokenizers and scheduler: shared byte for byte by
+    the text-to-image and the inpainting build, as SDXL inpainting shares SDXL base's."""
+    import torch
+    from diffusers import EulerDiscreteScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    def text_config(hidden_size: int) -> CLIPTextConfig:
+        return CLIPTextConfig(
+            vocab_size=len(tokenizer),  # type: ignore[arg-type]
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=MODEL_MAX_LENGTH,
+            projection_dim=hidden_size,
+            bos_token_id=tokenizer.bos_token_id,  # type: ignore[attr-defined]
+            eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
+            pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
+        )
+
+    vae = _build_vae(scaling_factor=0.13025)  # SDXL's latent scale
+    torch.manual_seed(SEED + 4)
+    text_encoder = CLIPTextModel(text_config(TEXT_HIDDEN_SIZE))
+    torch.manual_seed(SEED + 5)
+    text_encoder_2 = CLIPTextModelWithProjection(text_config(SDXL_TEXT_2_HIDDEN_SIZE))
+    # SDXL base 1.0's own scheduler configuration.
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        timestep_spacing="leading",
+        interpolation_type="linear",
+        use_karras_sigmas=False,
+    )
+    return {
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer": tokenizer,
+        "tokenizer_2": tokenizer_2,
+        "scheduler": scheduler,
+    }
+
+
 def build_pipeline(tokenizer: object) -> object:
     """Assemble a `StableDiffusionPipeline` of tiny seeded random-weight components."""
     from diffusers import StableDiffusionPipeline
@@ -311,6 +429,82 @@ def build_inpaint_pipeline(tokenizer: object) -> object:
 
     unet = _build_unet(in_channels=INPAINT_UNET_IN_CHANNELS, seed=SEED + 3)
     return StableDiffusionInpaintPipeline(unet=unet, **_build_shared_components(tokenizer))
+
+
+def build_sdxl_pipeline(tokenizer: object, tokenizer_2: object) -> object:
+    """Assemble a `StableDiffusionXLPipeline` of tiny seeded random-weight components."""
+    from diffusers import StableDiffusionXLPipeline
+
+    unet = _build_sdxl_unet(in_channels=4, seed=SEED + 6)
+    return StableDiffusionXLPipeline(
+        unet=unet, **_build_sdxl_shared_components(tokenizer, tokenizer_2)
+    )
+
+
+def build_sdxl_inpaint_pipeline(tokenizer: object, tokenizer_2: object) -> object:
+    """Assemble a `StableDiffusionXLInpaintPipeline` with a 9-channel UNet (SDXL inpainting
+    0.1's architecture); like it, no aesthetic-score conditioning."""
+    from diffusers import StableDiffusionXLInpaintPipeline
+
+    unet = _build_sdxl_unet(in_channels=INPAINT_UNET_IN_CHANNELS, seed=SEED + 7)
+    return StableDiffusionXLInpaintPipeline(
+        unet=unet,
+        requires_aesthetics_score=False,
+        **_build_sdxl_shared_components(tokenizer, tokenizer_2),
+    )
+
+
+def _write_sd15(staging: Path) -> None:
+    build_pipeline(build_tokenizer(staging / "tokenizer")).save_pretrained(  # type: ignore[attr-defined]
+        staging, safe_serialization=True
+    )
+
+
+def _write_sd15_inpainting(staging: Path) -> None:
+    build_inpaint_pipeline(build_tokenizer(staging / "tokenizer")).save_pretrained(  # type: ignore[attr-defined]
+        staging, safe_serialization=True
+    )
+
+
+def _write_sd15_controlnet(staging: Path) -> None:
+    # The text-to-image UNet rebuilt from its seed: the very weights tiny-sd15 holds.
+    controlnet = _build_controlnet(_build_unet(in_channels=4, seed=SEED), seed=SEED + 8)
+    controlnet.save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
+
+
+def _sdxl_tokenizers(staging: Path) -> tuple[object, object]:
+    return (
+        build_tokenizer(staging / "tokenizer"),
+        build_tokenizer(staging / "tokenizer_2", pad_token=SDXL_TOKENIZER_2_PAD_TOKEN),
+    )
+
+
+def _write_sdxl(staging: Path) -> None:
+    build_sdxl_pipeline(*_sdxl_tokenizers(staging)).save_pretrained(  # type: ignore[attr-defined]
+        staging, safe_serialization=True
+    )
+
+
+def _write_sdxl_inpainting(staging: Path) -> None:
+    build_sdxl_inpaint_pipeline(*_sdxl_tokenizers(staging)).save_pretrained(  # type: ignore[attr-defined]
+        staging, safe_serialization=True
+    )
+
+
+def _write_sdxl_controlnet(staging: Path) -> None:
+    controlnet = _build_controlnet(_build_sdxl_unet(in_channels=4, seed=SEED + 6), seed=SEED + 9)
+    controlnet.save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
+
+
+# Every tiny model: folder name under the models directory -> what writes it.
+TINY_BUILDS: dict[str, Callable[[Path], None]] = {
+    TINY_SD15_DIRNAME: _write_sd15,
+    TINY_SD15_INPAINTING_DIRNAME: _write_sd15_inpainting,
+    TINY_SD15_CONTROLNET_DIRNAME: _write_sd15_controlnet,
+    TINY_SDXL_DIRNAME: _write_sdxl,
+    TINY_SDXL_INPAINTING_DIRNAME: _write_sdxl_inpainting,
+    TINY_SDXL_CONTROLNET_DIRNAME: _write_sdxl_controlnet,
+}
 
 
 def content_hash(directory: Path) -> str:
@@ -346,17 +540,29 @@ def tiny_revision(directory: Path) -> str:
 
 def build_tiny_sd15(out: Path, force: bool = False) -> Path:
     """Build the tiny SD 1.5 pipeline into `out` unless a complete build is already there."""
-    return _build_once(out, build_pipeline, force)
+    return _build_once(out, _write_sd15, force)
 
 
 def build_tiny_sd15_inpainting(out: Path, force: bool = False) -> Path:
     """Build the tiny SD 1.5 inpainting pipeline into `out` unless a complete build is there."""
-    return _build_once(out, build_inpaint_pipeline, force)
+    return _build_once(out, _write_sd15_inpainting, force)
 
 
-def _build_once(out: Path, assemble: Callable[[object], object], force: bool) -> Path:
-    """Save `assemble(tokenizer)` into `out`: assembled in a staging folder, manifest last,
-    renamed into place; an existing complete build is kept unless `force`."""
+def build_tiny(name: str, models_dir: Path, force: bool = False) -> Path:
+    """Build the tiny model called `name` (a `TINY_BUILDS` folder name) under `models_dir`
+    unless a complete build is there; ValueError for a name no tiny model has."""
+    try:
+        write = TINY_BUILDS[name]
+    except KeyError:
+        raise ValueError(
+            f"no tiny model is called {name!r}; known: {sorted(TINY_BUILDS)}"
+        ) from None
+    return _build_once(models_dir / name, write, force)
+
+
+def _build_once(out: Path, write: Callable[[Path], None], force: bool) -> Path:
+    """Let `write` fill a staging folder, add the manifest last and rename it to `out`; an
+    existing complete build is kept unless `force`."""
     out = out.expanduser()
     if not force and read_manifest(out) is not None:
         logger.info("tiny models already built in %s", out)
@@ -365,9 +571,7 @@ def _build_once(out: Path, assemble: Callable[[object], object], force: bool) ->
     started = time.perf_counter()
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        tokenizer = build_tokenizer(staging / "tokenizer")
-        pipeline = assemble(tokenizer)
-        pipeline.save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
+        write(staging)
         manifest = {"format": BUILD_FORMAT, "sha256": content_hash(staging)}
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         staging.chmod(0o755)  # mkdtemp makes it private; the models folder is shared
@@ -386,24 +590,34 @@ def _build_once(out: Path, assemble: Callable[[object], object], force: bool) ->
 
 
 def build_tiny_models(models_dir: Path, force: bool = False) -> list[Path]:
-    """Both tiny builds (text-to-image and inpainting) under `models_dir`."""
-    return [
-        build_tiny_sd15(models_dir / TINY_SD15_DIRNAME, force=force),
-        build_tiny_sd15_inpainting(models_dir / TINY_SD15_INPAINTING_DIRNAME, force=force),
-    ]
+    """Every tiny build (`TINY_BUILDS`) under `models_dir`."""
+    return [build_tiny(name, models_dir, force=force) for name in TINY_BUILDS]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: build one tiny model (default: <models_dir>/tiny-sd15, or with
-    --inpainting <models_dir>/tiny-sd15-inpainting)."""
+    --inpainting <models_dir>/tiny-sd15-inpainting), or with --all every one."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="output folder (default: under models_dir)")
     parser.add_argument(
         "--inpainting", action="store_true", help="build the inpainting pipeline instead"
     )
+    parser.add_argument(
+        "--all", action="store_true", help="build every tiny model under --models-dir"
+    )
+    parser.add_argument("--models-dir", type=Path, help="with --all (default: LLMGA_MODELS_DIR)")
     parser.add_argument("--force", action="store_true", help="rebuild even if a build exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.all:
+        models_dir = args.models_dir
+        if models_dir is None:
+            from services.worker.settings import WorkerSettings
+
+            models_dir = WorkerSettings().models_dir
+        for path in build_tiny_models(models_dir, force=args.force):
+            print(path)
+        return 0
     out = args.out
     if out is None:
         from services.worker.settings import WorkerSettings

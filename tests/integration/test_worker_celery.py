@@ -181,7 +181,8 @@ def test_seed_is_drawn_and_recorded_when_unset(harness: Harness) -> None:
 @pytest.mark.parametrize(
     ("fields", "error"),
     [
-        ({"task": Task.TASK_EDIT}, "task edit is not implemented"),
+        ({"task": Task.TASK_SIMILAR}, "task similar is not implemented"),
+        ({"task": Task.TASK_EDIT}, "edit needs an input image"),
         ({"width": 100}, "width must be a multiple of 8, got 100"),
     ],
 )

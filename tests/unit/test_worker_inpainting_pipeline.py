@@ -20,6 +20,7 @@ from services.worker.pipelines.inpainting import (
 )
 from services.worker.pipelines.outpainting import resolve_outpaint_params
 from services.worker.profiles import get_profile
+from services.worker.restore import COLOR_RESTORER
 from services.worker.tiny_models import TINY_SD15_INPAINTING_DIRNAME, build_tiny_sd15_inpainting
 
 PROFILE = get_profile("tiny")
@@ -112,8 +113,8 @@ def test_colour_restore_changes_only_the_masked_region(
 ) -> None:
     image, mask = photo(64, 64), box_mask(64, 64)
     params = inpaint_params(image, mask)
-    plain = np.asarray(run_inpainting(pipeline, params, restore_colors=False).images[0])
-    restored = np.asarray(run_inpainting(pipeline, params, restore_colors=True).images[0])
+    plain = np.asarray(run_inpainting(pipeline, params, restorer=None).images[0])
+    restored = np.asarray(run_inpainting(pipeline, params, restorer=COLOR_RESTORER).images[0])
     keep = np.asarray(mask) < 128
     assert np.array_equal(plain[keep], restored[keep])
     assert not np.array_equal(plain[~keep], restored[~keep])

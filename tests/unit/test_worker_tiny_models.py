@@ -6,10 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import CLIPTokenizer
 
 from services.worker.tiny_models import (
     MANIFEST_NAME,
+    TINY_BUILDS,
+    TINY_SD15_CONTROLNET_DIRNAME,
+    TINY_SD15_DIRNAME,
+    build_tiny,
     build_tiny_sd15,
     build_tiny_sd15_inpainting,
     bytes_to_unicode,
@@ -96,3 +101,26 @@ def test_inpainting_build_is_sd15_inpainting_shaped(built: Path, tmp_path: Path)
         for file in sorted((built / part).iterdir()):
             assert (inpainting / part / file.name).read_bytes() == file.read_bytes()
     assert (inpainting / "unet").exists() and tiny_revision(inpainting) != tiny_revision(built)
+
+
+def test_every_tiny_model_has_a_builder_and_unknown_names_are_refused(tmp_path: Path) -> None:
+    from services.worker.profiles import PROFILES, local_sources
+
+    for profile in PROFILES.values():
+        assert all(source.name in TINY_BUILDS for source in local_sources(profile))
+    with pytest.raises(ValueError, match="no tiny model is called 'tiny-sd3'"):
+        build_tiny("tiny-sd3", tmp_path)
+
+
+def test_the_tiny_controlnet_matches_the_unet_and_is_not_a_no_op(tmp_path: Path) -> None:
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    built = build_tiny(TINY_SD15_CONTROLNET_DIRNAME, tmp_path)
+    controlnet = ControlNetModel.from_pretrained(built)
+    unet = UNet2DConditionModel.from_pretrained(build_tiny(TINY_SD15_DIRNAME, tmp_path) / "unet")
+    assert controlnet.config.block_out_channels == unet.config.block_out_channels
+    assert controlnet.config.cross_attention_dim == unet.config.cross_attention_dim
+    # Initialised from the UNet, as ControlNet training starts...
+    assert torch.equal(controlnet.conv_in.weight, unet.conv_in.weight)
+    # ...but with non-zero output convolutions, so the control image has an effect.
+    assert controlnet.controlnet_mid_block.weight.abs().sum() > 0

@@ -16,21 +16,46 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from diffusers.pipelines.controlnet.pipeline_controlnet import StableDiffusionControlNetPipeline
+from diffusers.pipelines.controlnet.pipeline_controlnet_sd_xl import (
+    StableDiffusionXLControlNetPipeline,
+)
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint import (
     StableDiffusionInpaintPipeline,
+)
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
+    StableDiffusionXLPipeline,
+)
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpaint import (
+    StableDiffusionXLInpaintPipeline,
 )
 from PIL import Image
 
 from services.common.contract import GenerationRequest
 from services.worker.metrics import step_timer
 from services.worker.profiles import ModelProfile
-from services.worker.prompt_encoding import EncodedPrompts, encode_long_prompt
+from services.worker.prompt_encoding import (
+    EncodedPrompts,
+    encode_long_prompt,
+    encode_long_prompt_sdxl,
+)
 
 # (steps done, total steps of the job). May raise to stop the job between two steps.
 ProgressCallback = Callable[[int, int], None]
-# Any SD 1.5 pipeline: text-to-image or inpainting (the same text encoder, VAE and UNet API).
-SDPipeline = StableDiffusionPipeline | StableDiffusionInpaintPipeline
+SDXLPipeline = (
+    StableDiffusionXLPipeline
+    | StableDiffusionXLInpaintPipeline
+    | StableDiffusionXLControlNetPipeline
+)
+# Any pipeline a task runs: SD 1.5 or SDXL, text-to-image, inpainting or ControlNet (the
+# same VAE, UNet and callback API; SDXL adds a second text encoder).
+SDPipeline = (
+    StableDiffusionPipeline
+    | StableDiffusionInpaintPipeline
+    | StableDiffusionControlNetPipeline
+    | SDXLPipeline
+)
 # diffusers' `callback_on_step_end` signature.
 StepCallback = Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]
 
@@ -108,14 +133,16 @@ def resolve_sampling(
     width: int,
     height: int,
     draw: Callable[[], int] = draw_seed,
+    default_steps: int | None = None,
 ) -> GenerationParams:
     """Check the request's sampling fields (steps, guidance, n, seed) and fill in the
-    profile's defaults (0 or unset means the default) for images of `width` x `height`,
-    which the caller has checked.
+    profile's defaults (0 or unset means the default; steps: `default_steps` when the task
+    has its own, else the profile's) for images of `width` x `height`, which the caller has
+    checked.
 
     Raises ValueError with a message fit for the job record when the request is invalid.
     """
-    steps = request.steps or profile.steps
+    steps = request.steps or default_steps or profile.steps
     if steps > profile.max_steps:
         raise ValueError(f"steps must be at most {profile.max_steps}, got {steps}")
     guidance_scale = (
@@ -146,6 +173,11 @@ def uses_guidance(pipeline: SDPipeline, guidance_scale: float) -> bool:
     return guidance_scale > 1 and pipeline.unet.config.time_cond_proj_dim is None
 
 
+def is_sdxl(pipeline: SDPipeline) -> bool:
+    """Whether `pipeline` has SDXL's two text encoders."""
+    return getattr(pipeline, "text_encoder_2", None) is not None
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so stage timings measure the work and not its queuing."""
     if device.type == "cuda":
@@ -154,17 +186,30 @@ def synchronize(device: torch.device) -> None:
 
 def encode_prompts(pipeline: SDPipeline, params: GenerationParams) -> tuple[EncodedPrompts, float]:
     """Encode the job's prompts once for all its images, without truncation
-    (prompt_encoding.py). Returns the encodings and the seconds it took."""
+    (prompt_encoding.py; SDXL: both text encoders and the pooled embedding). Returns the
+    encodings and the seconds it took."""
     device = pipeline._execution_device
     started = time.perf_counter()
-    encoded = encode_long_prompt(
-        pipeline.tokenizer,
-        pipeline.text_encoder,
-        params.prompt,
-        params.negative_prompt,
-        device,
-        do_classifier_free_guidance=uses_guidance(pipeline, params.guidance_scale),
-    )
+    guidance = uses_guidance(pipeline, params.guidance_scale)
+    if is_sdxl(pipeline):
+        encoded = encode_long_prompt_sdxl(
+            (pipeline.tokenizer, pipeline.tokenizer_2),  # type: ignore[union-attr]
+            (pipeline.text_encoder, pipeline.text_encoder_2),  # type: ignore[union-attr]
+            params.prompt,
+            params.negative_prompt,
+            device,
+            do_classifier_free_guidance=guidance,
+            zero_empty_negative=bool(pipeline.config.get("force_zeros_for_empty_prompt")),
+        )
+    else:
+        encoded = encode_long_prompt(
+            pipeline.tokenizer,
+            pipeline.text_encoder,
+            params.prompt,
+            params.negative_prompt,
+            device,
+            do_classifier_free_guidance=guidance,
+        )
     synchronize(device)
     return encoded, time.perf_counter() - started
 
@@ -207,9 +252,20 @@ def decode_latents(
     pipeline: SDPipeline, latents: torch.Tensor, generator: torch.Generator
 ) -> list[Image.Image]:
     """Decode latents with the VAE and post-process exactly as the stock pipeline does."""
-    decoded = pipeline.vae.decode(
-        latents / pipeline.vae.config.scaling_factor, return_dict=False, generator=generator
-    )[0]
+    vae = pipeline.vae
+    # SDXL's VAE overflows in float16 (its config says `force_upcast`): the stock SDXL
+    # pipelines decode in float32 and cast the VAE back; SD 1.5's decode in float16.
+    upcast = is_sdxl(pipeline) and vae.dtype == torch.float16 and vae.config.force_upcast
+    if upcast:
+        vae.to(dtype=torch.float32)
+        latents = latents.to(torch.float32)
+    try:
+        decoded = vae.decode(
+            latents / vae.config.scaling_factor, return_dict=False, generator=generator
+        )[0]
+    finally:
+        if upcast:
+            vae.to(dtype=torch.float16)
     images: list[Image.Image] = pipeline.image_processor.postprocess(
         decoded, output_type="pil", do_denormalize=[True] * decoded.shape[0]
     )

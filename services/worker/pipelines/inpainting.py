@@ -12,7 +12,8 @@ pipeline:
 4. decode with the VAE (as text-to-image), crop, and put the input's pixels back outside
    the mask: the VAE round trip changes every pixel a little, and a user's unmasked
    pixels must come back exactly;
-5. optionally correct brightness and contrast at the seam, inside the mask (restore.py).
+5. optionally restore the generated region against the kept one, inside the mask only:
+   DiffRIR when its weights are loaded, else the colour fallback (restore.py).
 
 Outpainting (outpainting.py) builds an extended canvas and its border mask and runs this.
 """
@@ -27,6 +28,9 @@ import numpy as np
 import torch
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint import (
     StableDiffusionInpaintPipeline,
+)
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpaint import (
+    StableDiffusionXLInpaintPipeline,
 )
 from PIL import Image
 
@@ -47,7 +51,7 @@ from services.worker.pipelines.common import (
     synchronize,
 )
 from services.worker.profiles import ModelProfile
-from services.worker.restore import match_colors
+from services.worker.restore import COLOR_RESTORER, Restorer
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,19 @@ def snap_up(side: int) -> int:
     return -(-side // LATENT_SCALE) * LATENT_SCALE
 
 
+def check_image_size(request: GenerationRequest, profile: ModelProfile, image: Image.Image) -> None:
+    """For tasks whose output has the input image's size (inpaint, outpaint, edit): width
+    and height must be unset, and the image padded to whole latent pixels must be a size
+    the model runs. Raises ValueError saying what is wrong."""
+    if request.width or request.height:
+        raise ValueError(
+            "width and height must be unset: the output has the input image's size "
+            f"({image.width}x{image.height})"
+        )
+    check_side("the image's width (rounded up to a multiple of 8)", snap_up(image.width), profile)
+    check_side("the image's height (rounded up to a multiple of 8)", snap_up(image.height), profile)
+
+
 def resolve_inpaint_params(
     request: GenerationRequest,
     profile: ModelProfile,
@@ -82,15 +99,10 @@ def resolve_inpaint_params(
 
     Raises ValueError with a message fit for the job record when the request is invalid.
     """
-    if request.width or request.height:
-        raise ValueError(
-            "width and height must be unset: the output has the input image's size "
-            f"({image.width}x{image.height})"
-        )
-    # The model runs on the image padded to whole latent pixels; that size must be runnable.
-    check_side("the image's width (rounded up to a multiple of 8)", snap_up(image.width), profile)
-    check_side("the image's height (rounded up to a multiple of 8)", snap_up(image.height), profile)
-    sampling = resolve_sampling(request, profile, image.width, image.height, draw)
+    check_image_size(request, profile, image)
+    sampling = resolve_sampling(
+        request, profile, image.width, image.height, draw, default_steps=profile.inpaint_steps
+    )
     strength = request.strength if request.HasField("strength") else profile.inpaint_strength
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
@@ -122,10 +134,18 @@ def pad_to_latent_grid(image: Image.Image, mask: np.ndarray) -> tuple[Image.Imag
     edge pixels are repeated (continuous content for the VAE) and the padding is not masked
     (kept as context, never generated)."""
     pad_y, pad_x = snap_up(image.height) - image.height, snap_up(image.width) - image.width
+    padded_mask = np.pad(mask, ((0, pad_y), (0, pad_x)), constant_values=False)
+    return pad_image_to_latent_grid(image), padded_mask
+
+
+def pad_image_to_latent_grid(image: Image.Image) -> Image.Image:
+    """The image padded on the right and bottom to multiples of 8 by repeating its edge
+    pixels (continuous content for the VAE); the image itself when no padding is needed."""
+    pad_y, pad_x = snap_up(image.height) - image.height, snap_up(image.width) - image.width
     if not pad_x and not pad_y:
-        return image, mask
+        return image
     pixels = np.pad(np.asarray(image), ((0, pad_y), (0, pad_x), (0, 0)), mode="edge")
-    return Image.fromarray(pixels), np.pad(mask, ((0, pad_y), (0, pad_x)), constant_values=False)
+    return Image.fromarray(pixels)
 
 
 def composite(generated: Image.Image, original: Image.Image, mask: np.ndarray) -> np.ndarray:
@@ -135,17 +155,17 @@ def composite(generated: Image.Image, original: Image.Image, mask: np.ndarray) -
 
 @torch.no_grad()
 def run_inpainting(
-    pipeline: StableDiffusionInpaintPipeline,
+    pipeline: StableDiffusionInpaintPipeline | StableDiffusionXLInpaintPipeline,
     params: InpaintParams,
     on_progress: ProgressCallback | None = None,
-    restore_colors: bool = True,
+    restorer: Restorer | None = COLOR_RESTORER,
 ) -> GenerationResult:
     """Regenerate `params.mask` of `params.image`, `params.num_images` times.
 
     `on_progress(done, total)` is called after every denoising step of every image; an
-    exception it raises stops the job there. With `restore_colors`, brightness and contrast
-    of the generated region are matched to the preserved ring around it (restore.py).
-    Composition and colour restoration count as decoding in the timings.
+    exception it raises stops the job there. A `restorer` (DiffRIR, or the colour fallback
+    by default; None: none) then restores each image's generated region against the input,
+    from the image's seed. Composition and restoration count as decoding in the timings.
     """
     device = pipeline._execution_device
 
@@ -166,8 +186,7 @@ def run_inpainting(
         # diffusers annotates this pipeline's output and callback loosely (a tuple output,
         # a two-argument callback); with return_dict on it is the documented output object.
         output = pipeline(
-            prompt_embeds=encoded.prompt_embeds,
-            negative_prompt_embeds=encoded.negative_prompt_embeds,
+            **encoded.pipeline_kwargs(),
             image=canvas,
             mask_image=mask_image,
             height=canvas.height,
@@ -189,9 +208,9 @@ def run_inpainting(
         generated = generated.crop((0, 0, params.width, params.height))
         pixels = composite(generated, params.image, params.mask)
 
-        # Step 5: correct brightness and contrast at the seam, inside the mask only.
-        if restore_colors:
-            pixels = match_colors(pixels, params.mask)
+        # Step 5: restore the generated region against the kept one, inside the mask only.
+        if restorer is not None:
+            pixels = restorer.restore(pixels, np.asarray(params.image), params.mask, seed)
         images.append(Image.fromarray(pixels))
         decode_s += time.perf_counter() - started
 
@@ -204,4 +223,5 @@ def run_inpainting(
         encode_s=encode_s,
         denoise_s=denoise_s,
         decode_s=decode_s,
+        restore_used=restorer.name if restorer is not None else "",
     )

@@ -1,4 +1,4 @@
-"""Text-to-image: one `GenerationRequest` run on a loaded Stable Diffusion 1.5 pipeline.
+"""Text-to-image: one `GenerationRequest` run on a loaded SD 1.5 or SDXL pipeline.
 
 Reads top to bottom like a diffusers pipeline: check the inputs and resolve the profile's
 defaults, encode the prompts (without truncation, prompt_encoding.py), then for each image
@@ -11,10 +11,14 @@ common.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
+    StableDiffusionXLPipeline,
+)
 from PIL import Image
 
 from services.common.contract import GenerationRequest
@@ -52,14 +56,17 @@ def resolve_params(
 
 @torch.no_grad()
 def run_text_to_image(
-    pipeline: StableDiffusionPipeline,
+    pipeline: StableDiffusionPipeline | StableDiffusionXLPipeline,
     params: GenerationParams,
     on_progress: ProgressCallback | None = None,
+    conditioning: Mapping[str, Any] | None = None,
 ) -> GenerationResult:
     """Generate `params.num_images` images with `pipeline` (already loaded and on its device).
 
     `on_progress(done, total)` is called after every denoising step of every image; an
-    exception it raises stops the job there and propagates to the caller.
+    exception it raises stops the job there and propagates to the caller. `conditioning`:
+    more keyword arguments of every denoising call, from tasks that steer text-to-image
+    (ControlNet's control image and scale, controlnet.py).
     """
     device = pipeline._execution_device
 
@@ -74,8 +81,7 @@ def run_text_to_image(
         # Step 2: denoise this image, reporting every step.
         started = time.perf_counter()
         latents = pipeline(
-            prompt_embeds=encoded.prompt_embeds,
-            negative_prompt_embeds=encoded.negative_prompt_embeds,
+            **encoded.pipeline_kwargs(),
             height=params.height,
             width=params.width,
             num_inference_steps=params.steps,
@@ -83,6 +89,7 @@ def run_text_to_image(
             generator=generator,
             output_type="latent",
             callback_on_step_end=step_reporter(on_progress, params, index),
+            **(conditioning or {}),
         ).images
         synchronize(device)
         denoise_s += time.perf_counter() - started
