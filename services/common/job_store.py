@@ -1,6 +1,9 @@
 """Job records in Redis: one protobuf `JobRecord` per key, written by the gateway (create,
 cancel) and the worker (every state change and progress step).
 
+A write that changes the status of a job with a webhook also appends the event to the
+webhook outbox stream, in the same transaction (services/common/webhook_outbox.py).
+
 After every successful write the store publishes the record's status name on the job's
 channel (`RedisKeys.job_events`), so readers can wait for changes instead of polling. The
 notification carries no state: subscribers re-read the record, and a missed message only
@@ -15,6 +18,7 @@ import redis
 
 from services.common.contract import JobRecord, status_name
 from services.common.redis_keys import RedisKeys
+from services.common.webhook_outbox import OutboxEntry, transition_event
 
 
 class JobStore:
@@ -58,9 +62,15 @@ class JobStore:
                         return None
                     record = JobRecord()
                     record.ParseFromString(data)  # type: ignore[arg-type]
+                    before = record.status
                     mutate(record)
+                    event = transition_event(before, record)
                     pipe.multi()
                     pipe.set(key, record.SerializeToString(), keepttl=True)
+                    if event is not None:
+                        # In the same transaction: the event exists iff the change does.
+                        entry = OutboxEntry.new(event, record)
+                        pipe.xadd(self._keys.webhook_outbox(), entry.fields())  # type: ignore[arg-type]
                     # In the transaction: subscribers are told exactly when the write lands.
                     pipe.publish(self._keys.job_events(tenant, job_id), _notification(record))
                     pipe.execute()

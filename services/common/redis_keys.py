@@ -35,6 +35,23 @@ class RedisKeys:
     def blob_meta(self, tenant: str, blob_id: str) -> str:
         return f"{self.prefix}:{tenant}:blobmeta:{blob_id}"
 
+    def webhook_outbox(self) -> str:
+        """Stream: job state changes a webhook asked for (services/common/webhook_outbox.py),
+        delivered by the gateway's dispatcher through the consumer group `webhooks`."""
+        return f"{self.prefix}:webhooks:outbox"
+
+    def webhook_dead_letters(self) -> str:
+        """Stream (capped): webhook events given up after their last attempt."""
+        return f"{self.prefix}:webhooks:dead"
+
+    def rate_limit(self, identity: str) -> str:
+        """GCRA state of one API key (or tenant) for the request-rate limit."""
+        return f"{self.prefix}:ratelimit:{identity}"
+
+    def image_quota(self, tenant: str, day: str) -> str:
+        """Images queued by a tenant on one UTC day (`YYYYMMDD`)."""
+        return f"{self.prefix}:{tenant}:quota:images:{day}"
+
     def workers(self) -> str:
         """Sorted set: worker name -> last heartbeat (Unix seconds)."""
         return f"{self.prefix}:workers"

@@ -6,6 +6,11 @@ key; the key itself is printed once, when it is created:
 
     python -m services.gateway.apikeys create --tenant acme   # prints the key
     python -m services.gateway.apikeys revoke --key llmga_...
+    python -m services.gateway.apikeys rate-limit --key llmga_... --set 600/60  # or --clear
+
+A key may carry its own request rate limit (`N/S`: N requests per S seconds, `0/S`:
+unlimited), kept as `{prefix}:apikey-limits:{sha256 hex}` and used by rate_limits.py
+instead of the `LLMGA_RATE_LIMIT_*` defaults; `create --rate-limit N/S` sets it at once.
 
 With `LLMGA_AUTH_REQUIRED=true` every route but /healthz, /readyz and /metrics needs a
 valid key (401 otherwise), and a request sees only its key's tenant's jobs, conversations
@@ -48,6 +53,23 @@ def apikey_redis_key(keys: RedisKeys, digest: str) -> str:
     return f"{keys.prefix}:apikey:{digest}"
 
 
+def apikey_limits_redis_key(keys: RedisKeys, digest: str) -> str:
+    """Hash `{requests, window_ms}`: the key's own request rate limit, if it has one."""
+    return f"{keys.prefix}:apikey-limits:{digest}"
+
+
+def parse_rate_limit(text: str) -> tuple[int, float]:
+    """`"600/60"` -> (600 requests, 60.0 seconds); ValueError if malformed."""
+    requests, _, window = text.partition("/")
+    try:
+        parsed = int(requests), float(window)
+    except ValueError:
+        raise ValueError(f"rate limit {text!r} is not N/S (requests per seconds)") from None
+    if parsed[0] < 0 or not parsed[1] > 0:
+        raise ValueError(f"rate limit {text!r}: N must be >= 0 and S > 0")
+    return parsed
+
+
 class ApiKeyStore:
     """Creates, resolves and revokes API keys in Redis (only hashes are stored)."""
 
@@ -69,8 +91,27 @@ class ApiKeyStore:
         return None if value is None else bytes(value).decode()  # type: ignore[arg-type]
 
     def revoke(self, key: str) -> bool:
-        """Delete `key`; False if it was unknown."""
-        return bool(self._client.delete(apikey_redis_key(self._keys, key_hash(key))))
+        """Delete `key` (and its rate limit); False if it was unknown."""
+        digest = key_hash(key)
+        deleted = self._client.delete(
+            apikey_redis_key(self._keys, digest), apikey_limits_redis_key(self._keys, digest)
+        )
+        return bool(deleted)
+
+    def set_rate_limit(self, key: str, limit: tuple[int, float] | None) -> bool:
+        """Give `key` its own (requests, window seconds) limit, or None: the defaults
+        again. False if the key is unknown."""
+        digest = key_hash(key)
+        if not self._client.exists(apikey_redis_key(self._keys, digest)):
+            return False
+        limits_key = apikey_limits_redis_key(self._keys, digest)
+        if limit is None:
+            self._client.delete(limits_key)
+        else:
+            requests, window_s = limit
+            mapping = {"requests": requests, "window_ms": max(1, round(window_s * 1000))}
+            self._client.hset(limits_key, mapping=mapping)  # type: ignore[arg-type]
+        return True
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -137,14 +178,30 @@ class ApiKeyMiddleware:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m services.gateway.apikeys create --tenant T | revoke --key K`."""
+    """`python -m services.gateway.apikeys create --tenant T [--rate-limit N/S] |
+    revoke --key K | rate-limit --key K (--set N/S | --clear)`."""
     parser = argparse.ArgumentParser(description="Manage the gateway's API keys.")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create a key for a tenant; prints it once")
     create.add_argument("--tenant", required=True)
+    create.add_argument(
+        "--rate-limit", dest="limit_text", help="N/S: the key's own limit, N requests per S s"
+    )
     revoke = commands.add_parser("revoke", help="revoke a key")
     revoke.add_argument("--key", required=True)
+    rate_limit = commands.add_parser("rate-limit", help="set or clear a key's own rate limit")
+    rate_limit.add_argument("--key", required=True)
+    change = rate_limit.add_mutually_exclusive_group(required=True)
+    change.add_argument(
+        "--set", dest="limit_text", help="N/S: N requests per S seconds (0/S: unlimited)"
+    )
+    change.add_argument("--clear", action="store_true", help="back to LLMGA_RATE_LIMIT_*")
     args = parser.parse_args(argv)
+    text = getattr(args, "limit_text", None)  # None: no limit given, or --clear
+    try:
+        limit = parse_rate_limit(text) if text else None
+    except ValueError as error:
+        parser.error(str(error))
 
     settings = StateSettings()
     client = redis.Redis.from_url(settings.redis_url)
@@ -154,13 +211,19 @@ def main(argv: list[str] | None = None) -> int:
             key = store.create(args.tenant)
         except ValueError as error:
             parser.error(str(error))
+        if limit is not None:
+            store.set_rate_limit(key, limit)
         print(key)
         print(
             f"API key for tenant {args.tenant!r}: shown only now, store it safely.",
             file=sys.stderr,
         )
         return 0
-    if not store.revoke(args.key):
+    if args.command == "rate-limit":
+        changed = store.set_rate_limit(args.key, limit)
+    else:
+        changed = store.revoke(args.key)
+    if not changed:
         print("unknown key", file=sys.stderr)
         return 1
     return 0

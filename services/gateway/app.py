@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,9 +18,11 @@ from services.gateway.health.api_router import router as health_router
 from services.gateway.images.api_router import router as images_router
 from services.gateway.jobs.api_router import router as jobs_router
 from services.gateway.metrics import GatewayMetrics, RequestMetricsMiddleware
+from services.gateway.rate_limits import RateLimitMiddleware
 from services.gateway.request_context import RequestIdMiddleware
 from services.gateway.settings import GatewaySettings, load_settings
 from services.gateway.state import GatewayState
+from services.gateway.webhooks.dispatcher import WebhookDispatcher
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -31,9 +34,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = GatewayState.open(settings, metrics)
         app.state.gateway = state
+        # Every gateway delivers webhooks from the shared outbox (webhooks/dispatcher.py).
+        dispatcher = WebhookDispatcher(settings, metrics) if settings.webhooks_enabled else None
+        delivering = asyncio.create_task(dispatcher.run()) if dispatcher else None
         try:
             yield
         finally:
+            if dispatcher is not None and delivering is not None:
+                delivering.cancel()
+                await asyncio.gather(delivering, return_exceptions=True)
+                await dispatcher.aclose()
             await state.close()
 
     app = FastAPI(
@@ -49,7 +59,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.include_router(router, dependencies=[Depends(require_queue_capacity)])
     for router in (jobs_router, conversations_router, health_router):
         app.include_router(router)
-    # Innermost: a request without a valid key is refused before its body is read.
+    # Innermost: a caller over its request budget gets 429 (rate_limits.py); it runs
+    # after the key check, so a request without a valid key is a 401 that costs nothing.
+    app.add_middleware(RateLimitMiddleware)
+    # A request without a valid key is refused before its body is read.
     app.add_middleware(ApiKeyMiddleware, required=settings.auth_required)
     # Added last = outermost: metrics also time requests the body limit refuses.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -13,6 +13,7 @@ from services.common.contract import (
     GenerationRequest,
     JobRecord,
     JobStatus,
+    Webhook,
     encode_request,
     task_name,
 )
@@ -22,6 +23,7 @@ from services.common.logs import current_request_id
 from services.gateway.errors import ApiError, invalid
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.protocol import GenerationOptions
+from services.gateway.rate_limits import ImageQuota
 from services.gateway.settings import GatewaySettings
 from services.gateway.task_inputs import TaskInputs
 
@@ -73,11 +75,13 @@ class JobSubmitter:
         producer: Celery,
         queue_name: str,
         metrics: GatewayMetrics,
+        quota: ImageQuota,
     ) -> None:
         self._jobs = jobs
         self._producer = producer
         self._queue_name = queue_name
         self._metrics = metrics
+        self._quota = quota
 
     def submit(
         self,
@@ -89,10 +93,13 @@ class JobSubmitter:
         conversation_id: str = "",
         request_id: str = "",
         inputs: TaskInputs | None = None,
+        webhook: Webhook | None = None,
     ) -> JobRecord:
         """Create and enqueue one job; returns its record as stored. `inputs`: the input
         images (by id) and options of an inpaint or outpaint job. `request_id` defaults to
-        the HTTP request's (request_context.py), so the worker's logs carry it too."""
+        the HTTP request's (request_context.py), so the worker's logs carry it too.
+        `webhook`: an accepted (allow-listed) webhook of the job. A queued job's images
+        count against the tenant's daily quota."""
         request = GenerationRequest(
             job_id=new_id("job"),
             tenant=tenant,
@@ -112,6 +119,8 @@ class JobSubmitter:
             request.seed = params.seed
         if inputs is not None:
             inputs.apply_to(request)
+        if webhook is not None:
+            request.webhook.CopyFrom(webhook)
         record = JobRecord(request=request, status=JobStatus.JOB_STATUS_QUEUED)
         record.timings.created_at = time.time()
         if not self._jobs.create(record):  # 128 random bits: a clash means a bug
@@ -135,6 +144,7 @@ class JobSubmitter:
             raise ApiError(
                 503, "service_unavailable", "the job queue is unavailable; try again later"
             ) from exc
+        self._quota.consume(tenant, params.n)
         self._metrics.jobs_submitted.labels(task_name(task)).inc()
         logger.info("queued job %s (%s) for tenant %s", request.job_id, task_name(task), tenant)
         return record

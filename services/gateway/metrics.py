@@ -50,6 +50,30 @@ class GatewayMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "llmga_gateway_rate_limited_requests",
+            "Requests refused with 429 by a per-key limit, by limit (requests, images_per_day).",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.webhook_attempts = Counter(
+            "llmga_gateway_webhook_attempts",
+            "Webhook delivery attempts, by outcome (delivered, rejected: non-2xx, error: "
+            "no answer).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_attempt_duration = Histogram(
+            "llmga_gateway_webhook_attempt_duration_seconds",
+            "Latency of one webhook delivery attempt.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhook_events_failed = Counter(
+            "llmga_gateway_webhook_events_failed",
+            "Webhook events given up after their last attempt (kept in the dead-letter stream).",
+            registry=self.registry,
+        )
 
 
 class RequestMetricsMiddleware:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import StateSettings
@@ -148,6 +148,71 @@ class GatewaySettings(StateSettings):
         description="On SIGTERM, how long in-flight requests may take to finish (default: "
         "longer than an mllm call).",
     )
+
+    # Webhooks (docs/api.md "Webhooks"). Off until a host is allow-listed.
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts webhook URLs may point to (`hooks.example.com`, "
+        "or `*.example.com` for its subdomains); empty: webhooks are refused (422).",
+    )
+    webhook_allow_http: bool = Field(
+        default=False, description="Also accept `http://` webhook URLs (default: https only)."
+    )
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="HMAC-SHA256 key of the `X-LLMGA-Signature` header; required when "
+        "webhook_allowed_hosts is set.",
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="Deliveries tried per event before it is given up."
+    )
+    webhook_backoff_base_s: float = Field(
+        default=1.0, gt=0, description="Delay before the 2nd attempt; doubles per attempt."
+    )
+    webhook_backoff_max_s: float = Field(
+        default=300.0, gt=0, description="Longest delay between two attempts."
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="Timeout of one delivery (connect + answer)."
+    )
+    webhook_reclaim_idle_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="An event a dispatcher has not touched for this long (it died) is "
+        "taken over by another dispatcher.",
+    )
+
+    # Rate limits and quotas (docs/api.md "Rate limits and quotas"); 0 = off.
+    rate_limit_requests: int = Field(
+        default=0,
+        ge=0,
+        description="Requests per API key (auth off: per tenant) per rate_limit_window_s; "
+        "0: unlimited.",
+    )
+    rate_limit_window_s: float = Field(
+        default=60.0, gt=0, description="Window of rate_limit_requests (seconds)."
+    )
+    quota_images_per_day: int = Field(
+        default=0, ge=0, description="Images a tenant may queue per UTC day; 0: unlimited."
+    )
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """Whether any webhook URL can be accepted (some host is allow-listed)."""
+        return bool(self.webhook_host_patterns)
+
+    @property
+    def webhook_host_patterns(self) -> tuple[str, ...]:
+        """`webhook_allowed_hosts` as lower-case patterns."""
+        return tuple(
+            host.strip().lower() for host in self.webhook_allowed_hosts.split(",") if host.strip()
+        )
+
+    @model_validator(mode="after")
+    def _webhooks_need_a_secret(self) -> GatewaySettings:
+        if self.webhooks_enabled and not self.webhook_secret.get_secret_value():
+            raise ValueError("LLMGA_WEBHOOK_SECRET must be set when webhook hosts are allowed")
+        return self
 
 
 def load_settings() -> GatewaySettings:

@@ -21,6 +21,7 @@ from services.gateway.job_events import JobEvents
 from services.gateway.job_submitter import JobSubmitter, make_celery_producer
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.mllm_client import MllmClient
+from services.gateway.rate_limits import ImageQuota, RequestRateLimiter
 from services.gateway.settings import GatewaySettings
 from services.gateway.uploads import ImageLimits
 
@@ -43,6 +44,8 @@ class GatewayState:
     events: JobEvents
     idempotency: IdempotencyStore
     queue: QueueDepth
+    rate_limiter: RequestRateLimiter
+    quota: ImageQuota
 
     @property
     def image_limits(self) -> ImageLimits:
@@ -72,6 +75,7 @@ class GatewayState:
         )
         queue = QueueDepth(broker, settings.queue_name)
         metrics.queue_depth.set_function(queue.depth_or_nan)
+        quota = ImageQuota(client, keys, settings.quota_images_per_day, metrics)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -89,7 +93,7 @@ class GatewayState:
             blobs=RedisBlobStore(client, keys, settings.image_ttl_s),
             conversations=ConversationStore(client, keys, settings.conversation_ttl_s),
             workers=WorkerRegistry(client, keys),
-            submitter=JobSubmitter(jobs, producer, settings.queue_name, metrics),
+            submitter=JobSubmitter(jobs, producer, settings.queue_name, metrics, quota),
             events=JobEvents(settings.redis_url, keys, jobs, settings.job_events_poll_s),
             idempotency=IdempotencyStore(
                 client,
@@ -99,6 +103,10 @@ class GatewayState:
                 pending_ttl_s=int(settings.mllm_timeout_s + settings.max_wait_s) + 60,
             ),
             queue=queue,
+            rate_limiter=RequestRateLimiter(
+                client, keys, settings.rate_limit_requests, settings.rate_limit_window_s
+            ),
+            quota=quota,
         )
 
     async def close(self) -> None:

@@ -24,10 +24,12 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 @dataclass(frozen=True)
 class Namespace:
-    """A Redis key prefix and Celery queue name no other test run uses."""
+    """A Redis key prefix and Celery queue name no other test run uses (in the test Redis,
+    or another one's `redis_url`)."""
 
     key_prefix: str
     queue_name: str
+    redis_url: str = REDIS_URL
 
     @classmethod
     def unique(cls, label: str = "test") -> Namespace:
@@ -37,7 +39,7 @@ class Namespace:
     def env(self) -> dict[str, str]:
         """The LLMGA_* variables that put a service in this namespace."""
         return {
-            "LLMGA_REDIS_URL": REDIS_URL,
+            "LLMGA_REDIS_URL": self.redis_url,
             "LLMGA_KEY_PREFIX": self.key_prefix,
             "LLMGA_QUEUE_NAME": self.queue_name,
         }
@@ -50,11 +52,10 @@ class Namespace:
         client.delete(*keys)
 
 
-def create_api_key(namespace: Namespace, tenant: str) -> str:
-    """A key made by the real CLI (`python -m services.gateway.apikeys create --tenant T`)
-    in the namespace's Redis: the one line it prints."""
+def apikeys_cli(namespace: Namespace, *args: str) -> str:
+    """Run `python -m services.gateway.apikeys ARGS` in the namespace's Redis; its stdout."""
     result = subprocess.run(
-        [sys.executable, "-m", "services.gateway.apikeys", "create", "--tenant", tenant],
+        [sys.executable, "-m", "services.gateway.apikeys", *args],
         cwd=REPO_ROOT,
         env={**os.environ, **namespace.env()},
         capture_output=True,
@@ -62,7 +63,13 @@ def create_api_key(namespace: Namespace, tenant: str) -> str:
         timeout=60,
         check=True,
     )
-    (key,) = result.stdout.split()
+    return result.stdout
+
+
+def create_api_key(namespace: Namespace, tenant: str, *options: str) -> str:
+    """A key made by the real CLI (`python -m services.gateway.apikeys create --tenant T
+    OPTIONS`) in the namespace's Redis: the one line it prints."""
+    (key,) = apikeys_cli(namespace, "create", "--tenant", tenant, *options).split()
     assert key.startswith("llmga_")
     return key
 
@@ -116,7 +123,9 @@ def start_worker_process(
         "LLMGA_WORKER_TORCH_THREADS": "1",
         **(env or {}),
     }
-    registry = WorkerRegistry(redis.Redis.from_url(REDIS_URL), RedisKeys(namespace.key_prefix))
+    registry = WorkerRegistry(
+        redis.Redis.from_url(namespace.redis_url), RedisKeys(namespace.key_prefix)
+    )
     with running(
         name,
         python_module("services.worker"),

@@ -1,0 +1,304 @@
+"""Webhooks end to end: a real gateway (with its dispatcher) and worker deliver signed
+events to an HTTP receiver run by the test; retries, the `events` filter, cancels, the
+allow-list, and a dead dispatcher's events taken over by another one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+import redis
+
+from services.common.contract import GenerationRequest, JobRecord, JobStatus, Task, Webhook
+from services.common.job_store import JobStore
+from services.common.redis_keys import RedisKeys
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.settings import GatewaySettings
+from services.gateway.webhooks.dispatcher import CONSUMER_GROUP, ReadAnswer, WebhookDispatcher
+from services.gateway.webhooks.signing import verify_signature
+from tests.support.http_api import assert_error, wait_for_job
+from tests.support.scripted_mllm import ScriptedMllm
+from tests.support.services import REDIS_URL, HttpService, Namespace, start_gateway
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+SECRET = "test-webhook-secret"
+TINY = {"width": 64, "height": 64, "steps": 2, "seed": 1}
+
+
+@dataclass
+class Delivery:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def event(self) -> dict[str, Any]:
+        payload: dict[str, Any] = json.loads(self.body)
+        return payload
+
+
+@dataclass
+class Receiver:
+    """An HTTP server that records every POST. A path `/fail-<k>/...` answers 500 to its
+    first k requests, then 200; any other path answers 200."""
+
+    port: int
+    deliveries: list[Delivery] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, prefix: str = "hook") -> str:
+        return f"http://127.0.0.1:{self.port}/{prefix}/{uuid.uuid4().hex}"
+
+    def received(self, url: str) -> list[Delivery]:
+        path = url.split(str(self.port), 1)[1]
+        with self.lock:
+            return [d for d in self.deliveries if d.path == path]
+
+    def wait_for(self, url: str, count: int, timeout_s: float = 60) -> list[Delivery]:
+        """The first `count` requests to `url`, waiting for them."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = self.received(url)
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        raise TimeoutError(f"{url}: {len(self.received(url))} of {count} deliveries")
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    server_box: list[Receiver] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            rec = server_box[0]
+            with rec.lock:
+                earlier = sum(1 for d in rec.deliveries if d.path == self.path)
+                rec.deliveries.append(Delivery(self.path, dict(self.headers), body))
+            first = self.path.split("/")[1]  # "fail-<k>": answer 500 to the first k
+            failures = int(first.removeprefix("fail-")) if first.startswith("fail-") else 0
+            self.send_response(500 if earlier < failures else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_box.append(Receiver(port=server.server_address[1]))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server_box[0]
+    server.shutdown()
+
+
+WEBHOOK_ENV = {
+    "LLMGA_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+    "LLMGA_WEBHOOK_ALLOW_HTTP": "true",
+    "LLMGA_WEBHOOK_SECRET": SECRET,
+    "LLMGA_WEBHOOK_MAX_ATTEMPTS": "4",
+    "LLMGA_WEBHOOK_BACKOFF_BASE_S": "0.2",
+}
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    namespace: Namespace, scripted: ScriptedMllm, worker: str, logs: Path
+) -> Iterator[HttpService]:
+    env = {**namespace.env(), "LLMGA_MLLM_BASE_URL": scripted.base_url, **WEBHOOK_ENV}
+    with start_gateway(env, logs) as service:
+        yield service
+
+
+@pytest.fixture
+def api(gateway: HttpService) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=60) as client:
+        yield client
+
+
+def _create(api: httpx.Client, webhook: dict[str, Any], **extra: Any) -> str:
+    body = {"prompt": "a lighthouse", **TINY, **extra, "webhook": webhook}
+    response = api.post("/v1/images", json=body)
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+def _wait_outbox_drained(client: redis.Redis, namespace: Namespace) -> None:
+    """Every event written so far was delivered (delivered entries are deleted)."""
+    stream = RedisKeys(namespace.key_prefix).webhook_outbox()
+    deadline = time.monotonic() + 30
+    while client.xlen(stream):
+        assert time.monotonic() < deadline, "webhook outbox not drained"
+        time.sleep(0.05)
+
+
+def test_started_and_succeeded_arrive_signed_and_in_order(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    url = receiver.url()
+    job_id = _create(api, {"url": url})
+    deliveries = receiver.wait_for(url, 2)
+    assert wait_for_job(api, job_id)["status"] == "succeeded"
+
+    assert [d.event["event"] for d in deliveries] == ["started", "succeeded"]
+    for delivery in deliveries:
+        signature = delivery.headers["X-LLMGA-Signature"]
+        assert verify_signature(SECRET, signature, delivery.body)
+        assert not verify_signature("another-secret", signature, delivery.body)
+        assert not verify_signature(SECRET, signature, delivery.body + b" ")
+        assert delivery.headers["X-LLMGA-Event-Id"] == delivery.event["id"]
+        assert delivery.event["job"]["id"] == job_id
+    started, succeeded = (d.event for d in deliveries)
+    assert started["id"] != succeeded["id"]
+    assert started["job"]["status"] == "running"
+    assert succeeded["job"]["status"] == "succeeded" and len(succeeded["job"]["images"]) == 1
+    assert started["occurred_at"] <= succeeded["occurred_at"]
+
+
+def test_a_failing_receiver_gets_the_event_on_the_third_attempt(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    url = receiver.url("fail-2")
+    _create(api, {"url": url, "events": ["succeeded"]})
+    attempts = receiver.wait_for(url, 3)
+    assert len({a.event["id"] for a in attempts}) == 1  # one event, sent three times
+    assert [a.headers["X-LLMGA-Attempt"] for a in attempts] == ["1", "2", "3"]
+    assert all(verify_signature(SECRET, a.headers["X-LLMGA-Signature"], a.body) for a in attempts)
+    time.sleep(1)  # a 4th attempt would follow the 200 within ~0.8 s
+    assert len(receiver.received(url)) == 3
+
+    metrics = api.get("/metrics").text
+    assert 'llmga_gateway_webhook_attempts_total{outcome="rejected"}' in metrics
+    assert "llmga_gateway_webhook_attempt_duration_seconds_count" in metrics
+
+
+def test_events_filter_what_is_sent(
+    api: httpx.Client, receiver: Receiver, redis_client: redis.Redis, namespace: Namespace
+) -> None:
+    url = receiver.url()
+    job_id = _create(api, {"url": url, "events": ["started"]})
+    assert wait_for_job(api, job_id)["status"] == "succeeded"
+    _wait_outbox_drained(redis_client, namespace)
+    assert [d.event["event"] for d in receiver.received(url)] == ["started"]
+
+
+def test_a_canceled_job_sends_canceled(
+    api: httpx.Client, receiver: Receiver, redis_client: redis.Redis, namespace: Namespace
+) -> None:
+    url = receiver.url()
+    job_id = _create(api, {"url": url}, steps=150)
+    assert api.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+    assert wait_for_job(api, job_id)["status"] == "canceled"
+    _wait_outbox_drained(redis_client, namespace)
+    events = [d.event for d in receiver.received(url)]
+    # Canceled while queued (no start) or after the worker started it.
+    assert [e["event"] for e in events] in (["canceled"], ["started", "canceled"])
+    assert events[-1]["job"]["status"] == "canceled"
+
+
+def test_chat_jobs_notify_the_turns_webhook(
+    api: httpx.Client, receiver: Receiver, mllm: ScriptedMllm
+) -> None:
+    mllm.script("Sure. <gen_image>a red fox in snow</gen_image>")
+    url = receiver.url()
+    body = {"message": "a fox", **TINY, "webhook": {"url": url, "events": ["succeeded"]}}
+    response = api.post("/v1/chat", json=body)
+    assert response.status_code == 200, response.text
+    chat = response.json()
+    (delivery,) = receiver.wait_for(url, 1)
+    assert delivery.event["event"] == "succeeded"
+    assert delivery.event["job"]["id"] == chat["jobs"][0]["id"]
+    assert delivery.event["job"]["conversation_id"] == chat["conversation_id"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",  # cloud metadata: not allow-listed
+        "http://localhost:9/hook",
+        "http://user:pw@127.0.0.1:9/hook",
+        "ftp://127.0.0.1/hook",
+        "not a url",
+    ],
+)
+def test_webhook_urls_outside_the_allow_list_are_422(
+    api: httpx.Client, mllm: ScriptedMllm, url: str
+) -> None:
+    response = api.post("/v1/images", json={"prompt": "x", **TINY, "webhook": {"url": url}})
+    assert_error(response, 422, "webhook.url")
+    response = api.post("/v1/chat", json={"message": "x", "webhook": {"url": url}})
+    assert_error(response, 422, "webhook.url")
+    assert mllm.requests() == []  # refused before the mllm was asked
+
+
+def test_an_unknown_event_name_is_422(api: httpx.Client, receiver: Receiver) -> None:
+    body = {"prompt": "x", "webhook": {"url": receiver.url(), "events": ["queued"]}}
+    assert_error(api.post("/v1/images", json=body), 422, "webhook.events[0]")
+
+
+def test_a_dead_dispatchers_events_are_delivered_by_another(
+    redis_client: redis.Redis, receiver: Receiver
+) -> None:
+    """An event read by a dispatcher that died before delivering it stays pending; a live
+    dispatcher reclaims it once it has been idle for LLMGA_WEBHOOK_RECLAIM_IDLE_S."""
+    namespace = Namespace.unique("webhook-reclaim")
+    keys = RedisKeys(namespace.key_prefix)
+    try:
+        url = receiver.url()
+        jobs = JobStore(redis_client, keys, ttl_s=60)
+        request = GenerationRequest(
+            job_id="job_reclaim", tenant="t", task=Task.TASK_T2I, webhook=Webhook(url=url)
+        )
+        jobs.create(JobRecord(request=request, status=JobStatus.JOB_STATUS_QUEUED))
+
+        def start(record: JobRecord) -> None:
+            record.status = JobStatus.JOB_STATUS_RUNNING
+
+        jobs.update("t", "job_reclaim", start)
+        stream = keys.webhook_outbox()
+        redis_client.xgroup_create(stream, CONSUMER_GROUP, id="0")
+        # The dead dispatcher: it read the entry and never acknowledged it.
+        read = redis_client.xreadgroup(CONSUMER_GROUP, "dead-dispatcher", {stream: ">"}, count=1)
+        assert len(cast(ReadAnswer, read)[0][1]) == 1
+        settings = GatewaySettings(
+            redis_url=REDIS_URL,
+            key_prefix=namespace.key_prefix,
+            webhook_allowed_hosts="127.0.0.1",
+            webhook_allow_http=True,
+            webhook_secret=SECRET,  # type: ignore[arg-type]
+            webhook_reclaim_idle_s=0.5,
+        )
+
+        async def run_dispatcher_until_delivered() -> None:
+            dispatcher = WebhookDispatcher(settings, GatewayMetrics(), consumer="live")
+            task = asyncio.create_task(dispatcher.run())
+            try:
+                for _ in range(200):
+                    if receiver.received(url) and not redis_client.xlen(stream):
+                        return
+                    await asyncio.sleep(0.05)
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await dispatcher.aclose()
+
+        asyncio.run(run_dispatcher_until_delivered())
+        (delivery,) = receiver.received(url)
+        assert delivery.event["event"] == "started"
+        # The dead dispatcher's entry is acknowledged and deleted.
+        assert redis_client.xpending(stream, CONSUMER_GROUP)["pending"] == 0
+    finally:
+        namespace.cleanup(redis_client)
