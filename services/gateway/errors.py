@@ -54,11 +54,6 @@ def conflict(type_: str, message: str, headers: dict[str, str] | None = None) ->
     return ApiError(409, type_, message, headers=headers)
 
 
-def not_implemented(message: str, field: str | None = None) -> ApiError:
-    """501: a documented feature that this version does not serve yet."""
-    return ApiError(501, "not_implemented", message, field)
-
-
 def too_large(message: str, field: str | None = None) -> ApiError:
     """413: a payload over a size limit."""
     return ApiError(413, "payload_too_large", message, field)

@@ -6,9 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Every task of the contract, by its API name; "t2i", "inpaint", "outpaint" and "similar"
-# (t2i jobs from the mllm's description of an image) are served (others: 501).
-TaskName = Literal["t2i", "similar", "inpaint", "outpaint", "edit", "restore"]
+# Every task of the API, by its name ("similar" makes t2i jobs from the mllm's description
+# of an image; the others are the contract's tasks).
+TaskName = Literal["t2i", "similar", "inpaint", "outpaint", "edit", "restore", "controlnet"]
+
+# Edit methods by API name (services/common/contract.py EditMethod); omitted: the worker's.
+EditMethodName = Literal["p2p", "diffedit"]
 
 # Seeds fit the worker's uint64 even after adding the image index (seed + i).
 MAX_SEED = 2**63 - 1
@@ -122,3 +125,42 @@ class OutpaintInput(BaseModel):
         if self.ratio is None and not any(sides):
             raise ValueError("extend at least one side (left, top, right, bottom) or give a ratio")
         return self
+
+
+# ControlNet limits of the schema (the worker checks them again).
+MAX_CONDITIONING_SCALE = 2.0
+MAX_CANNY_THRESHOLD = 255
+
+
+class ControlInput(BaseModel):
+    """How a ControlNet job reads its control image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["canny"] = Field(
+        default="canny", description="The control type; 'canny' (edge maps) is the one served."
+    )
+    preprocessed: bool = Field(
+        default=False,
+        description="true: the image is the edge map itself; false: the worker computes the "
+        "Canny edges of the image.",
+    )
+    conditioning_scale: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_CONDITIONING_SCALE,
+        description="How strongly the control steers the denoiser, 0..2; omitted: the profile's.",
+    )
+    low_threshold: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CANNY_THRESHOLD,
+        description="Canny hysteresis low threshold, 1..255, below high_threshold; omitted: "
+        "100. Not with preprocessed.",
+    )
+    high_threshold: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CANNY_THRESHOLD,
+        description="Canny hysteresis high threshold, 1..255; omitted: 200.",
+    )

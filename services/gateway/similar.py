@@ -16,8 +16,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from services.common.contract import Task
+from services.gateway.assistant import ask_mllm
+from services.gateway.errors import ApiError
+from services.gateway.generation_tags import parse_reply
+from services.gateway.mllm_client import ChatMessage
 from services.gateway.protocol import ImageInput
-from services.gateway.task_inputs import CheckedImage, TaskInputs, load_input_image, png_data_uri
+from services.gateway.task_inputs import (
+    CheckedImage,
+    TaskInputs,
+    load_input_image,
+    png_data_uri,
+    stored_id,
+)
 
 if TYPE_CHECKING:
     from services.gateway.state import GatewayState
@@ -43,24 +53,59 @@ def similar_size(width: int, height: int, low: int, high: int) -> tuple[int, int
 
 
 @dataclass(frozen=True)
-class SimilarInputs:
-    """A checked source image of a similar turn/job and the output size to use."""
+class SourceImageInputs:
+    """A checked input image that a text-to-image-like job follows (similar: described by
+    the mllm; controlnet: its edges steer the job) and the output size to use."""
 
     image: CheckedImage
     width: int
     height: int
-    task: int = Task.TASK_T2I
 
     def preview_data_uri(self) -> str:
-        """The source image as a PNG data URI for the mllm (shrunk like other previews)."""
+        """The image as a PNG data URI for the mllm (shrunk like other previews)."""
         return png_data_uri(self.image.image.convert("RGB"))
+
+
+@dataclass(frozen=True)
+class SimilarInputs(SourceImageInputs):
+    """A checked source image of a similar turn/job and the output size to use."""
+
+    task: int = Task.TASK_T2I
 
     def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store an inline source image (once); the job records it by id."""
-        image_id = self.image.stored_id
-        if image_id is None:
-            image_id = state.blobs.put(tenant, self.image.png, "image/png")
-        return TaskInputs(input_image_ids=[image_id])
+        return TaskInputs(input_image_ids=[stored_id(state, tenant, self.image)])
+
+
+def describe_image(state: GatewayState, image_url: str, text: str | None = None) -> str:
+    """The mllm's description of an image: the first generation prompt of its reply to
+    `text` (default DEFAULT_SIMILAR_MESSAGE) sent with the image (a data URI); 502 if it
+    wrote none. Used by similar (the description drives t2i) and edit (the source caption)."""
+    message = ChatMessage("user", text or DEFAULT_SIMILAR_MESSAGE, image_urls=(image_url,))
+    prompts = parse_reply(ask_mllm(state, [message]).content).prompts
+    if not prompts:
+        raise ApiError(
+            502, "upstream_error", "the mllm wrote no generation prompt describing the image"
+        )
+    return prompts[0]
+
+
+def sized_source_image(
+    state: GatewayState,
+    tenant: str,
+    image: ImageInput,
+    field_name: str,
+    width: int | None = None,
+    height: int | None = None,
+) -> tuple[CheckedImage, int, int]:
+    """Check an input image (4xx naming `field_name`; nothing stored) and fix the output
+    size: `width`/`height` where given, else the image's (see `similar_size`)."""
+    checked = load_input_image(state, tenant, image, field_name)
+    settings = state.settings
+    default_w, default_h = similar_size(
+        checked.image.width, checked.image.height, settings.min_size, settings.max_size
+    )
+    return checked, width or default_w, height or default_h
 
 
 def prepare_similar(
@@ -71,11 +116,5 @@ def prepare_similar(
     width: int | None = None,
     height: int | None = None,
 ) -> SimilarInputs:
-    """Check the source image (4xx naming `field_name`; nothing stored) and fix the output
-    size: `width`/`height` where given, else the image's (see `similar_size`)."""
-    checked = load_input_image(state, tenant, image, field_name)
-    settings = state.settings
-    default_w, default_h = similar_size(
-        checked.image.width, checked.image.height, settings.min_size, settings.max_size
-    )
-    return SimilarInputs(checked, width or default_w, height or default_h)
+    """The checked source image of a similar job and its output size (`sized_source_image`)."""
+    return SimilarInputs(*sized_source_image(state, tenant, image, field_name, width, height))

@@ -1,10 +1,13 @@
-"""Input images of inpaint and outpaint jobs: checked up front, stored once, passed by id.
+"""Input images of image jobs: checked up front, stored once, passed by id.
 
-Shared by `POST /v1/images` and `POST /v1/chat`. Everything a worker would reject is
-rejected here first, with a 4xx naming the field: an unknown image id (404), an image over
-the upload limits (413/422), a mask of another size or one that selects nothing, an
-outpaint extension whose canvas is too large (422). Checking stores nothing; `store()`
-then puts the inline images into the blob store, once, when the job is about to be queued.
+Shared by `POST /v1/images` and `POST /v1/chat`. Which task-specific field fits which task
+is checked here (`check_task_fields`), and the inputs of inpaint and outpaint jobs (the
+other tasks' live in similar.py, edit.py, controlnet.py, restoration.py). Everything a
+worker would reject is rejected first, with a 4xx naming the field: an unknown image id
+(404), an image over the upload limits (413/422), a mask of another size or one that
+selects nothing, an outpaint extension whose canvas is too large (422). Checking stores
+nothing; `store()` then puts the inline images into the blob store, once, when the job is
+about to be queued.
 
 The mask rule is the worker's (services/worker/masks.py), written here with Pillow alone
 because the gateway loads neither numpy-based worker code nor any ML framework:
@@ -21,12 +24,13 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from services.common.contract import GenerationRequest, Outpaint, Task
+from services.common.contract import Control, Edit, GenerationRequest, Outpaint, Task
 from services.gateway.errors import invalid, not_found
 from services.gateway.protocol import ImageInput, OutpaintInput
 from services.gateway.uploads import check_image, decode_image
@@ -56,12 +60,15 @@ class CheckedImage:
 
 @dataclass(frozen=True)
 class TaskInputs:
-    """What an inpaint or outpaint job carries besides its prompt (ids, never pixels)."""
+    """What an image job carries besides its prompt (images by id, never pixels)."""
 
     input_image_ids: list[str]
     mask_image_id: str = ""
     outpaint: Outpaint | None = None
     strength: float | None = None
+    restore: bool | None = None  # inpaint/outpaint; None: the worker's default (on)
+    edit: Edit | None = None
+    control: Control | None = None
 
     def apply_to(self, request: GenerationRequest) -> None:
         """Fill these inputs into a job's request."""
@@ -71,6 +78,12 @@ class TaskInputs:
             request.outpaint.CopyFrom(self.outpaint)
         if self.strength is not None:
             request.strength = self.strength
+        if self.restore is not None:
+            request.restore = self.restore
+        if self.edit is not None:
+            request.edit.CopyFrom(self.edit)
+        if self.control is not None:
+            request.control.CopyFrom(self.control)
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,7 @@ class PreparedInputs:
     outpaint: Outpaint | None
     strength: float | None
     preview: Image.Image = field(repr=False)  # the masked image the mllm sees
+    restore: bool | None = None
 
     def preview_data_uri(self) -> str:
         """The masked image as a PNG data URI (an OpenAI `image_url`)."""
@@ -90,17 +104,20 @@ class PreparedInputs:
 
     def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store the inline images (once) and return the job's inputs by id."""
-        image_id = _stored_id(state, tenant, self.image)
-        mask_id = _stored_id(state, tenant, self.mask) if self.mask is not None else ""
+        image_id = stored_id(state, tenant, self.image)
+        mask_id = stored_id(state, tenant, self.mask) if self.mask is not None else ""
         return TaskInputs(
             input_image_ids=[image_id],
             mask_image_id=mask_id,
             outpaint=self.outpaint,
             strength=self.strength,
+            restore=self.restore,
         )
 
 
-def _stored_id(state: GatewayState, tenant: str, checked: CheckedImage) -> str:
+def stored_id(state: GatewayState, tenant: str, checked: CheckedImage) -> str:
+    """The blob id of a checked image: its own if it was given by id, else it is stored
+    now (as PNG)."""
     if checked.stored_id is not None:
         return checked.stored_id
     return state.blobs.put(tenant, checked.png, "image/png")
@@ -181,13 +198,51 @@ def outpaint_sides(outpaint: Outpaint, size: tuple[int, int]) -> tuple[int, int,
     return outpaint.left, outpaint.top, outpaint.right, outpaint.bottom
 
 
-# Tasks the gateway serves, by API name; the others answer 501.
-SERVED_TASKS: dict[str, int] = {
+# Every task of the API by name, with the contract task its jobs run ("similar" is a t2i
+# job from the mllm's description of an image).
+CONTRACT_TASKS: dict[str, int] = {
     "t2i": Task.TASK_T2I,
+    "similar": Task.TASK_T2I,
     "inpaint": Task.TASK_INPAINT,
     "outpaint": Task.TASK_OUTPAINT,
+    "edit": Task.TASK_EDIT,
+    "restore": Task.TASK_RESTORE,
+    "controlnet": Task.TASK_CONTROLNET,
 }
-_IMAGE_TASKS = ("inpaint", "outpaint")
+
+# The task-specific request fields and the tasks that take each one.
+FIELD_TASKS: dict[str, tuple[str, ...]] = {
+    "mask": ("inpaint", "restore"),
+    "outpaint": ("outpaint",),
+    "strength": ("inpaint", "outpaint"),
+    "restore": ("inpaint", "outpaint"),
+    "reference": ("restore",),
+    "edit_method": ("edit",),
+    "source_caption": ("edit",),
+    "target_caption": ("edit",),
+    "control": ("controlnet",),
+}
+# Tasks whose output has the input image's size (outpaint: plus the extension).
+_SIZED_BY_IMAGE = ("inpaint", "outpaint", "edit", "restore")
+# Tasks that make exactly one image, and why.
+_SINGLE_IMAGE = {
+    "edit": "the edit is deterministic (inversion), more images would be copies",
+    "restore": "it restores the one image given",
+}
+# What each task cannot do without besides its image: (field, message).
+_REQUIRED_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "inpaint": (("mask", "inpaint needs a mask (white = regenerate)"),),
+    "outpaint": (("outpaint", "outpaint needs `outpaint` (pixels per side or a ratio)"),),
+    "restore": (
+        ("reference", "restore needs a reference image (the picture before generation)"),
+        ("mask", "restore needs a mask of the generated region (white = generated)"),
+    ),
+}
+
+
+def _quoted(tasks: tuple[str, ...]) -> str:
+    """("a", "b") -> "'a' or 'b'"."""
+    return " or ".join(repr(task) for task in tasks)
 
 
 def check_task_fields(
@@ -195,36 +250,47 @@ def check_task_fields(
     *,
     image_field: str,
     has_image: bool,
-    mask: ImageInput | None,
-    outpaint: OutpaintInput | None,
-    strength: float | None,
+    given: Mapping[str, object],
     width: int | None,
     height: int | None,
+    n: int = 1,
 ) -> None:
-    """422 naming the field when the task-specific fields do not fit `task`: inpaint
-    needs an image and a mask, outpaint an image and `outpaint`; both take their size from
-    the image (no width/height); `mask`, `outpaint` and `strength` belong to them only."""
-    if mask is not None and task != "inpaint":
-        raise invalid(f"mask is only for task 'inpaint', not {task!r}", "mask")
-    if outpaint is not None and task != "outpaint":
-        raise invalid(f"outpaint is only for task 'outpaint', not {task!r}", "outpaint")
-    if task not in _IMAGE_TASKS:
-        if strength is not None:
-            raise invalid(f"strength is only for inpaint and outpaint, not {task!r}", "strength")
-        if task == "t2i" and has_image:
+    """422 naming the field when the task-specific fields do not fit `task`. `given` maps
+    field names of FIELD_TASKS to their values (None: omitted): each belongs to its tasks
+    only, and inpaint (mask), outpaint (outpaint) and restore (reference, mask) need theirs.
+    Every task but t2i needs an image (t2i takes none); inpaint, outpaint, edit and
+    restore take their size from it (no width/height); edit and restore make one image."""
+    for name, value in given.items():
+        if value is not None and task not in FIELD_TASKS[name]:
+            raise invalid(
+                f"{name} is only for task {_quoted(FIELD_TASKS[name])}, not {task!r}", name
+            )
+    if task == "t2i":
+        if has_image:
             raise invalid("task 't2i' takes no input image", image_field)
         return
-    for name, value in (("width", width), ("height", height)):
-        if value is not None:
-            raise invalid(
-                f"{name} must be omitted for {task}: the output takes the input image's size", name
-            )
+    if task in _SIZED_BY_IMAGE:
+        for name, value in (("width", width), ("height", height)):
+            if value is not None:
+                raise invalid(
+                    f"{name} must be omitted for {task}: the output takes the input image's size",
+                    name,
+                )
+    if task in _SINGLE_IMAGE and n != 1:
+        raise invalid(f"n must be 1 for {task}: {_SINGLE_IMAGE[task]}", "n")
     if not has_image:
         raise invalid(f"{task} needs an input image", image_field)
-    if task == "inpaint" and mask is None:
-        raise invalid("inpaint needs a mask (white = regenerate)", "mask")
-    if task == "outpaint" and outpaint is None:
-        raise invalid("outpaint needs `outpaint` (pixels per side or a ratio)", "outpaint")
+    for name, message in _REQUIRED_FIELDS.get(task, ()):
+        if given.get(name) is None:
+            raise invalid(message, name)
+
+
+def check_image_sides(state: GatewayState, image: Image.Image, field_name: str) -> None:
+    """422 naming `field_name` unless both sides are within LLMGA_MIN_SIZE..LLMGA_MAX_SIZE
+    (an input whose output has its size)."""
+    low, high = state.settings.min_size, state.settings.max_size
+    for name, side in (("the image's width", image.width), ("the image's height", image.height)):
+        _check_side(name, side, low, high, field_name)
 
 
 def _check_side(name: str, side: int, low: int, high: int, field_name: str) -> None:
@@ -243,10 +309,12 @@ def prepare_inputs(
     mask: ImageInput | None = None,
     outpaint: OutpaintInput | None = None,
     strength: float | None = None,
+    restore: bool | None = None,
     image_field: str = "image",
 ) -> PreparedInputs:
     """Check the inputs of an inpaint (`mask`) or outpaint (`outpaint`) job; 4xx naming
-    the field for anything the worker would reject. Stores nothing."""
+    the field for anything the worker would reject. Stores nothing. `restore` (None: the
+    worker's default, on) goes to the job as given."""
     settings = state.settings
     low, high = settings.min_size, settings.max_size
     checked = load_input_image(state, tenant, image, image_field)
@@ -254,12 +322,11 @@ def prepare_inputs(
     if task == Task.TASK_INPAINT:
         if mask is None:
             raise invalid("inpaint needs a mask (white = regenerate)", "mask")
-        for name, side in (("the image's width", rgb.width), ("the image's height", rgb.height)):
-            _check_side(name, side, low, high, image_field)
+        check_image_sides(state, rgb, image_field)
         checked_mask = load_input_image(state, tenant, mask, "mask")
         selection = check_mask(rgb, checked_mask.image, "mask")
         preview = Image.composite(Image.new("RGB", rgb.size), rgb, selection)
-        return PreparedInputs(task, checked, checked_mask, None, strength, preview)
+        return PreparedInputs(task, checked, checked_mask, None, strength, preview, restore)
 
     if task != Task.TASK_OUTPAINT or outpaint is None:
         raise invalid("outpaint needs `outpaint` (pixels per side or a ratio)", "outpaint")
@@ -276,4 +343,4 @@ def prepare_inputs(
         _check_side(name, side, low, high, "outpaint")
     preview = Image.new("RGB", (width, height))
     preview.paste(rgb, (left, top))
-    return PreparedInputs(task, checked, None, message, strength, preview)
+    return PreparedInputs(task, checked, None, message, strength, preview, restore)

@@ -261,17 +261,19 @@ def test_redis_down_is_503_without_internals() -> None:
 
 
 @pytest.mark.parametrize(
-    ("payload", "field"),
+    ("payload", "field", "needle"),
     [
-        ({"message": "edit it", "task": "edit"}, "task"),
-        ({"message": "fix it", "task": "restore"}, "task"),
+        ({"message": "edit it", "task": "edit"}, "images", "edit needs an input image"),
+        ({"message": "fix it", "task": "restore"}, "task", "POST /v1/images only"),
+        ({"message": "x", "edit_method": "p2p"}, "images", "edit needs an input image"),
+        ({"message": "x", "control": {}}, "images", "controlnet needs an input image"),
     ],
 )
-def test_chat_unimplemented_tasks_are_501_before_anything_is_stored(
-    api: httpx.Client, mllm: ScriptedMllm, payload: dict[str, Any], field: str
+def test_chat_image_tasks_without_their_inputs_are_422_before_the_mllm_is_asked(
+    api: httpx.Client, mllm: ScriptedMllm, payload: dict[str, Any], field: str, needle: str
 ) -> None:
-    message = assert_error(api.post("/v1/chat", json=payload), 501, field)
-    assert "not implemented yet" in message
+    message = assert_error(api.post("/v1/chat", json=payload), 422, field)
+    assert needle in message
     assert mllm.requests() == []
 
 
@@ -502,10 +504,19 @@ def test_images_refine_without_a_prompt_keeps_the_original(
     assert body["refine_note"]
 
 
-@pytest.mark.parametrize("task", ["edit", "restore"])
-def test_images_other_tasks_are_501(api: httpx.Client, task: str) -> None:
-    message = assert_error(api.post("/v1/images", json={"prompt": "x", "task": task}), 501)
-    assert f"task '{task}' is not implemented yet" == message
+@pytest.mark.parametrize(
+    ("task", "field", "message"),
+    [
+        ("edit", "image", "edit needs an input image"),
+        ("controlnet", "image", "controlnet needs an input image"),
+        ("restore", "prompt", "restore takes no prompt"),
+    ],
+)
+def test_images_image_tasks_without_an_image_are_422(
+    api: httpx.Client, task: str, field: str, message: str
+) -> None:
+    response = api.post("/v1/images", json={"prompt": "x", "task": task})
+    assert assert_error(response, 422, field) == message
 
 
 def test_unknown_ids_are_404(api: httpx.Client) -> None:
@@ -554,10 +565,10 @@ def test_upload_limits(api: httpx.Client, image: str, status: int, needle: str) 
         ({"id": "img_nope"}, 404, "not found"),
     ],
 )
-def test_chat_images_are_checked_before_the_task_is_refused(
+def test_chat_images_are_checked_before_the_mllm_is_asked(
     api: httpx.Client, mllm: ScriptedMllm, image: dict[str, str], status: int, needle: str
 ) -> None:
-    """Bad input is a 4xx naming the image even where the task is not served yet (501)."""
+    """Bad input is a 4xx naming the image, before the mllm is asked."""
     response = api.post("/v1/chat", json={"message": "look", "images": [image]})
     assert needle in assert_error(response, status)
     error = response.json()["error"]

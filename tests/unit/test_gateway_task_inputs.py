@@ -11,11 +11,13 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from services.common.contract import GenerationRequest, Outpaint, Task
+from services.common.contract import Control, Edit, EditMethod, GenerationRequest, Outpaint, Task
 from services.gateway.errors import ApiError
 from services.gateway.mllm_client import ChatMessage
-from services.gateway.protocol import ImageInput, OutpaintInput
+from services.gateway.protocol import ControlInput, ImageInput, OutpaintInput
 from services.gateway.task_inputs import (
+    CONTRACT_TASKS,
+    FIELD_TASKS,
     TaskInputs,
     check_mask,
     check_task_fields,
@@ -102,23 +104,59 @@ _OUT = OutpaintInput(left=8)
         ("outpaint", {"has_image": True, "outpaint": _OUT, "mask": _IMAGE}, "mask"),
         ("t2i", {"has_image": True}, "image"),
         ("t2i", {"strength": 0.5}, "strength"),
+        ("t2i", {"restore": False}, "restore"),
+        ("similar", {"has_image": True, "restore": True}, "restore"),
+        ("edit", {}, "image"),
+        ("edit", {"has_image": True, "n": 2}, "n"),
+        ("restore", {"has_image": True, "reference": _IMAGE, "mask": _IMAGE, "n": 3}, "n"),
+        ("edit", {"has_image": True, "width": 64}, "width"),
+        ("edit", {"has_image": True, "control": ControlInput()}, "control"),
+        ("controlnet", {"has_image": True, "edit_method": "p2p"}, "edit_method"),
+        ("controlnet", {"has_image": True, "source_caption": "a cat"}, "source_caption"),
+        ("inpaint", {"has_image": True, "mask": _IMAGE, "reference": _IMAGE}, "reference"),
+        ("restore", {"has_image": True, "mask": _IMAGE}, "reference"),
+        ("restore", {"has_image": True, "reference": _IMAGE}, "mask"),
+        ("restore", {"has_image": True, "reference": _IMAGE, "mask": _IMAGE, "width": 64}, "width"),
+        (
+            "restore",
+            {"has_image": True, "reference": _IMAGE, "mask": _IMAGE, "strength": 1},
+            "strength",
+        ),
     ],
 )
 def test_fields_that_do_not_fit_the_task_are_422(
     task: str, fields: dict[str, Any], field: str
 ) -> None:
-    arguments: dict[str, Any] = {
-        "has_image": False,
-        "mask": None,
-        "outpaint": None,
-        "strength": None,
-        "width": None,
-        "height": None,
-        **fields,
-    }
+    sizes = {"width": fields.pop("width", None), "height": fields.pop("height", None)}
+    has_image, n = fields.pop("has_image", False), fields.pop("n", 1)
     with pytest.raises(ApiError) as error:
-        check_task_fields(task, image_field="image", **arguments)
+        check_task_fields(
+            task, image_field="image", has_image=has_image, given=fields, n=n, **sizes
+        )
     assert error.value.status_code == 422 and error.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("task", "fields"),
+    [
+        ("t2i", {"width": 64}),
+        ("inpaint", {"has_image": True, "mask": _IMAGE, "restore": False, "strength": 0.5}),
+        ("edit", {"has_image": True, "edit_method": "diffedit", "target_caption": "a dog"}),
+        ("controlnet", {"has_image": True, "control": ControlInput(), "width": 64}),
+        ("controlnet", {"has_image": True}),  # control omitted: canny with the defaults
+        ("restore", {"has_image": True, "reference": _IMAGE, "mask": _IMAGE}),
+        ("similar", {"has_image": True, "height": 64}),
+    ],
+)
+def test_fields_that_fit_the_task_pass(task: str, fields: dict[str, Any]) -> None:
+    sizes = {"width": fields.pop("width", None), "height": fields.pop("height", None)}
+    has_image = fields.pop("has_image", False)
+    check_task_fields(task, image_field="image", has_image=has_image, given=fields, **sizes)
+
+
+def test_every_task_specific_field_names_only_known_tasks() -> None:
+    assert set(FIELD_TASKS) >= {"mask", "reference", "control", "edit_method", "restore"}
+    assert {task for tasks in FIELD_TASKS.values() for task in tasks} <= set(CONTRACT_TASKS)
 
 
 def test_task_inputs_fill_the_request() -> None:
@@ -129,6 +167,24 @@ def test_task_inputs_fill_the_request() -> None:
     plain = GenerationRequest(task=Task.TASK_INPAINT)
     TaskInputs(["img_a"], mask_image_id="img_m").apply_to(plain)
     assert plain.mask_image_id == "img_m" and not plain.HasField("strength")
+    assert not plain.HasField("restore")  # unset: the worker's default (on)
+    unrestored = GenerationRequest(task=Task.TASK_INPAINT)
+    TaskInputs(["img_a"], mask_image_id="img_m", restore=False).apply_to(unrestored)
+    assert unrestored.HasField("restore") and unrestored.restore is False
+    edit = GenerationRequest(task=Task.TASK_EDIT, prompt="a parrot on a sofa")
+    TaskInputs(
+        ["img_a"],
+        edit=Edit(
+            source_caption="a cat on a sofa", instruction="swap it", method="EDIT_METHOD_DIFFEDIT"
+        ),
+    ).apply_to(edit)
+    assert (
+        edit.edit.source_caption == "a cat on a sofa"
+        and edit.edit.method == EditMethod.EDIT_METHOD_DIFFEDIT
+    )
+    control = GenerationRequest(task=Task.TASK_CONTROLNET)
+    TaskInputs(["img_c"], control=Control(preprocessed=True)).apply_to(control)
+    assert control.HasField("control") and control.control.preprocessed
 
 
 def test_a_message_with_images_has_image_url_parts_then_the_text() -> None:

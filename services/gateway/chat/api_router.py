@@ -40,10 +40,6 @@ router = APIRouter(tags=["chat"])
             "LLMGA_MAX_UPLOAD_BYTES.",
         },
         422: {"model": ErrorResponse, "description": "Invalid field (named in `field`)."},
-        501: {
-            "model": ErrorResponse,
-            "description": "Task not served yet ('edit', 'restore').",
-        },
         502: {"model": ErrorResponse, "description": "The mllm gave an unusable answer."},
         503: {"model": ErrorResponse, "description": "The mllm or the job queue is down."},
         504: {"model": ErrorResponse, "description": "The mllm did not answer in time."},
@@ -58,9 +54,11 @@ async def chat(
     """Send a message to the assistant. Each `<gen_image>` block of its reply starts one
     job (poll `GET /v1/jobs/{id}`): text-to-image; with `images` + `mask` / `outpaint`
     an inpaint / outpaint job on that image, which the mllm sees masked (holes black);
-    with one image alone (similar) a text-to-image job from the mllm's description of it.
-    In a conversation, inpaint/outpaint/similar without `images` work on the latest result
-    image. Nothing is stored if the mllm fails.
+    with one image alone (similar) a text-to-image job from the mllm's description of it;
+    with `task: "edit"` an edit of the image (the mllm's description of it is the source
+    caption, each generation prompt a target caption); with `task: "controlnet"` a
+    ControlNet job with the image as the control source. In a conversation, image tasks
+    without `images` work on the latest result image. Nothing is stored if the mllm fails.
     With an `Idempotency-Key`, a retry returns the first answer instead of a new turn.
     With `stream: true` the visible reply arrives as server-sent events."""
     if request.stream:

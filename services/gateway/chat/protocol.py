@@ -7,7 +7,15 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from services.gateway.jobs.protocol import JobView
-from services.gateway.protocol import GenerationOptions, ImageInput, OutpaintInput, TaskName
+from services.gateway.protocol import (
+    ControlInput,
+    EditMethodName,
+    GenerationOptions,
+    ImageInput,
+    OutpaintInput,
+    TaskName,
+)
+from services.gateway.webhooks.protocol import WebhookInput
 
 
 class ChatRequest(GenerationOptions):
@@ -23,18 +31,22 @@ class ChatRequest(GenerationOptions):
     task: TaskName | None = Field(
         default=None,
         description="What the turn's jobs do; omitted, it follows from the inputs: 't2i' "
-        "without images, 'inpaint' with a mask, 'outpaint' with outpaint, 'similar' with "
-        "one image alone (the mllm describes it; each description drives a t2i job). Named, "
-        "it must match the inputs (422); 'edit' and 'restore' answer 501.",
+        "without images, 'inpaint' with a mask, 'outpaint' with outpaint, 'edit' with "
+        "edit_method, 'controlnet' with control, 'similar' with one image alone (the mllm "
+        "describes it; each description drives a t2i job). An instruction alone is never "
+        "taken for an edit: name 'edit' (the message is the instruction, each generation "
+        "prompt a target caption). Named, it must match the inputs (422); 'restore' is "
+        "served by POST /v1/images only (422).",
     )
     images: list[ImageInput] = Field(
         default_factory=list,
         max_length=4,
-        description="Input images (at most 4); inpaint, outpaint and similar take exactly "
-        "one. The mllm sees it (inpaint/outpaint: masked, holes black; outpaint: the "
-        "extended canvas, border black); the conversation stores its id, never its pixels. "
-        "Omitted in a conversation, inpaint/outpaint/similar work on the first image of the "
-        "conversation's most recent succeeded job (409 if none has succeeded yet).",
+        description="Input images (at most 4); every image task takes exactly one "
+        "(controlnet: the control source). The mllm sees it (inpaint/outpaint: masked, "
+        "holes black; outpaint: the extended canvas, border black); the conversation "
+        "stores its id, never its pixels. Omitted in a conversation, an image task works "
+        "on the first image of the conversation's most recent succeeded job (409 if none "
+        "has succeeded yet).",
     )
     mask: ImageInput | None = Field(
         default=None,
@@ -53,11 +65,31 @@ class ChatRequest(GenerationOptions):
         description="inpaint/outpaint: how much of the noise schedule runs, in (0, 1]; "
         "omitted: the profile's.",
     )
+    restore: bool | None = Field(
+        default=None,
+        description="inpaint/outpaint: restore the generated region against the kept one "
+        "(DiffRIR, or the colour fallback); omitted: on.",
+    )
+    edit_method: EditMethodName | None = Field(
+        default=None,
+        description="edit: 'p2p' or 'diffedit'; omitted: the worker's default. Given, the "
+        "task is 'edit'.",
+    )
+    control: ControlInput | None = Field(
+        default=None,
+        description="controlnet: how to read the control image (omitted with task "
+        "'controlnet': Canny edges computed by the worker). Given, the task is 'controlnet'.",
+    )
     stream: bool = Field(
         default=False,
         description="Answer as server-sent events: OpenAI-style `chat.completion.chunk`s "
         "of the visible reply (never the generation prompts), then `event: chat.result` "
         "with the ChatResponse, then `data: [DONE]`. Not combinable with Idempotency-Key.",
+    )
+    webhook: WebhookInput | None = Field(
+        default=None,
+        description="POST signed notifications of the state changes of every job this turn "
+        "starts (docs/api.md 'Webhooks'); the host must be allow-listed (422 otherwise).",
     )
 
     @field_validator("message")
@@ -86,8 +118,13 @@ class ChatResponse(BaseModel):
     jobs: list[JobView] = Field(description="One queued job per generation prompt.")
     source_image_id: str | None = Field(
         default=None,
-        description="inpaint/outpaint/similar: the image the turn worked on (given, or the "
+        description="Image tasks: the image the turn worked on (given, or the "
         "conversation's latest result); null for t2i.",
+    )
+    source_caption: str | None = Field(
+        default=None,
+        description="edit: the mllm's description of the input image (every job's source "
+        "caption; the generation prompts are the target captions).",
     )
     usage: UsageView
 

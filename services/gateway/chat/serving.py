@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+from services.common.contract import Webhook
 from services.common.ids import new_id
 from services.gateway.assistant import (
     ask_mllm,
@@ -29,31 +30,37 @@ from services.gateway.chat.protocol import (
     ChunkDelta,
     UsageView,
 )
+from services.gateway.controlnet import ControlInputs, prepare_control
 from services.gateway.conversation_store import StoredConversation, StoredTurn
 from services.gateway.conversations.lineage import latest_result_image
+from services.gateway.edit import (
+    DESCRIBE_MESSAGE,
+    EditInputs,
+    prepare_edit,
+    target_caption_messages,
+)
 from services.gateway.errors import (
     ApiError,
     error_body,
     invalid,
     mllm_error_status,
     not_found,
-    not_implemented,
 )
 from services.gateway.generation_tags import VisibleTextFilter, parse_reply
 from services.gateway.job_submitter import GenerationParams, checked_params
 from services.gateway.jobs.serving import job_view
 from services.gateway.mllm_client import ChatMessage, ChatResult, ChatStream, MllmError
 from services.gateway.protocol import ImageInput
-from services.gateway.similar import SimilarInputs, prepare_similar
+from services.gateway.similar import SimilarInputs, describe_image, prepare_similar
 from services.gateway.state import GatewayState
 from services.gateway.task_inputs import (
-    SERVED_TASKS,
+    CONTRACT_TASKS,
     PreparedInputs,
     TaskInputs,
     check_task_fields,
-    load_input_image,
     prepare_inputs,
 )
+from services.gateway.webhooks.targets import accepted_webhook
 
 logger = logging.getLogger(__name__)
 
@@ -76,22 +83,28 @@ def history_messages(conversation: StoredConversation | None, limit: int) -> lis
 
 def turn_task(request: ChatRequest) -> str:
     """The turn's task: as named, or inferred from the inputs (a mask: inpaint, an
-    outpaint extension: outpaint, images alone: similar, nothing: t2i); whether the
-    inputs are complete is checked afterwards (`check_task_fields`)."""
+    outpaint extension: outpaint, edit_method: edit, control: controlnet, images alone:
+    similar, nothing: t2i); whether the inputs are complete is checked afterwards
+    (`check_task_fields`). An instruction is never taken for an edit by its wording:
+    "make it night" next to an image could as well ask for a similar image at night."""
     if request.task is not None:
         return request.task
     if request.mask is not None:
         return "inpaint"
     if request.outpaint is not None:
         return "outpaint"
+    if request.edit_method is not None:
+        return "edit"
+    if request.control is not None:
+        return "controlnet"
     return "similar" if request.images else "t2i"
 
 
 # Tasks that work on one image; in a conversation, without `images`, they take the
 # conversation's latest result image.
-_SOURCE_TASKS = ("inpaint", "outpaint", "similar")
+_SOURCE_TASKS = ("inpaint", "outpaint", "similar", "edit", "controlnet")
 
-TurnInputs = PreparedInputs | SimilarInputs
+TurnInputs = PreparedInputs | SimilarInputs | EditInputs | ControlInputs
 
 
 def turn_source(
@@ -130,29 +143,33 @@ def check_turn_inputs(
     conversation: StoredConversation | None,
 ) -> tuple[str, TurnInputs | None]:
     """The turn's task and its checked image inputs (None for t2i). Fields that do not
-    fit the task are 422; input images are checked (413/422 for a bad one, 404 for an
-    unknown id) before a task is refused as not implemented (501): bad input is the
-    client's error, whatever the task. Nothing is stored."""
+    fit the task are 422 (so is 'restore': it has no mllm step, POST /v1/images serves
+    it); input images are checked (413/422 for a bad one, 404 for an unknown id).
+    Nothing is stored."""
     task = turn_task(request)
+    if task == "restore":
+        raise invalid(
+            "task 'restore' is served by POST /v1/images only (no mllm step); inpaint and "
+            "outpaint turns restore their result unless restore is false",
+            "task",
+        )
     implicit = not request.images and conversation is not None and task in _SOURCE_TASKS
     check_task_fields(
         task,
         image_field="images",
         has_image=bool(request.images) or implicit,
-        mask=request.mask,
-        outpaint=request.outpaint,
-        strength=request.strength,
+        given={
+            "mask": request.mask,
+            "outpaint": request.outpaint,
+            "strength": request.strength,
+            "restore": request.restore,
+            "edit_method": request.edit_method,
+            "control": request.control,
+        },
         width=request.width,
         height=request.height,
+        n=request.n,
     )
-    if task not in SERVED_TASKS and task != "similar":
-        for index, image in enumerate(request.images):
-            load_input_image(state, tenant, image, f"images[{index}]")
-        raise not_implemented(f"task {task!r} is not implemented yet", "task")
-    if task == "similar" and not request.images and conversation is None:
-        raise invalid(
-            "similar needs an input image (or a conversation with a result image)", "images"
-        )
     source, field_name = turn_source(state, tenant, request, task, conversation)
     if source is None:
         return task, None
@@ -160,14 +177,28 @@ def check_turn_inputs(
         return task, prepare_similar(
             state, tenant, source, field_name, request.width, request.height
         )
+    if task == "edit":
+        return task, prepare_edit(
+            state,
+            tenant,
+            source,
+            field_name,
+            instruction=request.message,
+            method=request.edit_method,
+        )
+    if task == "controlnet":
+        return task, prepare_control(
+            state, tenant, source, field_name, request.control, request.width, request.height
+        )
     inputs = prepare_inputs(
         state,
         tenant,
-        SERVED_TASKS[task],
+        CONTRACT_TASKS[task],
         source,
         mask=request.mask,
         outpaint=request.outpaint,
         strength=request.strength,
+        restore=request.restore,
         image_field=field_name,
     )
     return task, inputs
@@ -182,16 +213,19 @@ class PreparedTurn:
     params: GenerationParams
     user_at: float
     task: int
-    # inpaint/outpaint/similar: checked, stored (once) with the turn
+    # image tasks: checked, stored (once) with the turn; edit: with its source caption
     inputs: TurnInputs | None
+    # every job of the turn notifies it (allow-listed before the mllm is asked)
+    webhook: Webhook | None = None
 
 
 def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> PreparedTurn:
-    """Check the request (4xx/501 before anything is stored) and build the messages."""
+    """Check the request (4xx before anything is stored) and build the messages."""
     settings = state.settings
     if len(request.message) > settings.max_message_chars:
         raise invalid(f"message is longer than {settings.max_message_chars} characters", "message")
     params = checked_params(request, settings)
+    webhook = accepted_webhook(request.webhook, settings)
 
     conversation: StoredConversation | None = None
     if request.conversation_id is not None:
@@ -199,20 +233,30 @@ def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> Prep
         if conversation is None:
             raise not_found(f"conversation {request.conversation_id!r} not found")
     task, inputs = check_turn_inputs(state, tenant, request, conversation)
-    if isinstance(inputs, SimilarInputs):
+    # After validation, before the mllm is asked; one job's images: the reply may hold more.
+    state.quota.admit(tenant, params.n)
+    if isinstance(inputs, (SimilarInputs, ControlInputs)):
         params = replace(params, width=inputs.width, height=inputs.height)
     messages = history_messages(conversation, settings.chat_history_messages)
     # The current turn carries its image (inpaint/outpaint: masked, holes black); the
     # history stays text (images by id only).
-    images = (inputs.preview_data_uri(),) if inputs is not None else ()
-    messages.append(ChatMessage("user", request.message, image_urls=images))
+    if isinstance(inputs, EditInputs):
+        # The mllm describes the image first (the source caption), then answers the
+        # message right after that description (edit.py); only the turn itself is stored.
+        preview = inputs.preview_data_uri()
+        inputs = replace(inputs, source_caption=describe_image(state, preview, DESCRIBE_MESSAGE))
+        messages.extend(target_caption_messages(preview, inputs.source_caption, request.message))
+    else:
+        images = (inputs.preview_data_uri(),) if inputs is not None else ()
+        messages.append(ChatMessage("user", request.message, image_urls=images))
     return PreparedTurn(
         conversation_id=request.conversation_id or new_id("conv"),
         messages=messages,
         params=params,
         user_at=time.time(),
-        task=inputs.task if inputs is not None else SERVED_TASKS[task],
+        task=CONTRACT_TASKS[task],
         inputs=inputs,
+        webhook=webhook,
     )
 
 
@@ -220,8 +264,9 @@ def complete_turn(
     state: GatewayState, tenant: str, request: ChatRequest, turn: PreparedTurn, result: ChatResult
 ) -> ChatResponse:
     """Start one job of the turn's task per generation prompt of the reply (inpaint,
-    outpaint: each on the turn's image; similar: t2i jobs recording the image they
-    describe; the image stored once) and store both turns with the source image."""
+    outpaint, controlnet: each on the turn's image; edit: each prompt a target caption of
+    the turn's image; similar: t2i jobs recording the image they describe; the image
+    stored once) and store both turns with the source image."""
     parsed = parse_reply(result.content)
     inputs: TaskInputs | None = None
     if turn.inputs is not None:
@@ -234,6 +279,7 @@ def complete_turn(
             params=turn.params,
             conversation_id=turn.conversation_id,
             inputs=inputs,
+            webhook=turn.webhook,
         )
         for prompt in parsed.prompts
     ]
@@ -271,6 +317,9 @@ def complete_turn(
         generation_prompts=parsed.prompts,
         jobs=[job_view(record) for record in records],
         source_image_id=source_image_id,
+        source_caption=(
+            turn.inputs.source_caption if isinstance(turn.inputs, EditInputs) else None
+        ),
         usage=UsageView(
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
         ),

@@ -1,8 +1,8 @@
 """Lineage of images in a conversation: which image each turn started from.
 
-A chat turn that works on an image (inpaint, outpaint, similar) records the image it
-started from (`source_image_id`) on both stored turns, and every job records its input in
-`input_image_ids[0]`. So the chain of any image back to the first turn is: the job that
+A chat turn that works on an image (inpaint, outpaint, similar, edit, controlnet) records
+the image it started from (`source_image_id`) on both stored turns, and every job records
+its input in `input_image_ids[0]`. So the chain of any image back to the first turn is: the job that
 produced it, that job's source image, the job that produced that one, and so on, until an
 image no job of the conversation produced (an upload) or a t2i job (no source).
 """

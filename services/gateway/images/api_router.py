@@ -36,10 +36,13 @@ _INVALID = {"model": ErrorResponse, "description": "Invalid field (named in `fie
         },
         413: {"model": ErrorResponse, "description": "An image over LLMGA_MAX_UPLOAD_BYTES."},
         422: _INVALID,
-        501: {"model": ErrorResponse, "description": "Task not served yet."},
-        502: {"model": ErrorResponse, "description": "refine: unusable mllm answer."},
-        503: {"model": ErrorResponse, "description": "refine: mllm down; or queue down."},
-        504: {"model": ErrorResponse, "description": "refine: the mllm timed out."},
+        502: {
+            "model": ErrorResponse,
+            "description": "The mllm gave an unusable answer (similar: no description; edit: "
+            "no source or target caption).",
+        },
+        503: {"model": ErrorResponse, "description": "The mllm or the job queue is down."},
+        504: {"model": ErrorResponse, "description": "The mllm timed out."},
     },
 )
 async def create_images(
@@ -50,7 +53,10 @@ async def create_images(
     idempotency_key: IdempotencyKey,
 ) -> Response:
     """Queue a generation job (t2i; inpaint: `image` + `mask`; outpaint: `image` +
-    `outpaint`); follow it at `GET /v1/jobs/{id}` (also in `Location`) or its `/events`.
+    `outpaint`; similar: `image`; edit: `image` + the instruction as `prompt`, the mllm
+    writing the captions not given; controlnet: `image` as the control source + `prompt`;
+    restore: `image` + `reference` + `mask`); follow it at `GET /v1/jobs/{id}` (also in
+    `Location`) or its `/events`.
     `Prefer: wait=N` answers when the job ends or after N seconds (still 202); an
     `Idempotency-Key` makes retries return the first answer."""
 

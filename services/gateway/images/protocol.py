@@ -5,30 +5,73 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.gateway.jobs.protocol import JobView
-from services.gateway.protocol import GenerationOptions, ImageInput, OutpaintInput, TaskName
+from services.gateway.protocol import (
+    ControlInput,
+    EditMethodName,
+    GenerationOptions,
+    ImageInput,
+    OutpaintInput,
+    TaskName,
+)
+from services.gateway.webhooks.protocol import WebhookInput
 
 
 class ImagesRequest(GenerationOptions):
-    """Create one generation job from a prompt (and, for inpaint/outpaint, an image)."""
+    """Create one generation job from a prompt and/or input images (per task)."""
 
     task: TaskName = Field(
         default="t2i",
         description="'t2i', 'inpaint' (needs image + mask), 'outpaint' (needs image + "
         "outpaint), 'similar' (needs image: the mllm describes it, the description drives "
-        "a t2i job); 'edit', 'restore' answer 501 until implemented.",
+        "a t2i job), 'edit' (needs image; prompt = the instruction), 'controlnet' (needs "
+        "image = the control source, and prompt), 'restore' (needs image + reference + "
+        "mask; no prompt).",
     )
     image: ImageInput | None = Field(
         default=None,
-        description="inpaint/outpaint: the input image. The output has its size (outpaint: "
-        "plus the extension), so width and height must be omitted. similar: the image to "
-        "describe; width/height default to its size (scaled into LLMGA_MIN_SIZE.."
-        "LLMGA_MAX_SIZE, rounded down to a multiple of 8).",
+        description="inpaint/outpaint/edit: the input image; restore: the generated image. "
+        "The output has its size (outpaint: plus the extension), so width and height must "
+        "be omitted. similar: the image to describe; controlnet: the control source; for "
+        "both, width/height default to its size (scaled into LLMGA_MIN_SIZE..LLMGA_MAX_SIZE, "
+        "rounded down to a multiple of 8).",
     )
     mask: ImageInput | None = Field(
         default=None,
-        description="inpaint: what to regenerate, the image's size. White = regenerate, "
-        "black = keep (binarized at 0.5), or an RGBA image transparent (alpha < 0.5) where "
-        "to regenerate. Must select at least one pixel.",
+        description="inpaint: what to regenerate; restore: the generated region. The "
+        "image's size. White = regenerate, black = keep (binarized at 0.5), or an RGBA image "
+        "transparent (alpha < 0.5) where to regenerate. Must select at least one pixel.",
+    )
+    reference: ImageInput | None = Field(
+        default=None,
+        description="restore: the picture before generation (the image's size); outside "
+        "the mask the result is exactly this image.",
+    )
+    restore: bool | None = Field(
+        default=None,
+        description="inpaint/outpaint: restore the generated region against the kept one "
+        "afterwards (DiffRIR, or the colour fallback without its weights); omitted: on.",
+    )
+    edit_method: EditMethodName | None = Field(
+        default=None,
+        description="edit: 'p2p' (the paper's: inversion + prompt-to-prompt) or 'diffedit' "
+        "(the released code's: a mask from source vs target noise predictions); omitted: "
+        "the worker's default.",
+    )
+    source_caption: str | None = Field(
+        default=None,
+        min_length=1,
+        description="edit: what the image shows; omitted: the mllm describes the image.",
+    )
+    target_caption: str | None = Field(
+        default=None,
+        min_length=1,
+        description="edit: what the edited image should show; omitted: the mllm's answer "
+        "to the instruction (`prompt`). With both captions the mllm is not asked.",
+    )
+    control: ControlInput | None = Field(
+        default=None,
+        description="controlnet: how to read the control image; omitted: Canny edges "
+        "computed by the worker with its defaults.",
     )
     outpaint: OutpaintInput | None = Field(
         default=None,
@@ -46,19 +89,26 @@ class ImagesRequest(GenerationOptions):
         default=None,
         min_length=1,
         description="What to generate: not blank, at most LLMGA_MAX_PROMPT_CHARS (4000). "
-        "Required except for 'similar', where it is optional text sent to the mllm with the "
-        "image (default: 'Please generate a similar image.').",
+        "edit: the instruction ('swap the cat for a parrot'; optional with target_caption). "
+        "similar: optional text sent to the mllm with the image (default: 'Please generate "
+        "a similar image.'). restore: must be omitted. Required otherwise.",
     )
     refine: bool = Field(
         default=False,
-        description="Let the MLLM rewrite the prompt into a detailed generation prompt first.",
+        description="t2i/inpaint/outpaint/controlnet: let the MLLM rewrite the prompt into a "
+        "detailed generation prompt first (inpaint/outpaint/controlnet: it sees the image).",
+    )
+    webhook: WebhookInput | None = Field(
+        default=None,
+        description="POST signed notifications of the job's state changes to this URL "
+        "(docs/api.md 'Webhooks'); the host must be allow-listed (422 otherwise).",
     )
 
-    @field_validator("prompt")
+    @field_validator("prompt", "source_caption", "target_caption")
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
-            raise ValueError("prompt must not be blank")
+            raise ValueError("must not be blank")
         return value
 
 
@@ -68,7 +118,7 @@ class ImagesResponse(JobView):
     refined_prompt: str | None = Field(
         default=None,
         description="With refine=true, or for 'similar' (always refined): the prompt the MLLM "
-        "wrote (and the job uses).",
+        "wrote (and the job uses); edit: the target caption when the MLLM wrote it.",
     )
     refine_note: str | None = Field(
         default=None, description="With refine=true: why the original prompt was used instead."

@@ -7,24 +7,39 @@ from dataclasses import replace
 from starlette.concurrency import run_in_threadpool
 
 from services.common.blob_store import Blob
-from services.common.contract import Task
 from services.gateway.assistant import ask_mllm
-from services.gateway.errors import ApiError, invalid, not_found, not_implemented
+from services.gateway.controlnet import ControlInputs, prepare_control
+from services.gateway.edit import (
+    DESCRIBE_MESSAGE,
+    EditInputs,
+    no_target_caption,
+    prepare_edit,
+    target_caption_messages,
+)
+from services.gateway.errors import invalid, not_found
 from services.gateway.generation_tags import parse_reply
 from services.gateway.images.protocol import ImagesRequest, ImagesResponse, UploadResponse
 from services.gateway.job_submitter import checked_params
 from services.gateway.jobs.serving import image_url, job_view
 from services.gateway.mllm_client import ChatMessage
-from services.gateway.similar import DEFAULT_SIMILAR_MESSAGE, SimilarInputs, prepare_similar
+from services.gateway.restoration import RestoreInputs, prepare_restore
+from services.gateway.similar import SimilarInputs, describe_image, prepare_similar
 from services.gateway.state import GatewayState
 from services.gateway.task_inputs import (
-    SERVED_TASKS,
+    CONTRACT_TASKS,
     PreparedInputs,
     check_task_fields,
-    load_input_image,
     prepare_inputs,
 )
 from services.gateway.uploads import decode_image
+from services.gateway.webhooks.targets import accepted_webhook
+
+ImagesInputs = PreparedInputs | SimilarInputs | EditInputs | ControlInputs | RestoreInputs
+
+# Tasks that run without a prompt, and those that take no `refine` (the mllm writes their
+# prompt anyway, or there is none).
+_NO_PROMPT = ("restore",)
+_NO_REFINE = ("similar", "edit", "restore")
 
 
 def refine_prompt(
@@ -32,7 +47,8 @@ def refine_prompt(
 ) -> tuple[str, str | None]:
     """Ask the mllm for a detailed generation prompt; returns (prompt, note), where the
     note says why the original prompt is kept when the reply holds no generation block.
-    `image_url` (inpaint/outpaint: the masked image as a data URI) goes with the message."""
+    `image_url` (inpaint/outpaint: the masked image; controlnet: the control image, as a
+    data URI) goes with the message."""
     message = state.settings.refine_template.replace("{prompt}", prompt)
     images = (image_url,) if image_url else ()
     result = ask_mllm(state, [ChatMessage("user", message, image_urls=images)])
@@ -42,85 +58,140 @@ def refine_prompt(
     return prompts[0], None
 
 
-def describe_image(state: GatewayState, inputs: SimilarInputs, text: str | None) -> str:
-    """similar: the mllm's description of the image (its first generation prompt), asked
-    with `text` (default DEFAULT_SIMILAR_MESSAGE); 502 if it wrote none."""
-    message = ChatMessage(
-        "user", text or DEFAULT_SIMILAR_MESSAGE, image_urls=(inputs.preview_data_uri(),)
-    )
-    prompts = parse_reply(ask_mllm(state, [message]).content).prompts
-    if not prompts:
-        raise ApiError(
-            502, "upstream_error", "the mllm wrote no generation prompt describing the image"
-        )
-    return prompts[0]
+def check_prompt(request: ImagesRequest, max_chars: int) -> None:
+    """422 naming the field: `prompt` missing where the task needs it (edit: unless
+    target_caption is given) or given where it has none (restore, which takes no
+    generation option but `seed` either), over the length limit, or `refine` asked where
+    it does not apply."""
+    task, prompt = request.task, request.prompt
+    if task in _NO_PROMPT:
+        for name in ("prompt", "negative_prompt", "steps", "guidance_scale"):
+            if getattr(request, name) not in (None, ""):
+                raise invalid(f"{task} takes no {name}", name)
+    optional = (*_NO_PROMPT, "similar") + (("edit",) if request.target_caption else ())
+    if prompt is None and task not in optional:
+        needs = "the instruction" if task == "edit" else "a prompt"
+        raise invalid(f"prompt is required for task {task!r} ({needs})", "prompt")
+    for name in ("prompt", "source_caption", "target_caption"):
+        value = getattr(request, name)
+        if value is not None and len(value) > max_chars:
+            raise invalid(f"{name} is longer than {max_chars} characters", name)
+    if request.refine and task in _NO_REFINE:
+        raise invalid(f"refine does not apply to {task!r}", "refine")
 
 
 def check_images_inputs(
     state: GatewayState, tenant: str, request: ImagesRequest
-) -> PreparedInputs | SimilarInputs | None:
-    """Check the task's fields and input images (4xx naming the field; nothing stored);
-    501 for a task not served yet. Returns the inpaint/outpaint/similar inputs, None for
-    t2i."""
+) -> ImagesInputs | None:
+    """Check the task's fields and input images (4xx naming the field; nothing stored).
+    Returns the task's inputs, None for t2i."""
     check_task_fields(
         request.task,
         image_field="image",
         has_image=request.image is not None,
-        mask=request.mask,
-        outpaint=request.outpaint,
-        strength=request.strength,
+        given={
+            "mask": request.mask,
+            "outpaint": request.outpaint,
+            "strength": request.strength,
+            "restore": request.restore,
+            "reference": request.reference,
+            "edit_method": request.edit_method,
+            "source_caption": request.source_caption,
+            "target_caption": request.target_caption,
+            "control": request.control,
+        },
         width=request.width,
         height=request.height,
+        n=request.n,
     )
-    if request.task == "similar":
-        if request.image is None:
-            raise invalid("similar needs an input image", "image")
-        return prepare_similar(state, tenant, request.image, "image", request.width, request.height)
-    if request.task not in SERVED_TASKS:
-        if request.image is not None:  # bad input is the client's error, whatever the task
-            load_input_image(state, tenant, request.image, "image")
-        raise not_implemented(f"task {request.task!r} is not implemented yet", "task")
-    if request.image is None:
+    task, image = request.task, request.image
+    if image is None:  # t2i (every other task needs an image: checked above)
         return None
+    if task == "similar":
+        return prepare_similar(state, tenant, image, "image", request.width, request.height)
+    if task == "edit":
+        return prepare_edit(
+            state,
+            tenant,
+            image,
+            "image",
+            instruction=request.prompt or "",
+            method=request.edit_method,
+            source_caption=request.source_caption,
+        )
+    if task == "controlnet":
+        return prepare_control(
+            state, tenant, image, "image", request.control, request.width, request.height
+        )
+    if task == "restore":
+        assert request.reference is not None and request.mask is not None  # checked above
+        return prepare_restore(state, tenant, image, request.reference, request.mask)
     return prepare_inputs(
         state,
         tenant,
-        SERVED_TASKS[request.task],
-        request.image,
+        CONTRACT_TASKS[task],
+        image,
         mask=request.mask,
         outpaint=request.outpaint,
         strength=request.strength,
+        restore=request.restore,
     )
 
 
-def create_images_job(state: GatewayState, tenant: str, request: ImagesRequest) -> ImagesResponse:
-    """Queue one job (501 for tasks not served yet). Inpaint/outpaint/similar inputs are
-    checked before the mllm is asked, and inline images are stored only once the job is
-    queued. similar: a t2i job from the mllm's description of the image, recording the
-    image in its `input_image_ids`."""
-    settings = state.settings
-    if request.prompt is None and request.task != "similar":
-        raise invalid(f"prompt is required for task {request.task!r}", "prompt")
-    if request.prompt is not None and len(request.prompt) > settings.max_prompt_chars:
-        raise invalid(f"prompt is longer than {settings.max_prompt_chars} characters", "prompt")
-    params = checked_params(request, settings)
-    inputs = check_images_inputs(state, tenant, request)
+def edit_captions(
+    state: GatewayState, inputs: EditInputs, target_caption: str | None
+) -> tuple[EditInputs, str]:
+    """The edit with its source caption, and the target caption: each as given, else
+    written by the mllm (source: its description of the image, 502 if it wrote none;
+    target: its answer to the instruction right after that description, 502 if it wrote
+    none)."""
+    preview = inputs.preview_data_uri()
+    source = inputs.source_caption or describe_image(state, preview, DESCRIBE_MESSAGE)
+    if target_caption is None:
+        messages = target_caption_messages(preview, source, inputs.instruction)
+        prompts = parse_reply(ask_mllm(state, messages).content).prompts
+        if not prompts:
+            raise no_target_caption()
+        target_caption = prompts[0]
+    return replace(inputs, source_caption=source), target_caption
 
-    task = Task.TASK_T2I if request.task == "similar" else SERVED_TASKS[request.task]
+
+def create_images_job(state: GatewayState, tenant: str, request: ImagesRequest) -> ImagesResponse:
+    """Queue one job. The inputs are checked before the mllm is asked, and inline images
+    are stored only once the job is queued. similar: a t2i job from the mllm's description
+    of the image, recording the image in its `input_image_ids`; edit: the target caption is
+    the job's prompt, the source caption goes in `request.edit`."""
+    check_prompt(request, state.settings.max_prompt_chars)
+    params = checked_params(request, state.settings)
+    webhook = accepted_webhook(request.webhook, state.settings)
+    inputs = check_images_inputs(state, tenant, request)
+    # After validation (bad input is a 422 whatever the quota), before the mllm is asked.
+    state.quota.admit(tenant, params.n)
+
     prompt, refined, note = request.prompt or "", None, None
     if isinstance(inputs, SimilarInputs):  # always described by the mllm
         params = replace(params, width=inputs.width, height=inputs.height)
-        prompt = refined = describe_image(state, inputs, request.prompt)
+        prompt = refined = describe_image(state, inputs.preview_data_uri(), request.prompt)
+    elif isinstance(inputs, EditInputs):
+        inputs, prompt = edit_captions(state, inputs, request.target_caption)
+        refined = prompt if request.target_caption is None else None
     elif request.refine:
-        preview = inputs.preview_data_uri() if inputs is not None else None
+        preview = (
+            inputs.preview_data_uri()
+            if isinstance(inputs, (PreparedInputs, ControlInputs))
+            else None
+        )
         prompt, note = refine_prompt(state, prompt, preview)
         refined = prompt if note is None else None
+    if isinstance(inputs, ControlInputs):
+        params = replace(params, width=inputs.width, height=inputs.height)
     record = state.submitter.submit(
         tenant=tenant,
-        task=task,
+        task=CONTRACT_TASKS[request.task],
         prompt=prompt,
         params=params,
         inputs=inputs.store(state, tenant) if inputs is not None else None,
+        webhook=webhook,
     )
     return ImagesResponse(**job_view(record).model_dump(), refined_prompt=refined, refine_note=note)
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from services.gateway.protocol import OutpaintInput, TaskName
+from services.gateway.protocol import ControlInput, EditMethodName, OutpaintInput, TaskName
 
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
@@ -55,13 +55,41 @@ class JobView(BaseModel):
     conversation_id: str | None = Field(default=None, description="The chat that started the job.")
     input_image_ids: list[str] = Field(
         default_factory=list,
-        description="inpaint/outpaint: the input image; a t2i job made by 'similar': the "
-        "image it was described from (GET /v1/images/<id>).",
+        description="inpaint/outpaint/edit: the input image; a t2i job made by 'similar': "
+        "the image it was described from; controlnet: the control image; restore: the "
+        "generated image, then the reference (GET /v1/images/<id>).",
     )
-    mask_image_id: str | None = Field(default=None, description="inpaint: the mask image.")
+    mask_image_id: str | None = Field(
+        default=None, description="inpaint: the mask image; restore: the generated region."
+    )
     outpaint: OutpaintInput | None = Field(
         default=None, description="outpaint: the extension as requested."
     )
     strength: float | None = Field(
         default=None, description="inpaint/outpaint: the strength asked for (null: default)."
+    )
+    restore: bool | None = Field(
+        default=None, description="inpaint/outpaint: restore as asked for (null: on)."
+    )
+    restore_used: str | None = Field(
+        default=None,
+        description="What restored the result: 'diffrir' or 'color'; null until it ran, or "
+        "when nothing did.",
+    )
+    source_caption: str | None = Field(
+        default=None,
+        description="edit: what the input image shows (the caption the worker inverted "
+        "under, once it ran).",
+    )
+    target_caption: str | None = Field(
+        default=None, description="edit: what the edited image should show (= `prompt`)."
+    )
+    instruction: str | None = Field(default=None, description="edit: the user's instruction.")
+    edit_method: EditMethodName | None = Field(
+        default=None,
+        description="edit: the method that ran, or as asked for until then (null: the "
+        "worker's default, not run yet).",
+    )
+    control: ControlInput | None = Field(
+        default=None, description="controlnet: the control options as requested."
     )

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import cast
 
 from starlette.concurrency import run_in_threadpool
 
 from services.common.contract import (
     TERMINAL_STATUSES,
+    Control,
+    EditMethod,
     JobRecord,
     JobStatus,
     Outpaint,
+    Task,
     status_name,
     task_name,
 )
@@ -25,7 +29,7 @@ from services.gateway.jobs.protocol import (
     ProgressView,
     TimingsView,
 )
-from services.gateway.protocol import OutpaintInput, TaskName
+from services.gateway.protocol import ControlInput, EditMethodName, OutpaintInput, TaskName
 from services.gateway.state import GatewayState
 
 
@@ -38,6 +42,7 @@ def job_view(record: JobRecord) -> JobView:
     """The API view of a job record."""
     request = record.request
     timings = record.timings
+    edit = _edit_view(record)
     return JobView(
         id=request.job_id,
         task=cast(TaskName, task_name(request.task)),
@@ -68,6 +73,51 @@ def job_view(record: JobRecord) -> JobView:
         mask_image_id=request.mask_image_id or None,
         outpaint=_outpaint_view(request.outpaint) if request.HasField("outpaint") else None,
         strength=request.strength if request.HasField("strength") else None,
+        restore=request.restore if request.HasField("restore") else None,
+        restore_used=record.restore_used or None,
+        source_caption=edit.source_caption if edit else None,
+        target_caption=edit.target_caption if edit else None,
+        instruction=edit.instruction if edit else None,
+        edit_method=edit.method if edit else None,
+        control=_control_view(request.control) if request.HasField("control") else None,
+    )
+
+
+@dataclass(frozen=True)
+class _EditView:
+    source_caption: str
+    target_caption: str
+    instruction: str | None
+    method: EditMethodName | None
+
+
+def _edit_view(record: JobRecord) -> _EditView | None:
+    """An edit job's captions, instruction and method (what the worker used once it ran,
+    else what was asked for); None for other tasks."""
+    request = record.request
+    if request.task != Task.TASK_EDIT:
+        return None
+    method = record.edit_method_used or None
+    if method is None and request.edit.method != EditMethod.EDIT_METHOD_UNSPECIFIED:
+        method = EditMethod.Name(request.edit.method).removeprefix("EDIT_METHOD_").lower()
+    return _EditView(
+        source_caption=record.source_prompt_used or request.edit.source_caption,
+        target_caption=record.prompt_used or request.prompt,
+        instruction=request.edit.instruction or None,
+        method=cast(EditMethodName | None, method),
+    )
+
+
+def _control_view(control: Control) -> ControlInput:
+    """The API view of a job's control options, as recorded (0 thresholds: defaults)."""
+    return ControlInput.model_construct(
+        type="canny",
+        preprocessed=control.preprocessed,
+        conditioning_scale=(
+            round(control.conditioning_scale, 6) if control.HasField("conditioning_scale") else None
+        ),
+        low_threshold=control.low_threshold or None,
+        high_threshold=control.high_threshold or None,
     )
 
 

@@ -1,0 +1,120 @@
+"""Inputs of instruction-based editing: the image, its two captions and the edit method.
+
+LLMGA edits an image from two captions. The source caption says what the image shows: the
+mllm's description of it, asked as for a similar image (similar.py). The target caption
+says what it should show: the mllm's answer to the instruction, its first generation
+prompt. The mllm writes the target caption right after the source caption, in one dialogue
+(the image and the describe request, its description, then the instruction), so the target
+caption rewrites that description instead of inventing a new scene. The edit job then
+carries the target caption as its prompt and the source caption, the instruction and the
+method in `request.edit`; the worker inverts the image under the source caption and
+regenerates it under the target caption.
+
+Shared by `POST /v1/images` (`task: "edit"`, captions optional) and `POST /v1/chat`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from services.common.contract import Edit, EditMethod, Task
+from services.gateway.errors import ApiError
+from services.gateway.mllm_client import ChatMessage
+from services.gateway.protocol import EditMethodName, ImageInput
+from services.gateway.similar import DEFAULT_SIMILAR_MESSAGE
+from services.gateway.task_inputs import (
+    CheckedImage,
+    TaskInputs,
+    check_image_sides,
+    load_input_image,
+    png_data_uri,
+    stored_id,
+)
+
+if TYPE_CHECKING:
+    from services.gateway.state import GatewayState
+
+# The message that asks the mllm for the source caption (the similar-image request: an
+# LLMGA model answers it with a description of the image between generation tags).
+DESCRIBE_MESSAGE = DEFAULT_SIMILAR_MESSAGE
+
+_METHODS: dict[str, int] = {
+    "p2p": EditMethod.EDIT_METHOD_P2P,
+    "diffedit": EditMethod.EDIT_METHOD_DIFFEDIT,
+}
+
+NO_TARGET_CAPTION = (
+    "the mllm wrote no generation prompt answering the instruction, so there is no target "
+    "caption to edit towards; rephrase the instruction or give target_caption"
+)
+
+
+def edit_method(name: EditMethodName | None) -> int:
+    """The contract's EditMethod for an API name; None: unspecified (the worker's default)."""
+    return _METHODS[name] if name is not None else EditMethod.EDIT_METHOD_UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class EditInputs:
+    """A checked edit: the image, the instruction, the method and, once known, the source
+    caption ("" until the mllm has described the image)."""
+
+    image: CheckedImage
+    instruction: str
+    method: int
+    source_caption: str = ""
+    task: int = Task.TASK_EDIT
+
+    def preview_data_uri(self) -> str:
+        """The image as a PNG data URI for the mllm (shrunk like other previews)."""
+        return png_data_uri(self.image.image.convert("RGB"))
+
+    def store(self, state: GatewayState, tenant: str) -> TaskInputs:
+        """Store an inline image (once); the job gets it by id and the edit's captions."""
+        edit = Edit(
+            source_caption=self.source_caption,
+            instruction=self.instruction,
+            method=self.method,  # type: ignore[arg-type]
+        )
+        return TaskInputs(input_image_ids=[stored_id(state, tenant, self.image)], edit=edit)
+
+
+def prepare_edit(
+    state: GatewayState,
+    tenant: str,
+    image: ImageInput,
+    field_name: str,
+    *,
+    instruction: str,
+    method: EditMethodName | None,
+    source_caption: str | None = None,
+) -> EditInputs:
+    """Check the image (4xx naming `field_name`: unknown, over a limit, a side outside
+    LLMGA_MIN_SIZE..LLMGA_MAX_SIZE); nothing stored, the mllm not asked yet."""
+    checked = load_input_image(state, tenant, image, field_name)
+    check_image_sides(state, checked.image, field_name)
+    return EditInputs(checked, instruction, edit_method(method), source_caption or "")
+
+
+def describe_request(image_url: str) -> ChatMessage:
+    """The user message that asks the mllm for the source caption of the image."""
+    return ChatMessage("user", DESCRIBE_MESSAGE, image_urls=(image_url,))
+
+
+def target_caption_messages(
+    image_url: str, source_caption: str, instruction: str
+) -> list[ChatMessage]:
+    """The dialogue whose answer is the target caption: the image with the describe
+    request, the source caption as the mllm's answer (in generation tags, as it writes
+    them), then the instruction."""
+    return [
+        describe_request(image_url),
+        ChatMessage("assistant", f"<gen_image>{source_caption}</gen_image>"),
+        ChatMessage("user", instruction),
+    ]
+
+
+def no_target_caption() -> ApiError:
+    """502: the mllm answered the instruction without a generation prompt."""
+    return ApiError(502, "upstream_error", NO_TARGET_CAPTION)
