@@ -22,15 +22,21 @@ def assert_error(response: httpx.Response, status: int, field: str | None = None
     return str(error["message"])
 
 
-def wait_for_job(api: httpx.Client, job_id: str, timeout_s: float = 60) -> dict[str, Any]:
-    """Poll `GET /v1/jobs/{id}` until the job ends; return its last view."""
+def wait_for_job(
+    api: httpx.Client, job_id: str, timeout_s: float = 60, wait_s: int = 0
+) -> dict[str, Any]:
+    """Poll `GET /v1/jobs/{id}` until the job ends; return its last view. With `wait_s`,
+    each GET is a bounded wait (`?wait=N`) that answers as soon as the job ends: no polling
+    delay (benchmarks time it)."""
     deadline = time.monotonic() + timeout_s
+    params = {"wait": wait_s} if wait_s else None
     while time.monotonic() < deadline:
-        job: dict[str, Any] = api.get(f"/v1/jobs/{job_id}").json()
+        job: dict[str, Any] = api.get(f"/v1/jobs/{job_id}", params=params).json()
         assert job["status"] in {"queued", "running", "succeeded", "failed", "canceled"}
         if job["status"] not in ACTIVE_STATUSES:
             return job
-        time.sleep(0.1)
+        if not wait_s:
+            time.sleep(0.1)
     raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s}s")
 
 
