@@ -87,9 +87,13 @@ class LoadedModels:
     editing: StableDiffusionPipeline | None = None
     editing_revision: str = ""
 
-    def revision_for(self, task: int) -> str:
-        """The revision a job of `task` records: that of the pipeline that runs it."""
+    def revision_for(self, task: int, restore: bool = True) -> str:
+        """The revision a job of `task` records: that of the pipeline that runs it, plus
+        DiffRIR's when it will restore an inpaint/outpaint result (`restore`)."""
         if task in (Task.TASK_INPAINT, Task.TASK_OUTPAINT):
+            if restore and self.restorer is not None:
+                # Both weights shape the image: the inpainting model's, then DiffRIR's.
+                return f"{self.inpainting_revision}+{self.restorer.revision}"
             return self.inpainting_revision
         if task == Task.TASK_CONTROLNET:
             # Both weights shape the image: the base model's, then the ControlNet's.

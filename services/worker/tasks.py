@@ -131,7 +131,8 @@ class GenerationRunner:
             record.attempts += 1
             record.worker = self.worker_name
             record.model_profile = self.models.profile.name
-            record.model_revision = self.models.revision_for(request.task)
+            restore = not request.HasField("restore") or request.restore
+            record.model_revision = self.models.revision_for(request.task, restore)
             record.prompt_used = params.prompt
             record.negative_prompt_used = params.negative_prompt
             record.progress.step = 0
