@@ -32,9 +32,6 @@ class RedisKeys:
     def blob(self, tenant: str, blob_id: str) -> str:
         return f"{self.prefix}:{tenant}:blob:{blob_id}"
 
-    def blob_meta(self, tenant: str, blob_id: str) -> str:
-        return f"{self.prefix}:{tenant}:blobmeta:{blob_id}"
-
     def webhook_outbox(self) -> str:
         """Stream: job state changes a webhook asked for (services/common/webhook_outbox.py),
         delivered by the gateway's dispatcher through the consumer group `webhooks`."""
@@ -43,6 +40,11 @@ class RedisKeys:
     def webhook_dead_letters(self) -> str:
         """Stream (capped): webhook events given up after their last attempt."""
         return f"{self.prefix}:webhooks:dead"
+
+    def apikey_limits(self, key_digest: str) -> str:
+        """Hash `{requests, window_ms}`: an API key's own request rate limit, if it has one
+        (by the key's SHA-256, as `{prefix}:apikey:{sha256}`)."""
+        return f"{self.prefix}:apikey-limits:{key_digest}"
 
     def rate_limit(self, identity: str) -> str:
         """GCRA state of one API key (or tenant) for the request-rate limit."""

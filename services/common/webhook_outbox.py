@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from services.common.contract import JobRecord, JobStatus
 from services.common.ids import new_id
 
-# The events a webhook may ask for, in the order a job can go through them.
-EVENT_NAMES = ("started", "succeeded", "failed", "canceled")
-
+# The event of each status a job can change to (the names a webhook may ask for: the
+# gateway's WebhookEventName).
 _EVENT_OF_STATUS = {
     JobStatus.JOB_STATUS_RUNNING: "started",
     JobStatus.JOB_STATUS_SUCCEEDED: "succeeded",

@@ -53,11 +53,6 @@ def apikey_redis_key(keys: RedisKeys, digest: str) -> str:
     return f"{keys.prefix}:apikey:{digest}"
 
 
-def apikey_limits_redis_key(keys: RedisKeys, digest: str) -> str:
-    """Hash `{requests, window_ms}`: the key's own request rate limit, if it has one."""
-    return f"{keys.prefix}:apikey-limits:{digest}"
-
-
 def parse_rate_limit(text: str) -> tuple[int, float]:
     """`"600/60"` -> (600 requests, 60.0 seconds); ValueError if malformed."""
     requests, _, window = text.partition("/")
@@ -94,7 +89,7 @@ class ApiKeyStore:
         """Delete `key` (and its rate limit); False if it was unknown."""
         digest = key_hash(key)
         deleted = self._client.delete(
-            apikey_redis_key(self._keys, digest), apikey_limits_redis_key(self._keys, digest)
+            apikey_redis_key(self._keys, digest), self._keys.apikey_limits(digest)
         )
         return bool(deleted)
 
@@ -104,7 +99,7 @@ class ApiKeyStore:
         digest = key_hash(key)
         if not self._client.exists(apikey_redis_key(self._keys, digest)):
             return False
-        limits_key = apikey_limits_redis_key(self._keys, digest)
+        limits_key = self._keys.apikey_limits(digest)
         if limit is None:
             self._client.delete(limits_key)
         else:

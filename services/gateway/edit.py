@@ -22,7 +22,7 @@ from services.common.contract import Edit, EditMethod, Task
 from services.gateway.errors import ApiError
 from services.gateway.mllm_client import ChatMessage
 from services.gateway.protocol import EditMethodName, ImageInput
-from services.gateway.similar import DEFAULT_SIMILAR_MESSAGE
+from services.gateway.similar import DEFAULT_SIMILAR_MESSAGE, describe_request
 from services.gateway.task_inputs import (
     CheckedImage,
     TaskInputs,
@@ -97,11 +97,6 @@ def prepare_edit(
     return EditInputs(checked, instruction, edit_method(method), source_caption or "")
 
 
-def describe_request(image_url: str) -> ChatMessage:
-    """The user message that asks the mllm for the source caption of the image."""
-    return ChatMessage("user", DESCRIBE_MESSAGE, image_urls=(image_url,))
-
-
 def target_caption_messages(
     image_url: str, source_caption: str, instruction: str
 ) -> list[ChatMessage]:
@@ -109,7 +104,7 @@ def target_caption_messages(
     request, the source caption as the mllm's answer (in generation tags, as it writes
     them), then the instruction."""
     return [
-        describe_request(image_url),
+        describe_request(image_url, DESCRIBE_MESSAGE),
         ChatMessage("assistant", f"<gen_image>{source_caption}</gen_image>"),
         ChatMessage("user", instruction),
     ]

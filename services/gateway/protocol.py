@@ -69,7 +69,9 @@ class GenerationOptions(BaseModel):
         description="Seed of the first image (image i uses seed + i); omitted: random, "
         "recorded in the job.",
     )
-    n: int = Field(default=1, ge=1, description="Number of images, 1..LLMGA_MAX_N (4).")
+    n: int = Field(
+        default=1, ge=1, description="Number of images, 1..LLMGA_MAX_N (4); edit and restore: 1."
+    )
 
 
 class ImageInput(BaseModel):
@@ -80,7 +82,7 @@ class ImageInput(BaseModel):
     b64: str | None = Field(
         default=None,
         description="Raw base64 or a `data:image/...;base64,` URI; at most "
-        "LLMGA_MAX_UPLOAD_BYTES (10 MiB) decoded and LLMGA_MAX_IMAGE_PIXELS (16.7 MP).",
+        "LLMGA_MAX_UPLOAD_BYTES (10 MiB) decoded and LLMGA_MAX_IMAGE_PIXELS (4096x4096 = 16.8 MP).",
     )
     id: str | None = Field(
         default=None, description="Id returned by POST /v1/uploads, or of a generated image."

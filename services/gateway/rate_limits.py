@@ -37,7 +37,6 @@ from services.common.redis_keys import RedisKeys
 from services.gateway.apikeys import (
     PUBLIC_PATHS,
     TENANT_SCOPE_KEY,
-    apikey_limits_redis_key,
     bearer_token,
     key_hash,
 )
@@ -118,7 +117,7 @@ class RequestRateLimiter:
     def check(self, identity: str, key_digest: str | None) -> RateDecision:
         """Count a request of `identity` if it may pass now; `key_digest`: its API key's
         hash, whose own limit (if any) replaces the defaults."""
-        own_limit = apikey_limits_redis_key(self._keys, key_digest or "-")
+        own_limit = self._keys.apikey_limits(key_digest or "-")
         window_ms = max(1, round(self.window_s * 1000))
         wait_ms, requests, window = self._script(  # type: ignore[misc]
             keys=[self._keys.rate_limit(identity), own_limit], args=[self.requests, window_ms]
@@ -168,14 +167,16 @@ class RateLimitMiddleware:
             decision = RateDecision(0.0, 0, 0.0)
         if decision.wait_s > 0:
             state.metrics.rate_limited.labels("requests").inc()
+            headers = retry_after_header(decision.wait_s)
             message = (
-                f"rate limit exceeded: {decision.describe()} per API key; "
-                f"retry after {max(1, math.ceil(decision.wait_s))} s"
+                f"rate limit exceeded: {decision.describe()} per "
+                f"{'API key' if key_digest else 'tenant'}; "
+                f"retry after {headers['Retry-After']} s"
             )
             response = JSONResponse(
                 error_body("rate_limited", message, limit="requests"),
                 status_code=429,
-                headers=retry_after_header(decision.wait_s),
+                headers=headers,
             )
             await response(scope, receive, send)
             return

@@ -77,12 +77,17 @@ class SimilarInputs(SourceImageInputs):
         return TaskInputs(input_image_ids=[stored_id(state, tenant, self.image)])
 
 
+def describe_request(image_url: str, text: str | None = None) -> ChatMessage:
+    """The user message that asks the mllm to describe an image (a data URI): `text`,
+    default DEFAULT_SIMILAR_MESSAGE, with the image."""
+    return ChatMessage("user", text or DEFAULT_SIMILAR_MESSAGE, image_urls=(image_url,))
+
+
 def describe_image(state: GatewayState, image_url: str, text: str | None = None) -> str:
     """The mllm's description of an image: the first generation prompt of its reply to
-    `text` (default DEFAULT_SIMILAR_MESSAGE) sent with the image (a data URI); 502 if it
-    wrote none. Used by similar (the description drives t2i) and edit (the source caption)."""
-    message = ChatMessage("user", text or DEFAULT_SIMILAR_MESSAGE, image_urls=(image_url,))
-    prompts = parse_reply(ask_mllm(state, [message]).content).prompts
+    `describe_request(image_url, text)`; 502 if it wrote none. Used by similar (the
+    description drives t2i) and edit (the source caption)."""
+    prompts = parse_reply(ask_mllm(state, [describe_request(image_url, text)]).content).prompts
     if not prompts:
         raise ApiError(
             502, "upstream_error", "the mllm wrote no generation prompt describing the image"

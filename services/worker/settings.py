@@ -79,7 +79,8 @@ class WorkerSettings(StateSettings):
     color_restore: bool = Field(
         default=True,
         validation_alias=_env("color_restore"),
-        description="Match brightness/contrast at the seam after inpaint and outpaint.",
+        description="Without DiffRIR weights: match brightness/contrast at the seam after "
+        "inpaint and outpaint (the colour fallback).",
     )
     diffrir_weights: Path | None = Field(
         default=None,

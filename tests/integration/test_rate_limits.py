@@ -84,7 +84,7 @@ def test_the_request_after_the_budget_is_429_until_the_window_passes(
         message = assert_error(refused, 429)
         assert refused.json()["error"]["type"] == "rate_limited"
         assert refused.json()["error"]["limit"] == "requests"
-        assert f"{REQUESTS} requests per {WINDOW_S} s" in message
+        assert f"{REQUESTS} requests per {WINDOW_S} s per API key" in message
         # GCRA: the next request passes one emission interval (window / requests) later.
         retry_after = int(refused.headers["Retry-After"])
         assert 1 <= retry_after <= WINDOW_S

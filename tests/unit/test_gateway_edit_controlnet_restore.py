@@ -33,8 +33,9 @@ from services.gateway.generation_tags import parse_reply
 from services.gateway.images.protocol import ImagesRequest
 from services.gateway.images.serving import check_prompt
 from services.gateway.jobs.serving import job_view
-from services.gateway.protocol import ControlInput
+from services.gateway.protocol import MAX_CANNY_THRESHOLD, MAX_CONDITIONING_SCALE, ControlInput
 from services.worker import control_images
+from services.worker.pipelines import controlnet as controlnet_pipeline
 
 # --------------------------------------------------------------------------- controlnet
 
@@ -54,6 +55,12 @@ def test_control_threshold_defaults_are_the_workers() -> None:
     )
     one = control_message(ControlInput(low_threshold=50))  # high: the default, 200
     assert (one.low_threshold, one.high_threshold) == (50, 0)
+
+
+def test_control_limits_are_the_workers() -> None:
+    # The schema must refuse (422) every scale and threshold the worker would fail the job on.
+    assert MAX_CONDITIONING_SCALE == controlnet_pipeline.MAX_CONDITIONING_SCALE
+    assert MAX_CANNY_THRESHOLD == control_images.MAX_THRESHOLD
 
 
 def test_control_options_reach_the_contract() -> None:

@@ -3,14 +3,17 @@ state changes become events."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from pydantic import ValidationError
 
 from services.common.contract import GenerationRequest, JobRecord, JobStatus, Webhook
 from services.common.webhook_outbox import OutboxEntry, transition_event
 from services.gateway.errors import ApiError
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks.dispatcher import backoff_delay
-from services.gateway.webhooks.protocol import WebhookInput
+from services.gateway.webhooks.protocol import MAX_WEBHOOK_URL_CHARS, WebhookInput
 from services.gateway.webhooks.signing import signature_header, verify_signature
 from services.gateway.webhooks.targets import accepted_webhook, url_refusal
 
@@ -70,6 +73,26 @@ def test_without_an_allow_list_every_webhook_is_a_422_on_webhook_url() -> None:
 def test_allowing_hosts_without_a_secret_is_a_settings_error() -> None:
     with pytest.raises(ValueError, match="LLMGA_WEBHOOK_SECRET"):
         GatewaySettings(webhook_allowed_hosts="hooks.example.com")
+
+
+@pytest.mark.parametrize("attempts", [0, 51])
+def test_webhook_attempts_are_1_to_50(attempts: int) -> None:
+    with pytest.raises(ValidationError, match="webhook_max_attempts"):
+        GatewaySettings(webhook_max_attempts=attempts)
+
+
+@pytest.mark.parametrize(
+    "webhook",
+    [
+        {"url": "https://hooks.example.com/" + "a" * (MAX_WEBHOOK_URL_CHARS - 25)},
+        {"url": ""},
+        {"url": "https://hooks.example.com/", "events": ["succeeded"] * 5},
+        {"url": "https://hooks.example.com/", "events": ["progress"]},
+    ],
+)
+def test_webhook_schema_limits(webhook: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        WebhookInput.model_validate(webhook)
 
 
 def test_signatures_verify_and_expire() -> None:

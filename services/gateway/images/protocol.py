@@ -133,7 +133,7 @@ class UploadRequest(BaseModel):
     image: str = Field(
         description="Raw base64 or a `data:image/...;base64,` URI of a PNG, JPEG, WebP, GIF "
         "or BMP; at most LLMGA_MAX_UPLOAD_BYTES (10 MiB) decoded, LLMGA_MAX_IMAGE_PIXELS "
-        "(4096x4096 = 16.7 MP) and LLMGA_MAX_IMAGE_SIDE (8192) per side. Stored as PNG."
+        "(4096x4096 = 16.8 MP) and LLMGA_MAX_IMAGE_SIDE (8192) per side. Stored as PNG."
     )
 
 
