@@ -71,7 +71,8 @@ class GatewayMetrics:
         )
         self.webhook_events_failed = Counter(
             "llmga_gateway_webhook_events_failed",
-            "Webhook events given up after their last attempt (kept in the dead-letter stream).",
+            "Webhook events given up (every attempt failed, or the URL is no longer allowed); "
+            "kept in the dead-letter stream.",
             registry=self.registry,
         )
 

@@ -1,6 +1,7 @@
 """Webhooks end to end: a real gateway (with its dispatcher) and worker deliver signed
-events to an HTTP receiver run by the test; retries, the `events` filter, cancels, the
-allow-list, and a dead dispatcher's events taken over by another one."""
+events to an HTTP receiver run by the test; retries, giving up (dead letters), the
+`events` filter, cancels, the allow-list, and a dead dispatcher's events taken over by
+another one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, cast
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.contract import GenerationRequest, JobRecord, JobStatus, Task, Webhook
 from services.common.job_store import JobStore
@@ -185,6 +187,58 @@ def test_a_failing_receiver_gets_the_event_on_the_third_attempt(
     assert "llmga_gateway_webhook_attempt_duration_seconds_count" in metrics
 
 
+def _gateway_metric(api: httpx.Client, name: str) -> float:
+    """The value of the gateway's unlabelled sample `name` (0 while it has none)."""
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(api.get("/metrics").text)
+        for sample in family.samples
+        if not sample.labels
+    }
+    return samples.get(name, 0.0)
+
+
+def _stream_entries(client: redis.Redis, stream: str, event_id: str) -> list[dict[bytes, bytes]]:
+    """The fields of `stream`'s entries for the event `event_id`."""
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream))
+    return [fields for _id, fields in entries if fields[b"event_id"] == event_id.encode()]
+
+
+def test_an_event_is_given_up_after_the_last_attempt(
+    api: httpx.Client, receiver: Receiver, redis_client: redis.Redis, namespace: Namespace
+) -> None:
+    """A receiver that never answers 2xx gets LLMGA_WEBHOOK_MAX_ATTEMPTS attempts; then the
+    event moves from the outbox to the dead-letter stream with the last error."""
+    max_attempts = int(WEBHOOK_ENV["LLMGA_WEBHOOK_MAX_ATTEMPTS"])
+    failed_metric = "llmga_gateway_webhook_events_failed_total"
+    failed_before = _gateway_metric(api, failed_metric)
+    url = receiver.url("fail-999")  # more failures than attempts: always 500
+    job_id = _create(api, {"url": url, "events": ["succeeded"]})
+
+    attempts = receiver.wait_for(url, max_attempts)
+    event_id = attempts[0].event["id"]
+    assert {a.event["id"] for a in attempts} == {event_id}
+    keys = RedisKeys(namespace.key_prefix)
+    deadline = time.monotonic() + 30
+    while not (dead := _stream_entries(redis_client, keys.webhook_dead_letters(), event_id)):
+        assert time.monotonic() < deadline, "the event never reached the dead letters"
+        time.sleep(0.05)
+
+    (fields,) = dead
+    assert fields[b"error"] == b"HTTP 500"
+    assert fields[b"event"] == b"succeeded"
+    record = JobRecord()
+    record.ParseFromString(fields[b"record"])
+    assert record.request.job_id == job_id
+    assert record.status == JobStatus.JOB_STATUS_SUCCEEDED
+    # Written after the last attempt returned: no attempt follows the give-up.
+    assert [a.headers["X-LLMGA-Attempt"] for a in receiver.received(url)] == [
+        str(n) for n in range(1, max_attempts + 1)
+    ]
+    assert _stream_entries(redis_client, keys.webhook_outbox(), event_id) == []
+    assert _gateway_metric(api, failed_metric) == failed_before + 1
+
+
 def test_events_filter_what_is_sent(
     api: httpx.Client, receiver: Receiver, redis_client: redis.Redis, namespace: Namespace
 ) -> None:
@@ -249,6 +303,55 @@ def test_an_unknown_event_name_is_422(api: httpx.Client, receiver: Receiver) -> 
     assert_error(api.post("/v1/images", json=body), 422, "webhook.events[0]")
 
 
+def _write_started_event(client: redis.Redis, keys: RedisKeys, url: str) -> None:
+    """Append a `started` event for `url` to the outbox, as the worker's start of a job
+    with that webhook does."""
+    jobs = JobStore(client, keys, ttl_s=60)
+    request = GenerationRequest(
+        job_id="job_direct", tenant="t", task=Task.TASK_T2I, webhook=Webhook(url=url)
+    )
+    jobs.create(JobRecord(request=request, status=JobStatus.JOB_STATUS_QUEUED))
+
+    def start(record: JobRecord) -> None:
+        record.status = JobStatus.JOB_STATUS_RUNNING
+
+    jobs.update("t", "job_direct", start)
+
+
+def _run_dispatcher_until(
+    settings: GatewaySettings, metrics: GatewayMetrics, done: Callable[[], bool]
+) -> None:
+    """Run a dispatcher in this process until `done()` holds (10 s at most)."""
+
+    async def run() -> None:
+        dispatcher = WebhookDispatcher(settings, metrics, consumer="live")
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            for _ in range(200):
+                if done():
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await dispatcher.aclose()
+
+    asyncio.run(run())
+
+
+def _dispatcher_settings(namespace: Namespace, **overrides: Any) -> GatewaySettings:
+    """An in-process dispatcher's settings on `namespace`: webhooks to 127.0.0.1 allowed,
+    then `overrides`."""
+    webhooks: dict[str, Any] = {
+        "webhook_allowed_hosts": "127.0.0.1",
+        "webhook_allow_http": True,
+        "webhook_secret": SECRET,
+    }
+    return GatewaySettings(
+        redis_url=REDIS_URL, key_prefix=namespace.key_prefix, **{**webhooks, **overrides}
+    )
+
+
 def test_a_dead_dispatchers_events_are_delivered_by_another(
     redis_client: redis.Redis, receiver: Receiver
 ) -> None:
@@ -258,47 +361,46 @@ def test_a_dead_dispatchers_events_are_delivered_by_another(
     keys = RedisKeys(namespace.key_prefix)
     try:
         url = receiver.url()
-        jobs = JobStore(redis_client, keys, ttl_s=60)
-        request = GenerationRequest(
-            job_id="job_reclaim", tenant="t", task=Task.TASK_T2I, webhook=Webhook(url=url)
-        )
-        jobs.create(JobRecord(request=request, status=JobStatus.JOB_STATUS_QUEUED))
-
-        def start(record: JobRecord) -> None:
-            record.status = JobStatus.JOB_STATUS_RUNNING
-
-        jobs.update("t", "job_reclaim", start)
+        _write_started_event(redis_client, keys, url)
         stream = keys.webhook_outbox()
         redis_client.xgroup_create(stream, CONSUMER_GROUP, id="0")
         # The dead dispatcher: it read the entry and never acknowledged it.
         read = redis_client.xreadgroup(CONSUMER_GROUP, "dead-dispatcher", {stream: ">"}, count=1)
         assert len(cast(ReadAnswer, read)[0][1]) == 1
-        settings = GatewaySettings(
-            redis_url=REDIS_URL,
-            key_prefix=namespace.key_prefix,
-            webhook_allowed_hosts="127.0.0.1",
-            webhook_allow_http=True,
-            webhook_secret=SECRET,  # type: ignore[arg-type]
-            webhook_reclaim_idle_s=0.5,
+        settings = _dispatcher_settings(namespace, webhook_reclaim_idle_s=0.5)
+
+        _run_dispatcher_until(
+            settings,
+            GatewayMetrics(),
+            lambda: bool(receiver.received(url)) and not redis_client.xlen(stream),
         )
-
-        async def run_dispatcher_until_delivered() -> None:
-            dispatcher = WebhookDispatcher(settings, GatewayMetrics(), consumer="live")
-            task = asyncio.create_task(dispatcher.run())
-            try:
-                for _ in range(200):
-                    if receiver.received(url) and not redis_client.xlen(stream):
-                        return
-                    await asyncio.sleep(0.05)
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                await dispatcher.aclose()
-
-        asyncio.run(run_dispatcher_until_delivered())
         (delivery,) = receiver.received(url)
         assert delivery.event["event"] == "started"
         # The dead dispatcher's entry is acknowledged and deleted.
         assert redis_client.xpending(stream, CONSUMER_GROUP)["pending"] == 0
+    finally:
+        namespace.cleanup(redis_client)
+
+
+def test_an_event_whose_url_is_no_longer_allowed_is_given_up_unsent(
+    redis_client: redis.Redis, receiver: Receiver
+) -> None:
+    """The dispatcher checks the URL again before an event's first attempt: a host taken
+    off the allow-list (a restart with other settings) gets nothing."""
+    namespace = Namespace.unique("webhook-refused")
+    keys = RedisKeys(namespace.key_prefix)
+    try:
+        url = receiver.url()  # 127.0.0.1: allowed when the job was created
+        _write_started_event(redis_client, keys, url)
+        settings = _dispatcher_settings(namespace, webhook_allowed_hosts="hooks.example.com")
+        metrics = GatewayMetrics()
+
+        dead = keys.webhook_dead_letters()
+        _run_dispatcher_until(settings, metrics, lambda: bool(redis_client.xlen(dead)))
+        ((_id, fields),) = cast(list[tuple[bytes, dict[bytes, bytes]]], redis_client.xrange(dead))
+        assert b"not in LLMGA_WEBHOOK_ALLOWED_HOSTS" in fields[b"error"]
+        assert receiver.received(url) == []
+        assert redis_client.xlen(keys.webhook_outbox()) == 0
+        assert metrics.registry.get_sample_value("llmga_gateway_webhook_events_failed_total") == 1
     finally:
         namespace.cleanup(redis_client)

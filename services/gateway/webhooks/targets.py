@@ -2,8 +2,9 @@
 
 The gateway sends requests only to hosts an operator allow-listed
 (`LLMGA_WEBHOOK_ALLOWED_HOSTS`), over https unless `LLMGA_WEBHOOK_ALLOW_HTTP` is set;
-every other URL is refused with 422 when the job is created, and checked again before each
-delivery (the settings may have changed since). Redirects are never followed. These are
+every other URL is refused with 422 when the job is created, and checked again by the
+dispatcher before an event's first attempt (the settings may have changed since, by a
+restart); an event refused then is given up. Redirects are never followed. These are
 the only requests the gateway makes to an address a user supplied: input images come as
 base64 or ids, never as URLs to fetch.
 """
