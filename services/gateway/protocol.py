@@ -166,3 +166,38 @@ class ControlInput(BaseModel):
         le=MAX_CANNY_THRESHOLD,
         description="Canny hysteresis high threshold, 1..255; omitted: 200.",
     )
+
+
+class ImageTaskOptions(GenerationOptions):
+    """The options of the image tasks, shared by `POST /v1/images` and `POST /v1/chat`
+    (each rejects them with 422 when they do not fit the request's task)."""
+
+    outpaint: OutpaintInput | None = Field(
+        default=None,
+        description="outpaint: how far to extend the input image; the extended size must be "
+        "within LLMGA_MIN_SIZE..LLMGA_MAX_SIZE (64..2048) per side.",
+    )
+    strength: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="inpaint/outpaint: how much of the noise schedule runs, in (0, 1]; "
+        "omitted: the profile's (1: the region is generated from pure noise).",
+    )
+    restore: bool | None = Field(
+        default=None,
+        description="inpaint/outpaint: restore the generated region against the kept one "
+        "afterwards (DiffRIR, or the colour fallback without its weights); omitted: on.",
+    )
+    edit_method: EditMethodName | None = Field(
+        default=None,
+        description="edit: 'p2p' (the paper's: inversion + prompt-to-prompt) or 'diffedit' "
+        "(the released code's: a mask from source vs target noise predictions); omitted: "
+        "the worker's default. In chat, giving it makes the turn an edit.",
+    )
+    control: ControlInput | None = Field(
+        default=None,
+        description="controlnet: how to read the control image; omitted: Canny edges "
+        "computed by the worker with its defaults. In chat, giving it makes the turn a "
+        "controlnet turn.",
+    )

@@ -8,17 +8,14 @@ from pydantic import BaseModel, Field, field_validator
 
 from services.gateway.jobs.protocol import JobView
 from services.gateway.protocol import (
-    ControlInput,
-    EditMethodName,
-    GenerationOptions,
     ImageInput,
-    OutpaintInput,
+    ImageTaskOptions,
     TaskName,
 )
 from services.gateway.webhooks.protocol import WebhookInput
 
 
-class ChatRequest(GenerationOptions):
+class ChatRequest(ImageTaskOptions):
     """One user turn. The generation options apply to every job the reply starts."""
 
     message: str = Field(
@@ -52,33 +49,6 @@ class ChatRequest(GenerationOptions):
         default=None,
         description="inpaint: what to regenerate in images[0], the same size. White = "
         "regenerate (binarized at 0.5), or an RGBA image transparent where to regenerate.",
-    )
-    outpaint: OutpaintInput | None = Field(
-        default=None,
-        description="outpaint: how far to extend images[0]; the extended size must be "
-        "within LLMGA_MIN_SIZE..LLMGA_MAX_SIZE (64..2048) per side.",
-    )
-    strength: float | None = Field(
-        default=None,
-        gt=0,
-        le=1,
-        description="inpaint/outpaint: how much of the noise schedule runs, in (0, 1]; "
-        "omitted: the profile's.",
-    )
-    restore: bool | None = Field(
-        default=None,
-        description="inpaint/outpaint: restore the generated region against the kept one "
-        "(DiffRIR, or the colour fallback); omitted: on.",
-    )
-    edit_method: EditMethodName | None = Field(
-        default=None,
-        description="edit: 'p2p' or 'diffedit'; omitted: the worker's default. Given, the "
-        "task is 'edit'.",
-    )
-    control: ControlInput | None = Field(
-        default=None,
-        description="controlnet: how to read the control image (omitted with task "
-        "'controlnet': Canny edges computed by the worker). Given, the task is 'controlnet'.",
     )
     stream: bool = Field(
         default=False,

@@ -6,17 +6,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.gateway.jobs.protocol import JobView
 from services.gateway.protocol import (
-    ControlInput,
-    EditMethodName,
-    GenerationOptions,
     ImageInput,
-    OutpaintInput,
+    ImageTaskOptions,
     TaskName,
 )
 from services.gateway.webhooks.protocol import WebhookInput
 
 
-class ImagesRequest(GenerationOptions):
+class ImagesRequest(ImageTaskOptions):
     """Create one generation job from a prompt and/or input images (per task)."""
 
     task: TaskName = Field(
@@ -46,17 +43,6 @@ class ImagesRequest(GenerationOptions):
         description="restore: the picture before generation (the image's size); outside "
         "the mask the result is exactly this image.",
     )
-    restore: bool | None = Field(
-        default=None,
-        description="inpaint/outpaint: restore the generated region against the kept one "
-        "afterwards (DiffRIR, or the colour fallback without its weights); omitted: on.",
-    )
-    edit_method: EditMethodName | None = Field(
-        default=None,
-        description="edit: 'p2p' (the paper's: inversion + prompt-to-prompt) or 'diffedit' "
-        "(the released code's: a mask from source vs target noise predictions); omitted: "
-        "the worker's default.",
-    )
     source_caption: str | None = Field(
         default=None,
         min_length=1,
@@ -67,23 +53,6 @@ class ImagesRequest(GenerationOptions):
         min_length=1,
         description="edit: what the edited image should show; omitted: the mllm's answer "
         "to the instruction (`prompt`). With both captions the mllm is not asked.",
-    )
-    control: ControlInput | None = Field(
-        default=None,
-        description="controlnet: how to read the control image; omitted: Canny edges "
-        "computed by the worker with its defaults.",
-    )
-    outpaint: OutpaintInput | None = Field(
-        default=None,
-        description="outpaint: how far to extend the canvas; the extended size must be "
-        "within LLMGA_MIN_SIZE..LLMGA_MAX_SIZE (64..2048) per side.",
-    )
-    strength: float | None = Field(
-        default=None,
-        gt=0,
-        le=1,
-        description="inpaint/outpaint: how much of the noise schedule runs, in (0, 1]; "
-        "omitted: the profile's (1: the region is generated from pure noise).",
     )
     prompt: str | None = Field(
         default=None,
