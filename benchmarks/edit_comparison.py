@@ -32,14 +32,12 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import Stabl
 from PIL import Image
 
 from services.common.contract import EditMethod, GenerationRequest, Task
-from services.worker.editing.captions import encode_captions
 from services.worker.editing.inversion import ddim_schedule
 from services.worker.loading import load_models
-from services.worker.pipelines.common import uses_guidance
 from services.worker.pipelines.editing import (
     EditParams,
-    edit_with_diffedit,
-    edit_with_p2p,
+    edit_latents,
+    encode_edit_captions,
     encode_image,
     resolve_edit_params,
     run_edit,
@@ -93,22 +91,9 @@ def latent_reconstruction_error(pipeline: StableDiffusionPipeline, params: EditP
     """Largest latent error of an edit whose target is its source, relative to the
     latent's largest value (both methods' clean latent before decoding)."""
     latents = encode_image(pipeline, params.image)
-    captions = encode_captions(
-        pipeline.tokenizer,
-        pipeline.text_encoder,
-        params.source_prompt,
-        params.prompt,
-        params.negative_prompt,
-        pipeline._execution_device,
-        uses_guidance(pipeline, params.guidance_scale),
-    )
+    captions = encode_edit_captions(pipeline, params)
     schedule = ddim_schedule(dict(pipeline.scheduler.config), params.steps)
-    if params.method == "p2p":
-        edited = edit_with_p2p(
-            pipeline, schedule, latents, captions, params.guidance_scale, lambda: None
-        )
-    else:
-        edited, _ = edit_with_diffedit(pipeline, schedule, latents, captions, params, lambda: None)
+    edited, _ = edit_latents(pipeline, schedule, latents, captions, params, lambda: None)
     return float((edited - latents).abs().max() / latents.abs().max())
 
 

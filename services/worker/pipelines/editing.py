@@ -275,6 +275,36 @@ def pixel_mask(latent_mask: torch.Tensor, width: int, height: int) -> np.ndarray
     return np.asarray(pixels[:height, :width], dtype=bool)
 
 
+def encode_edit_captions(pipeline: StableDiffusionPipeline, params: EditParams) -> EncodedCaptions:
+    """The source and target captions (and the negative prompt) of an edit, encoded whole."""
+    return encode_captions(
+        pipeline.tokenizer,
+        pipeline.text_encoder,
+        params.source_prompt,
+        params.prompt,
+        params.negative_prompt,
+        pipeline._execution_device,
+        do_classifier_free_guidance=uses_guidance(pipeline, params.guidance_scale),
+    )
+
+
+def edit_latents(
+    pipeline: StableDiffusionPipeline,
+    schedule: DdimSchedule,
+    latents: torch.Tensor,
+    captions: EncodedCaptions,
+    params: EditParams,
+    on_step: OnStep,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The edited latent by `params.method`, with DiffEdit's mask (None for `p2p`)."""
+    if params.method == "p2p":
+        edited = edit_with_p2p(
+            pipeline, schedule, latents, captions, params.guidance_scale, on_step
+        )
+        return edited, None
+    return edit_with_diffedit(pipeline, schedule, latents, captions, params, on_step)
+
+
 @torch.no_grad()
 def run_edit(
     pipeline: StableDiffusionPipeline,
@@ -295,28 +325,14 @@ def run_edit(
     started = time.perf_counter()
     canvas = pad_image_to_latent_grid(params.image)
     latents = encode_image(pipeline, canvas)
-    captions = encode_captions(
-        pipeline.tokenizer,
-        pipeline.text_encoder,
-        params.source_prompt,
-        params.prompt,
-        params.negative_prompt,
-        device,
-        do_classifier_free_guidance=uses_guidance(pipeline, params.guidance_scale),
-    )
+    captions = encode_edit_captions(pipeline, params)
     schedule = ddim_schedule(dict(pipeline.scheduler.config), params.steps)
     synchronize(device)
     encode_s = time.perf_counter() - started
 
     # Step 2: invert and regenerate with the chosen method.
     started = time.perf_counter()
-    mask = None
-    if params.method == "p2p":
-        edited = edit_with_p2p(
-            pipeline, schedule, latents, captions, params.guidance_scale, on_step
-        )
-    else:
-        edited, mask = edit_with_diffedit(pipeline, schedule, latents, captions, params, on_step)
+    edited, mask = edit_latents(pipeline, schedule, latents, captions, params, on_step)
     synchronize(device)
     denoise_s = time.perf_counter() - started
 
