@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 from services.common.ids import new_id
 from services.common.redis_keys import RedisKeys
+
+_FIELDS = ("data", "content_type")
 
 
 @dataclass(frozen=True)
@@ -16,8 +20,28 @@ class Blob:
     content_type: str
 
 
+def stage_put(
+    pipe: Any, keys: RedisKeys, tenant: str, data: bytes, content_type: str, ttl_s: int
+) -> str:
+    """Queue the writes of a new blob on `pipe` (sync or asyncio); returns its new id."""
+    blob_id = new_id("img")
+    key = keys.blob(tenant, blob_id)
+    pipe.hset(key, mapping={"data": data, "content_type": content_type})
+    pipe.expire(key, ttl_s)
+    return blob_id
+
+
+def blob_from_fields(data: object, content_type: object) -> Blob | None:
+    """The blob of an HMGET reply (`_FIELDS`); None if it is gone."""
+    if not isinstance(data, bytes):
+        return None
+    kind = content_type.decode() if isinstance(content_type, bytes) else "application/octet-stream"
+    return Blob(data=data, content_type=kind)
+
+
 class RedisBlobStore:
-    """Blobs as Redis hashes {data, content_type} with a TTL, under the tenant's keys."""
+    """Blobs as Redis hashes {data, content_type} with a TTL, under the tenant's keys.
+    Synchronous: the worker's; the gateway uses `AsyncRedisBlobStore`."""
 
     def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_s: int) -> None:
         self._client = client
@@ -26,21 +50,32 @@ class RedisBlobStore:
 
     def put(self, tenant: str, data: bytes, content_type: str = "image/png") -> str:
         """Store `data` and return its new id."""
-        blob_id = new_id("img")
-        key = self._keys.blob(tenant, blob_id)
         with self._client.pipeline() as pipe:
-            pipe.hset(key, mapping={"data": data, "content_type": content_type})
-            pipe.expire(key, self._ttl_s)
+            blob_id = stage_put(pipe, self._keys, tenant, data, content_type, self._ttl_s)
             pipe.execute()
         return blob_id
 
     def get(self, tenant: str, blob_id: str) -> Blob | None:
-        data, content_type = self._client.hmget(
-            self._keys.blob(tenant, blob_id), "data", "content_type"
-        )
-        if not isinstance(data, bytes):
-            return None
-        kind = (
-            content_type.decode() if isinstance(content_type, bytes) else "application/octet-stream"
-        )
-        return Blob(data=data, content_type=kind)
+        """The blob, or None if it is unknown or expired."""
+        return blob_from_fields(*self._client.hmget(self._keys.blob(tenant, blob_id), *_FIELDS))
+
+
+class AsyncRedisBlobStore:
+    """`RedisBlobStore` over redis.asyncio (the gateway's)."""
+
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, ttl_s: int) -> None:
+        self._client = client
+        self._keys = keys
+        self._ttl_s = ttl_s
+
+    async def put(self, tenant: str, data: bytes, content_type: str = "image/png") -> str:
+        """Store `data` and return its new id."""
+        async with self._client.pipeline() as pipe:
+            blob_id = stage_put(pipe, self._keys, tenant, data, content_type, self._ttl_s)
+            await pipe.execute()
+        return blob_id
+
+    async def get(self, tenant: str, blob_id: str) -> Blob | None:
+        """The blob, or None if it is unknown or expired."""
+        fields = await self._client.hmget(self._keys.blob(tenant, blob_id), *_FIELDS)
+        return blob_from_fields(*fields)

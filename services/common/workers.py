@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
+from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
 from services.common.redis_keys import RedisKeys
 
 
 class WorkerRegistry:
+    """Heartbeats of the workers (sync: the worker's side)."""
+
     def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
         self._client = client
         self._keys = keys
@@ -31,4 +36,23 @@ class WorkerRegistry:
     def live(self, max_age_s: float) -> list[str]:
         """Workers whose last heartbeat is at most `max_age_s` old."""
         members = self._client.zrangebyscore(self._keys.workers(), time.time() - max_age_s, "+inf")
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+        return _names(members)
+
+
+class AsyncWorkerRegistry:
+    """The gateway's read side of `WorkerRegistry`, over redis.asyncio (for /readyz)."""
+
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
+        self._client = client
+        self._keys = keys
+
+    async def live(self, max_age_s: float) -> list[str]:
+        """Workers whose last heartbeat is at most `max_age_s` old."""
+        members = await self._client.zrangebyscore(
+            self._keys.workers(), time.time() - max_age_s, "+inf"
+        )
+        return _names(members)
+
+
+def _names(members: Iterable[Any]) -> list[str]:
+    return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
