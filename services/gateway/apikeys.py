@@ -27,7 +27,7 @@ import secrets
 import sys
 
 import redis
-from starlette.concurrency import run_in_threadpool
+import redis.asyncio as aioredis
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -82,8 +82,7 @@ class ApiKeyStore:
 
     def tenant_for(self, key: str) -> str | None:
         """The tenant of `key`, or None if it is unknown or revoked."""
-        value = self._client.get(apikey_redis_key(self._keys, key_hash(key)))
-        return None if value is None else bytes(value).decode()  # type: ignore[arg-type]
+        return _tenant(self._client.get(apikey_redis_key(self._keys, key_hash(key))))
 
     def revoke(self, key: str) -> bool:
         """Delete `key` (and its rate limit); False if it was unknown."""
@@ -107,6 +106,16 @@ class ApiKeyStore:
             mapping = {"requests": requests, "window_ms": max(1, round(window_s * 1000))}
             self._client.hset(limits_key, mapping=mapping)  # type: ignore[arg-type]
         return True
+
+
+async def tenant_for(client: aioredis.Redis, keys: RedisKeys, key: str) -> str | None:
+    """`ApiKeyStore.tenant_for` over redis.asyncio (the gateway's per-request lookup)."""
+    return _tenant(await client.get(apikey_redis_key(keys, key_hash(key))))
+
+
+def _tenant(value: object) -> str | None:
+    """The tenant of a stored key's value (None: no such key)."""
+    return None if value is None else bytes(value).decode()  # type: ignore[call-overload]
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -153,9 +162,8 @@ class ApiKeyMiddleware:
             return
         # Starlette puts the app in the scope; its state is opened in the lifespan.
         state = scope["app"].state.gateway
-        store = ApiKeyStore(state.redis, state.keys)
         try:
-            tenant = await run_in_threadpool(store.tenant_for, token)
+            tenant = await tenant_for(state.redis, state.keys, token)
         except redis.RedisError:
             message = "the state store is unavailable; try again later"
             response = JSONResponse(

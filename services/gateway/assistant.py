@@ -29,13 +29,13 @@ def record_mllm_success(state: GatewayState, result: ChatResult) -> None:
     metrics.mllm_tokens.labels("completion").inc(result.completion_tokens)
 
 
-def ask_mllm(state: GatewayState, messages: list[ChatMessage]) -> ChatResult:
+async def ask_mllm(state: GatewayState, messages: list[ChatMessage]) -> ChatResult:
     """One chat completion with the configured decoding settings; records latency and
     tokens. Raises MllmError (mapped to 502/503/504 by the error handlers)."""
     settings = state.settings
     started = time.perf_counter()
     try:
-        result = state.mllm.chat(
+        result = await state.mllm.chat(
             _with_system_prompt(state, messages),
             max_tokens=settings.mllm_max_tokens,
             temperature=settings.mllm_temperature,
@@ -47,13 +47,13 @@ def ask_mllm(state: GatewayState, messages: list[ChatMessage]) -> ChatResult:
     return result
 
 
-def start_mllm_stream(state: GatewayState, messages: list[ChatMessage]) -> ChatStream:
+async def start_mllm_stream(state: GatewayState, messages: list[ChatMessage]) -> ChatStream:
     """Start a streamed chat completion (same settings as `ask_mllm`). Raises MllmError
     if it cannot start; the caller records the outcome once the stream ends."""
     settings = state.settings
     started = time.perf_counter()
     try:
-        return state.mllm.chat_stream(
+        return await state.mllm.chat_stream(
             _with_system_prompt(state, messages),
             max_tokens=settings.mllm_max_tokens,
             temperature=settings.mllm_temperature,

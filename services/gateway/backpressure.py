@@ -21,8 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
+from typing import Any, cast
 
 import redis
+import redis.asyncio as aioredis
 from fastapi import Request
 
 from services.gateway.errors import ApiError
@@ -32,6 +35,8 @@ logger = logging.getLogger(__name__)
 # kombu's Redis transport defaults (`unacked_key`); neither the gateway nor the worker
 # changes it.
 UNACKED_KEY = "unacked"
+# Entries of `unacked` read per HSCAN round trip.
+_SCAN_PAGE = 500
 
 # The routes that create jobs: an images request always does; a chat turn does when the
 # reply holds a generation prompt, which is only known after the mllm answered, so every
@@ -42,26 +47,36 @@ JOB_CREATING_ROUTES = frozenset({("POST", "/v1/images"), ("POST", "/v1/chat")})
 class QueueDepth:
     """Counts the jobs in one Celery queue on a Redis broker: waiting + unacknowledged."""
 
-    def __init__(self, broker: redis.Redis, queue_name: str) -> None:
+    def __init__(self, broker: aioredis.Redis, queue_name: str) -> None:
         self._broker = broker
         self._queue_name = queue_name
 
-    def depth(self) -> int:
-        """Waiting messages plus messages delivered but not acknowledged (running jobs)."""
-        waiting = int(self._broker.llen(self._queue_name))  # type: ignore[arg-type]
-        return waiting + self._unacked()
+    async def depth(self) -> int:
+        """Waiting messages plus messages delivered but not acknowledged (running jobs).
+        LLEN and the first HSCAN page share one round trip; a large `unacked` hash takes
+        one more per further page."""
+        async with self._broker.pipeline(transaction=False) as pipe:
+            pipe.llen(self._queue_name)
+            pipe.hscan(UNACKED_KEY, 0, count=_SCAN_PAGE)
+            waiting, (cursor, entries) = await pipe.execute()
+        count = self._count_ours(entries)
+        while cursor:
+            cursor, entries = await self._broker.hscan(UNACKED_KEY, cursor, count=_SCAN_PAGE)
+            count += self._count_ours(cast(Mapping[Any, Any], entries))  # HSCAN: a dict
+        return int(waiting) + count
 
-    def depth_or_nan(self) -> float:
+    async def depth_or_nan(self) -> float:
         """`depth()` for the metrics gauge: NaN while the broker is unreachable."""
         try:
-            return float(self.depth())
+            return float(await self.depth())
         except redis.RedisError as exc:
             logger.warning("queue depth unavailable: %r", exc)
             return math.nan
 
-    def _unacked(self) -> int:
+    def _count_ours(self, entries: Mapping[Any, Any]) -> int:
+        """How many kombu `unacked` entries (an HSCAN page) were routed to this queue."""
         count = 0
-        for _tag, raw in self._broker.hscan_iter(UNACKED_KEY, count=500):
+        for raw in entries.values():
             try:
                 _message, _exchange, routing_key = json.loads(raw)
             except (ValueError, TypeError):
@@ -69,9 +84,6 @@ class QueueDepth:
             if routing_key == self._queue_name:
                 count += 1
         return count
-
-    def close(self) -> None:
-        self._broker.close()
 
 
 def queue_full(depth: int, limit: int, retry_after_s: int) -> ApiError:
@@ -85,17 +97,15 @@ def queue_full(depth: int, limit: int, retry_after_s: int) -> ApiError:
     )
 
 
-def require_queue_capacity(request: Request) -> None:
-    """Router dependency: 429 for a job-creating route while the queue is full.
-
-    A sync dependency, so FastAPI runs its Redis calls in the thread pool."""
+async def require_queue_capacity(request: Request) -> None:
+    """Router dependency: 429 for a job-creating route while the queue is full."""
     route = request.scope.get("route")
     if (request.method, getattr(route, "path", "")) not in JOB_CREATING_ROUTES:
         return
     state = request.app.state.gateway
     settings = state.settings
     try:
-        depth = state.queue.depth()
+        depth = await state.queue.depth()
     except redis.RedisError as exc:
         # Fail open: the submission itself then meets the broker (503, job marked failed
         # when it cannot be sent), so an unreadable depth never refuses a sendable job.

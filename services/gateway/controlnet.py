@@ -76,14 +76,14 @@ class ControlInputs(SourceImageInputs):
     control: Control = field(default_factory=Control)
     task: int = Task.TASK_CONTROLNET
 
-    def store(self, state: GatewayState, tenant: str) -> TaskInputs:
+    async def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store an inline control image (once); the job gets it by id and the options."""
         return TaskInputs(
-            input_image_ids=[stored_id(state, tenant, self.image)], control=self.control
+            input_image_ids=[await stored_id(state, tenant, self.image)], control=self.control
         )
 
 
-def prepare_control(
+async def prepare_control(
     state: GatewayState,
     tenant: str,
     image: ImageInput,
@@ -96,7 +96,7 @@ def prepare_control(
     `field_name`); fix the output size: `width`/`height` where given, else the image's
     (see `similar_size`). Nothing stored."""
     control = control_message(spec)
-    checked, out_width, out_height = sized_source_image(
+    checked, out_width, out_height = await sized_source_image(
         state, tenant, image, field_name, width, height
     )
     return ControlInputs(checked, out_width, out_height, control)

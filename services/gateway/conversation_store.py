@@ -12,6 +12,7 @@ import time
 from typing import Literal
 
 import redis
+import redis.asyncio as aioredis
 from pydantic import BaseModel, Field
 
 from services.common.redis_keys import RedisKeys
@@ -59,33 +60,33 @@ class ConversationStore:
     """Reads conversations and appends turns atomically (WATCH/MULTI).
 
     Two concurrent turns of one conversation both land: the loser of the race re-reads
-    the document and appends again.
+    the document and appends again. Over redis.asyncio: only the gateway uses it.
     """
 
-    def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_s: int) -> None:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, ttl_s: int) -> None:
         self._client = client
         self._keys = keys
         self._ttl_s = ttl_s
         self._release_image = client.register_script(_RELEASE_IMAGE)
 
-    def get(self, tenant: str, conversation_id: str) -> StoredConversation | None:
+    async def get(self, tenant: str, conversation_id: str) -> StoredConversation | None:
         """The conversation, or None if it is unknown or expired."""
-        data = self._client.get(self._keys.conversation(tenant, conversation_id))
+        data = await self._client.get(self._keys.conversation(tenant, conversation_id))
         if data is None:
             return None
-        return StoredConversation.model_validate_json(data)  # type: ignore[arg-type]
+        return StoredConversation.model_validate_json(data)
 
-    def append(
+    async def append(
         self, tenant: str, conversation_id: str, turns: list[StoredTurn]
     ) -> StoredConversation:
         """Append `turns`, creating the conversation if it does not exist (a new one, or
         one that expired while its turn was being answered), and refresh the TTL."""
         key = self._keys.conversation(tenant, conversation_id)
-        with self._client.pipeline() as pipe:
+        async with self._client.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(key)
-                    data = pipe.get(key)
+                    await pipe.watch(key)
+                    data = await pipe.get(key)
                     now = time.time()
                     if data is None:
                         started = turns[0].created_at if turns else now
@@ -93,7 +94,7 @@ class ConversationStore:
                             id=conversation_id, tenant=tenant, created_at=started, updated_at=now
                         )
                     else:
-                        conversation = StoredConversation.model_validate_json(data)  # type: ignore[arg-type]
+                        conversation = StoredConversation.model_validate_json(data)
                     conversation.turns.extend(turns)
                     conversation.updated_at = now
                     pipe.multi()
@@ -103,20 +104,20 @@ class ConversationStore:
                         refs = self._keys.blob_refs(tenant, image_id)
                         pipe.sadd(refs, conversation_id)
                         pipe.expire(refs, self._ttl_s)
-                    pipe.execute()
+                    await pipe.execute()
                     return conversation
                 except redis.WatchError:
                     continue
 
-    def delete(self, tenant: str, conversation_id: str) -> StoredConversation | None:
+    async def delete(self, tenant: str, conversation_id: str) -> StoredConversation | None:
         """Remove the conversation and return it (None if it is unknown or expired), then
         drop its references to uploaded images, deleting those no other one uses."""
-        data = self._client.getdel(self._keys.conversation(tenant, conversation_id))
+        data = await self._client.getdel(self._keys.conversation(tenant, conversation_id))
         if data is None:
             return None
-        conversation = StoredConversation.model_validate_json(data)  # type: ignore[arg-type]
+        conversation = StoredConversation.model_validate_json(data)
         for image_id in {i for turn in conversation.turns for i in turn.image_ids}:
-            self._release_image(
+            await self._release_image(
                 keys=[self._keys.blob_refs(tenant, image_id), self._keys.blob(tenant, image_id)],
                 args=[conversation_id],
             )

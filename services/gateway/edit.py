@@ -70,17 +70,17 @@ class EditInputs:
         """The image as a PNG data URI for the mllm (shrunk like other previews)."""
         return png_data_uri(self.image.image.convert("RGB"))
 
-    def store(self, state: GatewayState, tenant: str) -> TaskInputs:
+    async def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store an inline image (once); the job gets it by id and the edit's captions."""
         edit = Edit(
             source_caption=self.source_caption,
             instruction=self.instruction,
             method=self.method,  # type: ignore[arg-type]
         )
-        return TaskInputs(input_image_ids=[stored_id(state, tenant, self.image)], edit=edit)
+        return TaskInputs(input_image_ids=[await stored_id(state, tenant, self.image)], edit=edit)
 
 
-def prepare_edit(
+async def prepare_edit(
     state: GatewayState,
     tenant: str,
     image: ImageInput,
@@ -92,7 +92,7 @@ def prepare_edit(
 ) -> EditInputs:
     """Check the image (4xx naming `field_name`: unknown, over a limit, a side outside
     LLMGA_MIN_SIZE..LLMGA_MAX_SIZE); nothing stored, the mllm not asked yet."""
-    checked = load_input_image(state, tenant, image, field_name)
+    checked = await load_input_image(state, tenant, image, field_name)
     check_image_sides(state, checked.image, field_name)
     return EditInputs(checked, instruction, edit_method(method), source_caption or "")
 

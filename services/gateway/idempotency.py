@@ -19,11 +19,11 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import redis
+import anyio
+import redis.asyncio as aioredis
 from fastapi import Depends, Header
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from services.common.redis_keys import RedisKeys
 from services.gateway.errors import conflict, invalid
@@ -67,7 +67,7 @@ class IdempotencyStore:
     """Claims, completes and releases idempotency keys under the tenant's prefix."""
 
     def __init__(
-        self, client: redis.Redis, keys: RedisKeys, ttl_s: int, pending_ttl_s: int
+        self, client: aioredis.Redis, keys: RedisKeys, ttl_s: int, pending_ttl_s: int
     ) -> None:
         self._client = client
         self._keys = keys
@@ -75,7 +75,7 @@ class IdempotencyStore:
         self._pending_ttl_s = pending_ttl_s
         self._set_if_owner = client.register_script(_SET_IF_OWNER)
 
-    def claim(self, tenant: str, key: str, digest: str) -> tuple[StoredResponse, bool]:
+    async def claim(self, tenant: str, key: str, digest: str) -> tuple[StoredResponse, bool]:
         """Claim `key` for a request with fingerprint `digest`. Returns (entry, claimed):
         the new claim, or the entry another request stored first."""
         redis_key = self._keys.idempotency(tenant, key)
@@ -83,15 +83,19 @@ class IdempotencyStore:
         while True:
             # A pending claim expires on its own, so a crashed gateway cannot block the
             # key for the whole TTL.
-            if self._client.set(
-                redis_key, pending.model_dump_json(), nx=True, ex=self._pending_ttl_s
-            ):
+            # SET NX and GET in one round trip: GET reads what SET NX found, or ours.
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(redis_key, pending.model_dump_json(), nx=True, ex=self._pending_ttl_s)
+                pipe.get(redis_key)
+                claimed, data = await pipe.execute()
+            if claimed:
                 return pending, True
-            data = self._client.get(redis_key)
             if data is not None:  # else it expired just now: claim again
-                return StoredResponse.model_validate_json(data), False  # type: ignore[arg-type]
+                return StoredResponse.model_validate_json(data), False
 
-    def complete(self, tenant: str, key: str, claim: StoredResponse, response: Response) -> None:
+    async def complete(
+        self, tenant: str, key: str, claim: StoredResponse, response: Response
+    ) -> None:
         """Keep the response of the claimed request for the TTL."""
         headers = {
             name: response.headers[name] for name in _REPLAYED_HEADERS if name in response.headers
@@ -102,14 +106,14 @@ class IdempotencyStore:
             body=bytes(response.body).decode(),
             headers=headers,
         )
-        self._set_if_owner(
+        await self._set_if_owner(
             keys=[self._keys.idempotency(tenant, key)],
             args=[claim.model_dump_json(), done.model_dump_json(), self._ttl_s],
         )
 
-    def release(self, tenant: str, key: str, claim: StoredResponse) -> None:
+    async def release(self, tenant: str, key: str, claim: StoredResponse) -> None:
         """Drop the claim of a request that failed, so the client may retry the key."""
-        self._set_if_owner(
+        await self._set_if_owner(
             keys=[self._keys.idempotency(tenant, key)], args=[claim.model_dump_json(), "", 0]
         )
 
@@ -149,18 +153,20 @@ async def run_idempotent(
     request; 409 for another request under the key or while the first still runs."""
     if key is None:
         return await handle()
-    entry, claimed = await run_in_threadpool(store.claim, tenant, key, digest)
+    entry, claimed = await store.claim(tenant, key, digest)
     if not claimed:
         return _answer_existing(entry, digest)
     try:
         response = await handle()
     except BaseException:
-        await run_in_threadpool(store.release, tenant, key, entry)
+        # Shielded: a cancelled request (client gone) must still free its key.
+        with anyio.CancelScope(shield=True):
+            await store.release(tenant, key, entry)
         raise
     if 200 <= response.status_code < 300:
-        await run_in_threadpool(store.complete, tenant, key, entry, response)
+        await store.complete(tenant, key, entry, response)
     else:
-        await run_in_threadpool(store.release, tenant, key, entry)
+        await store.release(tenant, key, entry)
     return response
 
 

@@ -15,7 +15,7 @@ import anyio
 import redis.asyncio as aioredis
 
 from services.common.contract import TERMINAL_STATUSES, JobRecord
-from services.common.job_store import JobStore
+from services.common.job_store import AsyncJobStore
 from services.common.redis_keys import RedisKeys
 
 
@@ -24,7 +24,7 @@ class JobSubscription:
     next notification (or a timeout) with `wait_for_change`."""
 
     def __init__(
-        self, pubsub: aioredis.client.PubSub, jobs: JobStore, tenant: str, job_id: str
+        self, pubsub: aioredis.client.PubSub, jobs: AsyncJobStore, tenant: str, job_id: str
     ) -> None:
         self._pubsub = pubsub
         self._jobs = jobs
@@ -33,8 +33,7 @@ class JobSubscription:
 
     async def read(self) -> JobRecord | None:
         """The record as stored now (None once it is gone)."""
-        # JobStore is synchronous; a worker thread keeps the event loop free.
-        return await anyio.to_thread.run_sync(self._jobs.get, self._tenant, self._job_id)
+        return await self._jobs.get(self._tenant, self._job_id)
 
     async def wait_for_change(self, timeout_s: float) -> bool:
         """Block until a notification arrives or `timeout_s` passes; True if one arrived.
@@ -50,20 +49,16 @@ class JobSubscription:
 
 
 class JobEvents:
-    """Subscriptions to job channels over one asyncio Redis client (pub/sub needs a
-    connection of its own per subscriber; the pool hands them out)."""
+    """Subscriptions to job channels over the gateway's asyncio Redis client (pub/sub
+    needs a connection of its own per subscriber; the pool hands them out)."""
 
-    def __init__(self, redis_url: str, keys: RedisKeys, jobs: JobStore, poll_s: float) -> None:
-        self._client = aioredis.Redis.from_url(
-            redis_url, decode_responses=False, socket_connect_timeout=3
-        )
+    def __init__(
+        self, client: aioredis.Redis, keys: RedisKeys, jobs: AsyncJobStore, poll_s: float
+    ) -> None:
+        self._client = client
         self._keys = keys
         self._jobs = jobs
         self.poll_s = poll_s
-
-    async def aclose(self) -> None:
-        """Release the connections."""
-        await self._client.aclose()
 
     @asynccontextmanager
     async def subscribe(self, tenant: str, job_id: str) -> AsyncIterator[JobSubscription]:

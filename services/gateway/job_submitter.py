@@ -1,12 +1,28 @@
-"""Create job records and enqueue them for the worker (Celery, producer only)."""
+"""Create job records and enqueue them for the worker (Celery, producer only).
+
+The gateway never runs Celery's (blocking) producer on the request path. The task message
+is built by Celery itself (`app.amqp.as_task_v2`), serialised as kombu's Redis transport
+writes it, and pushed onto the queue's Redis list with redis.asyncio, so a stock Celery
+worker consumes it (the broker is always a Redis: the queue depth is read from it too,
+backpressure.py). Where the broker is the state Redis (the default), the record, the
+message and the quota count go in one MULTI: one round trip, and a message never exists
+without its record. A broker on another Redis gets the record first, then the push.
+"""
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
+import redis
+import redis.asyncio as aioredis
 from celery import Celery
+from kombu.serialization import dumps as serialize
+from kombu.utils.json import dumps as json_dumps
 
 from services.common.contract import (
     GENERATE_TASK_NAME,
@@ -18,8 +34,9 @@ from services.common.contract import (
     task_name,
 )
 from services.common.ids import new_id
-from services.common.job_store import JobStore
+from services.common.job_store import AsyncJobStore, stage_create
 from services.common.logs import current_request_id
+from services.common.redis_keys import RedisKeys
 from services.gateway.errors import ApiError, invalid
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.protocol import GenerationOptions
@@ -29,24 +46,70 @@ from services.gateway.task_inputs import TaskInputs
 
 logger = logging.getLogger(__name__)
 
+# kombu's Redis transport: messages are JSON with a base64 body; delivery_mode 2 is
+# "persistent", what kombu's Producer sets by default.
+_BODY_ENCODING = "base64"
+_PERSISTENT = 2
+
 
 def make_celery_producer(settings: GatewaySettings) -> Celery:
-    """A Celery app that only sends tasks: no worker, no result backend, JSON messages."""
+    """A Celery app that only builds task messages (`TaskPublisher`): it never connects,
+    runs no worker and has no result backend."""
     app = Celery("llmga-gateway", broker=settings.effective_broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=settings.queue_name,
-        # Fail fast when the broker is down: the client gets a 503 instead of a hang.
-        broker_connection_timeout=3,
-        task_publish_retry_policy={
-            "max_retries": 2,
-            "interval_start": 0,
-            "interval_step": 0.2,
-            "interval_max": 0.5,
-        },
     )
     return app
+
+
+class TaskPublisher:
+    """Puts generate tasks on the queue: built by Celery, pushed with redis.asyncio onto
+    the Redis broker (`stage` in a caller's MULTI on the same Redis, or `send`)."""
+
+    def __init__(self, producer: Celery, broker: aioredis.Redis, queue_name: str) -> None:
+        self._producer = producer
+        self._broker = broker
+        self._queue_name = queue_name
+
+    def message(self, request: GenerationRequest) -> bytes:
+        """The task message as kombu's Redis transport stores it in the queue's list
+        (`Channel.prepare_message` + `_inplace_augment_message`, anonymous exchange)."""
+        task = self._producer.amqp.as_task_v2(
+            request.job_id,
+            GENERATE_TASK_NAME,
+            args=[encode_request(request)],
+            kwargs={},
+            root_id=request.job_id,
+            reply_to=self._producer.thread_oid,
+        )
+        content_type, content_encoding, body = serialize(task.body, serializer="json")
+        raw = body.encode(content_encoding) if isinstance(body, str) else body
+        message = {
+            "body": base64.b64encode(raw).decode("ascii"),
+            "content-encoding": content_encoding,
+            "content-type": content_type,
+            "headers": task.headers,
+            "properties": {
+                **task.properties,
+                "delivery_mode": _PERSISTENT,
+                "delivery_info": {"exchange": "", "routing_key": self._queue_name},
+                "priority": 0,
+                "body_encoding": _BODY_ENCODING,
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+        return json_dumps(message).encode()
+
+    def stage(self, pipe: Any, request: GenerationRequest) -> None:
+        """Queue the push on `pipe` (a pipeline of the broker's Redis)."""
+        # Priority 0: kombu's list for it is the queue's own name.
+        pipe.lpush(self._queue_name, self.message(request))
+
+    async def send(self, request: GenerationRequest) -> None:
+        """Push the task onto the broker (raises on failure)."""
+        await self._broker.lpush(self._queue_name, self.message(request))
 
 
 @dataclass(frozen=True)
@@ -62,28 +125,39 @@ class GenerationParams:
     n: int = 1
 
 
+def queue_unavailable() -> ApiError:
+    """503: the job could not be queued."""
+    return ApiError(503, "service_unavailable", "the job queue is unavailable; try again later")
+
+
 class JobSubmitter:
-    """Writes the QUEUED record first, then sends the Celery task with the job id as task id.
+    """Writes the QUEUED record first, then enqueues the task with the job id as task id.
 
     The record comes first so that a worker never runs a job whose record is missing; if
-    sending fails, the record is marked failed and the client gets a 503.
+    enqueueing fails, the record is marked failed and the client gets a 503 (in one MULTI
+    with a shared Redis: neither lands, and the client gets the 503).
     """
 
     def __init__(
         self,
-        jobs: JobStore,
-        producer: Celery,
-        queue_name: str,
+        client: aioredis.Redis,
+        keys: RedisKeys,
+        jobs: AsyncJobStore,
+        publisher: TaskPublisher,
         metrics: GatewayMetrics,
         quota: ImageQuota,
+        *,
+        shared_broker: bool,
     ) -> None:
+        self._client = client
+        self._keys = keys
         self._jobs = jobs
-        self._producer = producer
-        self._queue_name = queue_name
+        self._publisher = publisher
         self._metrics = metrics
         self._quota = quota
+        self._shared_broker = shared_broker
 
-    def submit(
+    async def submit(
         self,
         *,
         tenant: str,
@@ -123,15 +197,36 @@ class JobSubmitter:
             request.webhook.CopyFrom(webhook)
         record = JobRecord(request=request, status=JobStatus.JOB_STATUS_QUEUED)
         record.timings.created_at = time.time()
-        if not self._jobs.create(record):  # 128 random bits: a clash means a bug
+        if self._shared_broker:
+            await self._create_and_enqueue(record)
+        else:
+            await self._create_then_enqueue(record)
+        self._metrics.jobs_submitted.labels(task_name(task)).inc()
+        logger.info("queued job %s (%s) for tenant %s", request.job_id, task_name(task), tenant)
+        return record
+
+    async def _create_and_enqueue(self, record: JobRecord) -> None:
+        """Record (first), message and quota count in one MULTI on the shared Redis."""
+        request = record.request
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                stage_create(pipe, self._keys, record, self._jobs.ttl_s)
+                self._publisher.stage(pipe, request)
+                self._quota.stage_consume(pipe, request.tenant, request.n)
+                created, *_ = await pipe.execute()
+        except redis.RedisError as exc:
+            logger.error("could not queue job %s: %r", request.job_id, exc)
+            raise queue_unavailable() from exc
+        if not created:  # 128 random bits: a clash means a bug
+            raise RuntimeError(f"job id {request.job_id} already exists")
+
+    async def _create_then_enqueue(self, record: JobRecord) -> None:
+        """Record, then the message on the other broker; a failed push fails the job."""
+        request = record.request
+        if not await self._jobs.create(record):  # 128 random bits: a clash means a bug
             raise RuntimeError(f"job id {request.job_id} already exists")
         try:
-            self._producer.send_task(
-                GENERATE_TASK_NAME,
-                args=[encode_request(request)],
-                task_id=request.job_id,
-                queue=self._queue_name,
-            )
+            await self._publisher.send(request)
         except Exception as exc:
             logger.error("could not enqueue job %s: %r", request.job_id, exc)
 
@@ -140,14 +235,9 @@ class JobSubmitter:
                 stored.error = "could not enqueue the job: the broker is unavailable"
                 stored.timings.finished_at = time.time()
 
-            self._jobs.update(tenant, request.job_id, mark_failed)
-            raise ApiError(
-                503, "service_unavailable", "the job queue is unavailable; try again later"
-            ) from exc
-        self._quota.consume(tenant, params.n)
-        self._metrics.jobs_submitted.labels(task_name(task)).inc()
-        logger.info("queued job %s (%s) for tenant %s", request.job_id, task_name(task), tenant)
-        return record
+            await self._jobs.update(request.tenant, request.job_id, mark_failed)
+            raise queue_unavailable() from exc
+        await self._quota.consume(request.tenant, request.n)
 
 
 def checked_params(options: GenerationOptions, settings: GatewaySettings) -> GenerationParams:

@@ -38,7 +38,7 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        # Read from the broker at every scrape (GatewayState.open binds the function).
+        # Read from the broker at every scrape (the /metrics route sets it).
         self.queue_depth = Gauge(
             "llmga_gateway_queue_depth",
             "Jobs in the generation queue: waiting plus delivered but not acknowledged.",

@@ -1,4 +1,5 @@
-"""A small client for the mllm's OpenAI Chat Completions API (whole replies or streamed).
+"""A small asyncio client for the mllm's OpenAI Chat Completions API (whole replies or
+streamed), over one `httpx.AsyncClient`: a request waiting on the mllm holds no thread.
 
 Failures become one of three exceptions, which the API maps to 503 (unreachable),
 504 (too slow) and 502 (bad answer).
@@ -6,10 +7,10 @@ Failures become one of three exceptions, which the API maps to 503 (unreachable)
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,10 +66,8 @@ class ChatResult:
 
 
 class MllmClient:
-    """Talks to `<base_url>/chat/completions` and `<base_url>/models` with one httpx.Client.
-
-    Thread-safe: FastAPI calls it from its threadpool; httpx.Client pools connections.
-    """
+    """Talks to `<base_url>/chat/completions` and `<base_url>/models` with one
+    httpx.AsyncClient (one connection pool for every request of the event loop)."""
 
     def __init__(
         self,
@@ -78,26 +77,30 @@ class MllmClient:
         api_key: str = "",
         connect_timeout_s: float = 3.0,
         timeout_s: float = 120.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(
+        self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             transport=transport,
+            # No pool limit: every waiting chat turn holds one connection, as many as the
+            # mllm server accepts (its own queue bounds them).
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
         )
         self._model = model
-        self._model_lock = threading.Lock()
+        # Discovery runs once: concurrent first turns wait for it instead of each asking.
+        self._model_lock = asyncio.Lock()
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        await self._http.aclose()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one request and return its JSON body, mapping failures to MllmError."""
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise MllmTimeout(f"the mllm did not answer in time ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
@@ -111,26 +114,26 @@ class MllmClient:
         except ValueError:
             raise MllmBadResponse(f"the mllm answered invalid JSON to {method} /{path}") from None
 
-    def list_models(self, timeout_s: float | None = None) -> list[str]:
+    async def list_models(self, timeout_s: float | None = None) -> list[str]:
         """Ids of the served models (`GET <base>/models`)."""
         kwargs: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
-        body = self._request("GET", "models", **kwargs)
+        body = await self._request("GET", "models", **kwargs)
         try:
             return [str(item["id"]) for item in body["data"]]
         except (KeyError, TypeError):
             raise MllmBadResponse("the mllm's model list has no data[].id") from None
 
-    def model(self) -> str:
+    async def model(self) -> str:
         """The served model name: configured, or the first one the mllm lists (cached)."""
-        with self._model_lock:
+        async with self._model_lock:
             if not self._model:
-                models = self.list_models()
+                models = await self.list_models()
                 if not models:
                     raise MllmBadResponse("the mllm serves no model")
                 self._model = models[0]
             return self._model
 
-    def _payload(
+    async def _payload(
         self,
         messages: list[ChatMessage],
         max_tokens: int | None,
@@ -141,7 +144,7 @@ class MllmClient:
         """The chat completion request body; decoding settings left as None are the
         server's to choose."""
         payload: dict[str, object] = {
-            "model": self.model(),
+            "model": await self.model(),
             "messages": [m.to_openai() for m in messages],
             "stream": stream,
         }
@@ -153,7 +156,7 @@ class MllmClient:
             payload["temperature"] = temperature
         return payload
 
-    def chat_stream(
+    async def chat_stream(
         self,
         messages: list[ChatMessage],
         *,
@@ -162,23 +165,23 @@ class MllmClient:
     ) -> ChatStream:
         """Start a streamed chat completion. Failing to start (unreachable, timeout, a
         status other than 200) raises MllmError here, before any content is read."""
-        payload = self._payload(messages, max_tokens, temperature, stream=True)
+        payload = await self._payload(messages, max_tokens, temperature, stream=True)
         started = time.perf_counter()
         request = self._http.build_request("POST", "chat/completions", json=payload)
         try:
-            response = self._http.send(request, stream=True)
+            response = await self._http.send(request, stream=True)
         except httpx.TimeoutException as exc:
             raise MllmTimeout(f"the mllm did not answer in time ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise MllmUnavailable(f"the mllm is unreachable ({type(exc).__name__})") from exc
         if response.status_code != 200:
-            response.close()
+            await response.aclose()
             raise MllmBadResponse(
                 f"the mllm answered HTTP {response.status_code} to POST /chat/completions"
             )
         return ChatStream(response, str(payload["model"]), started)
 
-    def chat(
+    async def chat(
         self,
         messages: list[ChatMessage],
         *,
@@ -187,9 +190,9 @@ class MllmClient:
     ) -> ChatResult:
         """One non-streaming chat completion; decoding settings left as None are the
         server's to choose."""
-        payload = self._payload(messages, max_tokens, temperature, stream=False)
+        payload = await self._payload(messages, max_tokens, temperature, stream=False)
         started = time.perf_counter()
-        body = self._request("POST", "chat/completions", json=payload)
+        body = await self._request("POST", "chat/completions", json=payload)
         latency = time.perf_counter() - started
         try:
             choice = body["choices"][0]
@@ -210,9 +213,9 @@ class MllmClient:
 
 
 class ChatStream:
-    """A streaming chat completion that has started (status 200): iterate it for the
-    content deltas; afterwards `result` holds the whole reply and its usage. Close it (or
-    use it as a context manager) to release the connection early."""
+    """A streaming chat completion that has started (status 200): iterate it (`async for`)
+    for the content deltas; afterwards `result` holds the whole reply and its usage. Close
+    it (or use it as an async context manager) to release the connection early."""
 
     def __init__(self, response: httpx.Response, model: str, started: float) -> None:
         self._response = response
@@ -225,22 +228,22 @@ class ChatStream:
         """The model that answers."""
         return self._model
 
-    def __enter__(self) -> ChatStream:
+    async def __aenter__(self) -> ChatStream:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Release the connection."""
-        self._response.close()
+        await self._response.aclose()
 
-    def __iter__(self) -> Iterator[str]:
+    async def __aiter__(self) -> AsyncIterator[str]:
         content: list[str] = []
         usage: dict[str, Any] = {}
         finish_reason = ""
         try:
-            for line in self._response.iter_lines():
+            async for line in self._response.aiter_lines():
                 if not line.startswith("data:"):
                     continue  # comments, event names, blank separators
                 data = line.removeprefix("data:").strip()
@@ -259,7 +262,7 @@ class ChatStream:
         except httpx.TransportError as exc:
             raise MllmUnavailable(f"the mllm stream broke ({type(exc).__name__})") from exc
         finally:
-            self.close()
+            await self.aclose()
         self.result = ChatResult(
             content="".join(content),
             model=self._model,

@@ -27,9 +27,10 @@ import datetime as dt
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import redis
-from starlette.concurrency import run_in_threadpool
+import redis.asyncio as aioredis
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -106,7 +107,7 @@ class RequestRateLimiter:
     the key has its own limit."""
 
     def __init__(
-        self, client: redis.Redis, keys: RedisKeys, requests: int, window_s: float
+        self, client: aioredis.Redis, keys: RedisKeys, requests: int, window_s: float
     ) -> None:
         self._client = client
         self._keys = keys
@@ -114,12 +115,12 @@ class RequestRateLimiter:
         self.window_s = window_s
         self._script = client.register_script(_GCRA_SCRIPT)
 
-    def check(self, identity: str, key_digest: str | None) -> RateDecision:
+    async def check(self, identity: str, key_digest: str | None) -> RateDecision:
         """Count a request of `identity` if it may pass now; `key_digest`: its API key's
         hash, whose own limit (if any) replaces the defaults."""
         own_limit = self._keys.apikey_limits(key_digest or "-")
         window_ms = max(1, round(self.window_s * 1000))
-        wait_ms, requests, window = self._script(  # type: ignore[misc]
+        wait_ms, requests, window = await self._script(
             keys=[self._keys.rate_limit(identity), own_limit], args=[self.requests, window_ms]
         )
         return RateDecision(int(wait_ms) / 1000, int(requests), int(window) / 1000)
@@ -161,7 +162,7 @@ class RateLimitMiddleware:
             return
         identity = _identity(key_digest, state.settings.default_tenant)
         try:
-            decision = await run_in_threadpool(limiter.check, identity, key_digest)
+            decision = await limiter.check(identity, key_digest)
         except redis.RedisError as exc:
             logger.warning("rate limit unavailable; not limiting: %r", exc)
             decision = RateDecision(0.0, 0, 0.0)
@@ -196,25 +197,28 @@ class ImageQuota:
     """Images queued per tenant per UTC day, against `per_day` (0: unlimited)."""
 
     def __init__(
-        self, client: redis.Redis, keys: RedisKeys, per_day: int, metrics: GatewayMetrics
+        self, client: aioredis.Redis, keys: RedisKeys, per_day: int, metrics: GatewayMetrics
     ) -> None:
         self._client = client
         self._keys = keys
         self.per_day = per_day
         self._metrics = metrics
 
-    def used(self, tenant: str) -> int:
-        """Images the tenant queued today (UTC)."""
-        day = _utc_day(dt.datetime.now(dt.UTC))
-        value = self._client.get(self._keys.image_quota(tenant, day))
-        return int(value) if value is not None else 0  # type: ignore[arg-type]
+    def _today(self, tenant: str) -> str:
+        """The key of the tenant's counter of today (UTC)."""
+        return self._keys.image_quota(tenant, _utc_day(dt.datetime.now(dt.UTC)))
 
-    def admit(self, tenant: str, n: int) -> None:
+    async def used(self, tenant: str) -> int:
+        """Images the tenant queued today (UTC)."""
+        value = await self._client.get(self._today(tenant))
+        return int(value) if value is not None else 0
+
+    async def admit(self, tenant: str, n: int) -> None:
         """429 `quota_exceeded` if `n` more images would exceed today's quota."""
         if not self.per_day:
             return
         try:
-            used = self.used(tenant)
+            used = await self.used(tenant)
         except redis.RedisError as exc:
             logger.warning("image quota unavailable; not limiting: %r", exc)
             return
@@ -230,16 +234,22 @@ class ImageQuota:
             headers=retry_after_header(wait_s),
         )
 
-    def consume(self, tenant: str, n: int) -> None:
+    def stage_consume(self, pipe: Any, tenant: str, n: int) -> None:
+        """Queue the count of `n` images of a job on `pipe` (nothing when unlimited)."""
+        if not self.per_day:
+            return
+        key = self._today(tenant)
+        pipe.incrby(key, n)
+        pipe.expire(key, 2 * 24 * 3600)  # a day's counter outlives its day
+
+    async def consume(self, tenant: str, n: int) -> None:
         """Count `n` images of a queued job. Never refuses: the job is already accepted;
         an unreachable Redis leaves them uncounted (logged)."""
         if not self.per_day:
             return
-        key = self._keys.image_quota(tenant, _utc_day(dt.datetime.now(dt.UTC)))
         try:
-            with self._client.pipeline() as pipe:
-                pipe.incrby(key, n)
-                pipe.expire(key, 2 * 24 * 3600)  # a day's counter outlives its day
-                pipe.execute()
+            async with self._client.pipeline() as pipe:
+                self.stage_consume(pipe, tenant, n)
+                await pipe.execute()
         except redis.RedisError as exc:
             logger.warning("could not count %d images against the quota: %r", n, exc)

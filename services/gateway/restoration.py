@@ -38,18 +38,18 @@ class RestoreInputs:
     mask: CheckedImage
     task: int = Task.TASK_RESTORE
 
-    def store(self, state: GatewayState, tenant: str) -> TaskInputs:
+    async def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store the inline images (once): the job gets [image, reference] and the mask."""
         return TaskInputs(
             input_image_ids=[
-                stored_id(state, tenant, self.image),
-                stored_id(state, tenant, self.reference),
+                await stored_id(state, tenant, self.image),
+                await stored_id(state, tenant, self.reference),
             ],
-            mask_image_id=stored_id(state, tenant, self.mask),
+            mask_image_id=await stored_id(state, tenant, self.mask),
         )
 
 
-def prepare_restore(
+async def prepare_restore(
     state: GatewayState,
     tenant: str,
     image: ImageInput,
@@ -60,9 +60,9 @@ def prepare_restore(
     LLMGA_MAX_SIZE, the reference and the mask of the image's size, and a mask that selects
     at least one pixel (white = generated; an empty one would make the job a no-op).
     Nothing stored."""
-    checked = load_input_image(state, tenant, image, "image")
+    checked = await load_input_image(state, tenant, image, "image")
     check_image_sides(state, checked.image, "image")
-    checked_reference = load_input_image(state, tenant, reference, "reference")
+    checked_reference = await load_input_image(state, tenant, reference, "reference")
     ref, gen = checked_reference.image, checked.image
     if ref.size != gen.size:
         raise invalid(
@@ -70,6 +70,6 @@ def prepare_restore(
             f"{gen.width}x{gen.height}; they must be the same size",
             "reference",
         )
-    checked_mask = load_input_image(state, tenant, mask, "mask")
+    checked_mask = await load_input_image(state, tenant, mask, "mask")
     check_mask(gen, checked_mask.image, "mask")
     return RestoreInputs(checked, checked_reference, checked_mask)

@@ -118,7 +118,16 @@ class GatewaySettings(StateSettings):
         "missed pub/sub notification only delays them.",
     )
     job_events_keepalive_s: float = Field(
-        default=15.0, gt=0, description="Keep-alive comment interval of idle event streams."
+        default=15.0,
+        gt=0,
+        description="Interval of the `: keep-alive` comments (pings) of event streams (job "
+        "events, streamed chat), so proxies keep them open.",
+    )
+    event_stream_max_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Longest an event stream (job events, streamed chat) stays open; it then "
+        "ends with a comment saying why, and a job's client reconnects.",
     )
     idempotency_ttl_s: int = Field(
         default=24 * 3600,

@@ -72,9 +72,9 @@ class SimilarInputs(SourceImageInputs):
 
     task: int = Task.TASK_T2I
 
-    def store(self, state: GatewayState, tenant: str) -> TaskInputs:
+    async def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store an inline source image (once); the job records it by id."""
-        return TaskInputs(input_image_ids=[stored_id(state, tenant, self.image)])
+        return TaskInputs(input_image_ids=[await stored_id(state, tenant, self.image)])
 
 
 def describe_request(image_url: str, text: str | None = None) -> ChatMessage:
@@ -83,11 +83,12 @@ def describe_request(image_url: str, text: str | None = None) -> ChatMessage:
     return ChatMessage("user", text or DEFAULT_SIMILAR_MESSAGE, image_urls=(image_url,))
 
 
-def describe_image(state: GatewayState, image_url: str, text: str | None = None) -> str:
+async def describe_image(state: GatewayState, image_url: str, text: str | None = None) -> str:
     """The mllm's description of an image: the first generation prompt of its reply to
     `describe_request(image_url, text)`; 502 if it wrote none. Used by similar (the
     description drives t2i) and edit (the source caption)."""
-    prompts = parse_reply(ask_mllm(state, [describe_request(image_url, text)]).content).prompts
+    result = await ask_mllm(state, [describe_request(image_url, text)])
+    prompts = parse_reply(result.content).prompts
     if not prompts:
         raise ApiError(
             502, "upstream_error", "the mllm wrote no generation prompt describing the image"
@@ -95,7 +96,7 @@ def describe_image(state: GatewayState, image_url: str, text: str | None = None)
     return prompts[0]
 
 
-def sized_source_image(
+async def sized_source_image(
     state: GatewayState,
     tenant: str,
     image: ImageInput,
@@ -105,7 +106,7 @@ def sized_source_image(
 ) -> tuple[CheckedImage, int, int]:
     """Check an input image (4xx naming `field_name`; nothing stored) and fix the output
     size: `width`/`height` where given, else the image's (see `similar_size`)."""
-    checked = load_input_image(state, tenant, image, field_name)
+    checked = await load_input_image(state, tenant, image, field_name)
     settings = state.settings
     default_w, default_h = similar_size(
         checked.image.width, checked.image.height, settings.min_size, settings.max_size
@@ -113,7 +114,7 @@ def sized_source_image(
     return checked, width or default_w, height or default_h
 
 
-def prepare_similar(
+async def prepare_similar(
     state: GatewayState,
     tenant: str,
     image: ImageInput,
@@ -122,4 +123,4 @@ def prepare_similar(
     height: int | None = None,
 ) -> SimilarInputs:
     """The checked source image of a similar job and its output size (`sized_source_image`)."""
-    return SimilarInputs(*sized_source_image(state, tenant, image, field_name, width, height))
+    return SimilarInputs(*await sized_source_image(state, tenant, image, field_name, width, height))

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
+import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import Request
 
-from services.common.blob_store import RedisBlobStore
-from services.common.job_store import JobStore
+from services.common.blob_store import AsyncRedisBlobStore
+from services.common.job_store import AsyncJobStore
 from services.common.redis_keys import RedisKeys
-from services.common.workers import WorkerRegistry
+from services.common.workers import AsyncWorkerRegistry
 from services.gateway.apikeys import TENANT_SCOPE_KEY
 from services.gateway.backpressure import QueueDepth
 from services.gateway.conversation_store import ConversationStore
 from services.gateway.errors import ApiError
 from services.gateway.idempotency import IdempotencyStore
 from services.gateway.job_events import JobEvents
-from services.gateway.job_submitter import JobSubmitter, make_celery_producer
+from services.gateway.job_submitter import JobSubmitter, TaskPublisher, make_celery_producer
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.mllm_client import MllmClient
 from services.gateway.rate_limits import ImageQuota, RequestRateLimiter
@@ -26,20 +26,33 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.uploads import ImageLimits
 
 
+def _redis(url: str) -> aioredis.Redis:
+    """An asyncio client: its pool hands every concurrent request a connection of its own."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=False,  # the common stores read and write bytes
+        socket_connect_timeout=3,
+        socket_timeout=10,
+        health_check_interval=30,
+    )
+
+
 @dataclass
 class GatewayState:
-    """Clients and stores; stored on `app.state.gateway`."""
+    """Clients and stores; stored on `app.state.gateway`. Every one is asyncio: a request
+    waiting on Redis or the mllm holds no thread."""
 
     settings: GatewaySettings
     metrics: GatewayMetrics
-    redis: redis.Redis
+    redis: aioredis.Redis
+    broker: aioredis.Redis
     keys: RedisKeys
     producer: Celery
     mllm: MllmClient
-    jobs: JobStore
-    blobs: RedisBlobStore
+    jobs: AsyncJobStore
+    blobs: AsyncRedisBlobStore
     conversations: ConversationStore
-    workers: WorkerRegistry
+    workers: AsyncWorkerRegistry
     submitter: JobSubmitter
     events: JobEvents
     idempotency: IdempotencyStore
@@ -59,27 +72,21 @@ class GatewayState:
     def open(cls, settings: GatewaySettings, metrics: GatewayMetrics) -> GatewayState:
         """Create the clients (they connect lazily, so a missing Redis or mllm does not
         stop the gateway from starting; /readyz reports it)."""
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=False,  # the common stores read and write bytes
-            socket_connect_timeout=3,
-            socket_timeout=10,
-            health_check_interval=30,
-        )
+        client = _redis(settings.redis_url)
         keys = RedisKeys(settings.key_prefix)
         producer = make_celery_producer(settings)
-        jobs = JobStore(client, keys, settings.job_ttl_s)
-        # The broker may be another Redis than the state store (LLMGA_BROKER_URL).
-        broker = redis.Redis.from_url(
-            settings.effective_broker_url, socket_connect_timeout=3, socket_timeout=10
-        )
-        queue = QueueDepth(broker, settings.queue_name)
-        metrics.queue_depth.set_function(queue.depth_or_nan)
+        jobs = AsyncJobStore(client, keys, settings.job_ttl_s)
+        # The broker may be another Redis than the state store (LLMGA_BROKER_URL); when it
+        # is the same, one client serves both and a job is queued in one MULTI.
+        shared_broker = settings.effective_broker_url == settings.redis_url
+        broker = client if shared_broker else _redis(settings.effective_broker_url)
         quota = ImageQuota(client, keys, settings.quota_images_per_day, metrics)
+        publisher = TaskPublisher(producer, broker, settings.queue_name)
         return cls(
             settings=settings,
             metrics=metrics,
             redis=client,
+            broker=broker,
             keys=keys,
             producer=producer,
             mllm=MllmClient(
@@ -90,11 +97,13 @@ class GatewayState:
                 timeout_s=settings.mllm_timeout_s,
             ),
             jobs=jobs,
-            blobs=RedisBlobStore(client, keys, settings.image_ttl_s),
+            blobs=AsyncRedisBlobStore(client, keys, settings.image_ttl_s),
             conversations=ConversationStore(client, keys, settings.conversation_ttl_s),
-            workers=WorkerRegistry(client, keys),
-            submitter=JobSubmitter(jobs, producer, settings.queue_name, metrics, quota),
-            events=JobEvents(settings.redis_url, keys, jobs, settings.job_events_poll_s),
+            workers=AsyncWorkerRegistry(client, keys),
+            submitter=JobSubmitter(
+                client, keys, jobs, publisher, metrics, quota, shared_broker=shared_broker
+            ),
+            events=JobEvents(client, keys, jobs, settings.job_events_poll_s),
             idempotency=IdempotencyStore(
                 client,
                 keys,
@@ -102,7 +111,7 @@ class GatewayState:
                 # A claim outlives the longest request (mllm call + wait), then lapses.
                 pending_ttl_s=int(settings.mllm_timeout_s + settings.max_wait_s) + 60,
             ),
-            queue=queue,
+            queue=QueueDepth(broker, settings.queue_name),
             rate_limiter=RequestRateLimiter(
                 client, keys, settings.rate_limit_requests, settings.rate_limit_window_s
             ),
@@ -111,11 +120,11 @@ class GatewayState:
 
     async def close(self) -> None:
         """Release connections."""
-        self.mllm.close()
+        await self.mllm.aclose()
         self.producer.close()
-        self.redis.close()
-        self.queue.close()
-        await self.events.aclose()
+        if self.broker is not self.redis:
+            await self.broker.aclose()
+        await self.redis.aclose()
 
 
 def get_state(request: Request) -> GatewayState:

@@ -28,12 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import anyio
 from PIL import Image
 
 from services.common.contract import Control, Edit, GenerationRequest, Outpaint, Task
 from services.gateway.errors import invalid, not_found
 from services.gateway.protocol import ImageInput, OutpaintInput
-from services.gateway.uploads import check_image, decode_image
+from services.gateway.uploads import DecodedImage, ImageLimits, check_image, decode_image
 
 if TYPE_CHECKING:
     from services.gateway.state import GatewayState
@@ -102,10 +103,10 @@ class PreparedInputs:
         """The masked image as a PNG data URI (an OpenAI `image_url`)."""
         return png_data_uri(self.preview)
 
-    def store(self, state: GatewayState, tenant: str) -> TaskInputs:
+    async def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store the inline images (once) and return the job's inputs by id."""
-        image_id = stored_id(state, tenant, self.image)
-        mask_id = stored_id(state, tenant, self.mask) if self.mask is not None else ""
+        image_id = await stored_id(state, tenant, self.image)
+        mask_id = await stored_id(state, tenant, self.mask) if self.mask is not None else ""
         return TaskInputs(
             input_image_ids=[image_id],
             mask_image_id=mask_id,
@@ -115,12 +116,12 @@ class PreparedInputs:
         )
 
 
-def stored_id(state: GatewayState, tenant: str, checked: CheckedImage) -> str:
+async def stored_id(state: GatewayState, tenant: str, checked: CheckedImage) -> str:
     """The blob id of a checked image: its own if it was given by id, else it is stored
     now (as PNG)."""
     if checked.stored_id is not None:
         return checked.stored_id
-    return state.blobs.put(tenant, checked.png, "image/png")
+    return await state.blobs.put(tenant, checked.png, "image/png")
 
 
 def png_data_uri(image: Image.Image) -> str:
@@ -133,25 +134,43 @@ def png_data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
-def load_input_image(
+async def load_input_image(
     state: GatewayState, tenant: str, value: ImageInput, field_name: str
 ) -> CheckedImage:
     """Decode and check an inline image, or fetch a stored one (404 naming the field).
-    Stores nothing."""
+    Stores nothing. Decoding runs in a worker thread: a large image takes the CPU for
+    a while, and the event loop keeps serving meanwhile."""
     limits = state.image_limits
     if value.b64 is not None:
-        decoded = decode_image(value.b64, f"{field_name}.b64", limits)
-        stored_id = None
-    else:
-        assert value.id is not None  # ImageInput holds exactly one of the two
-        blob = state.blobs.get(tenant, value.id)
-        if blob is None:
-            raise not_found(f"{field_name}.id: image {value.id!r} not found")
-        decoded = check_image(blob.data, f"{field_name}.id", limits)
-        stored_id = value.id
+        return await anyio.to_thread.run_sync(
+            _decode_inline, value.b64, f"{field_name}.b64", limits
+        )
+    assert value.id is not None  # ImageInput holds exactly one of the two
+    blob = await state.blobs.get(tenant, value.id)
+    if blob is None:
+        raise not_found(f"{field_name}.id: image {value.id!r} not found")
+    return await anyio.to_thread.run_sync(
+        _decode_stored, blob.data, f"{field_name}.id", limits, value.id
+    )
+
+
+def _decode_inline(b64: str, field_name: str, limits: ImageLimits) -> CheckedImage:
+    """An inline (base64) image, checked."""
+    return _checked(decode_image(b64, field_name, limits), None)
+
+
+def _decode_stored(
+    data: bytes, field_name: str, limits: ImageLimits, image_id: str
+) -> CheckedImage:
+    """A stored image, checked against today's limits."""
+    return _checked(check_image(data, field_name, limits), image_id)
+
+
+def _checked(decoded: DecodedImage, image_id: str | None) -> CheckedImage:
+    """The pixels of a checked image (`image_id`: its blob id, None if inline)."""
     image = Image.open(io.BytesIO(decoded.png))
     image.load()
-    return CheckedImage(image=image, png=decoded.png, stored_id=stored_id)
+    return CheckedImage(image=image, png=decoded.png, stored_id=image_id)
 
 
 def mask_selection(mask: Image.Image) -> Image.Image:
@@ -300,7 +319,7 @@ def _check_side(name: str, side: int, low: int, high: int, field_name: str) -> N
         )
 
 
-def prepare_inputs(
+async def prepare_inputs(
     state: GatewayState,
     tenant: str,
     task: int,
@@ -317,13 +336,13 @@ def prepare_inputs(
     worker's default, on) goes to the job as given."""
     settings = state.settings
     low, high = settings.min_size, settings.max_size
-    checked = load_input_image(state, tenant, image, image_field)
+    checked = await load_input_image(state, tenant, image, image_field)
     rgb = checked.image.convert("RGB")
     if task == Task.TASK_INPAINT:
         if mask is None:
             raise invalid("inpaint needs a mask (white = regenerate)", "mask")
         check_image_sides(state, rgb, image_field)
-        checked_mask = load_input_image(state, tenant, mask, "mask")
+        checked_mask = await load_input_image(state, tenant, mask, "mask")
         selection = check_mask(rgb, checked_mask.image, "mask")
         preview = Image.composite(Image.new("RGB", rgb.size), rgb, selection)
         return PreparedInputs(task, checked, checked_mask, None, strength, preview, restore)

@@ -7,6 +7,7 @@ No worker runs here: the test plays the worker by writing job records through th
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from services.common.blob_store import RedisBlobStore
 from services.common.contract import JobRecord, JobStatus
@@ -23,7 +25,7 @@ from services.common.redis_keys import RedisKeys
 from services.gateway.conversation_store import ConversationStore, StoredTurn
 from tests.support.http_api import assert_error, job_events, server_sent_events
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import HttpService, Namespace, start_gateway
+from tests.support.services import REDIS_URL, HttpService, Namespace, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -365,7 +367,6 @@ def test_delete_conversation_removes_what_only_it_uses(
     keys: RedisKeys,
 ) -> None:
     blobs = RedisBlobStore(redis_client, keys, ttl_s=60)
-    conversations = ConversationStore(redis_client, keys, ttl_s=60)
     mllm.script("Two. <gen_image>a cat</gen_image><gen_image>a dog</gen_image>")
     chat = api.post("/v1/chat", json={"message": "pets"}).json()
     conversation_id = chat["conversation_id"]
@@ -382,9 +383,16 @@ def test_delete_conversation_removes_what_only_it_uses(
     # one upload only this conversation uses, one another conversation uses too.
     own_upload, shared_upload = blobs.put(TENANT, b"own"), blobs.put(TENANT, b"shared")
     turn = StoredTurn(role="user", text="x", image_ids=[own_upload, shared_upload], created_at=1)
-    conversations.append(TENANT, conversation_id, [turn])
     other = StoredTurn(role="user", text="y", image_ids=[shared_upload], created_at=1)
-    conversations.append(TENANT, "conv_other", [other])
+
+    async def append_turns() -> None:
+        # The gateway's own store (asyncio), so the references are kept as it keeps them.
+        async with aioredis.Redis.from_url(REDIS_URL) as client:
+            conversations = ConversationStore(client, keys, ttl_s=60)
+            await conversations.append(TENANT, conversation_id, [turn])
+            await conversations.append(TENANT, "conv_other", [other])
+
+    asyncio.run(append_turns())
 
     response = api.delete(f"/v1/conversations/{conversation_id}")
     assert response.status_code == 204 and response.content == b""

@@ -5,6 +5,7 @@ complete). Every wait is bounded; no assertion depends on timing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from deploy.local.stack import ManagedProcess
 from services.common.contract import JobStatus
@@ -133,6 +135,16 @@ def test_full_queue_is_429_with_retry_after_and_accepted_jobs_stay_queued(
 # --------------------------------------------------------------------------- worker crash
 
 
+def _queue_depth(namespace: Namespace) -> int:
+    """The queue depth as the gateway reads it (`QueueDepth`, asyncio)."""
+
+    async def read() -> int:
+        async with aioredis.Redis.from_url(namespace.redis_url) as client:
+            return await QueueDepth(client, namespace.queue_name).depth()
+
+    return asyncio.run(read())
+
+
 def test_job_of_a_killed_worker_is_run_again_and_succeeds_once(
     namespace: Namespace,
     mllm: ScriptedMllm,
@@ -142,7 +154,6 @@ def test_job_of_a_killed_worker_is_run_again_and_succeeds_once(
     redis_client: redis.Redis,
 ) -> None:
     env = {**namespace.env(), "LLMGA_MLLM_BASE_URL": mllm.base_url}
-    queue = QueueDepth(redis_client, namespace.queue_name)
     with (
         start_gateway(env, logs) as gateway,
         httpx.Client(base_url=gateway.url, timeout=60) as api,
@@ -153,7 +164,7 @@ def test_job_of_a_killed_worker_is_run_again_and_succeeds_once(
             job_id = _create(api, "a job that outlives its worker", CRASHED)
             _wait_for(_running(api, job_id), "job running on worker A")
             # Delivered but not acknowledged: still counted by the queue depth.
-            assert queue.depth() == 1
+            assert _queue_depth(namespace) == 1
             _popen(worker_a).send_signal(signal.SIGKILL)
             _popen(worker_a).wait(timeout=60)
 
@@ -172,7 +183,7 @@ def test_job_of_a_killed_worker_is_run_again_and_succeeds_once(
         record = jobs.get("local", job_id)
         assert record is not None and record.attempts == 2
         assert record.worker.endswith("worker-b")
-        _wait_for(lambda: queue.depth() == 0, "the message acknowledged", timeout_s=60)
+        _wait_for(lambda: _queue_depth(namespace) == 0, "the message acknowledged", timeout_s=60)
 
 
 # --------------------------------------------------------------------------- shutdown

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from services.gateway.mllm_client import MllmBadResponse, MllmClient
+from services.gateway.mllm_client import ChatResult, MllmBadResponse, MllmClient
 
 
 def _client(handler: Callable[[httpx.Request], httpx.Response]) -> MllmClient:
@@ -40,23 +41,32 @@ def test_stream_yields_deltas_then_the_whole_result() -> None:
         )
         return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
-    with _client(handler).chat_stream([], max_tokens=8) as stream:
-        assert list(stream) == ["Hel", "lo"]
+    async def read() -> tuple[list[str], ChatResult | None]:
+        async with await _client(handler).chat_stream([], max_tokens=8) as stream:
+            pieces = [piece async for piece in stream]
+        return pieces, stream.result
+
+    pieces, result = asyncio.run(read())
+    assert pieces == ["Hel", "lo"]
     assert sent[0]["stream"] is True and sent[0]["stream_options"] == {"include_usage": True}
     assert sent[0]["max_tokens"] == 8
-    result = stream.result
     assert result is not None and result.content == "Hello"
     assert (result.prompt_tokens, result.completion_tokens) == (5, 2)
     assert result.finish_reason == "length" and result.model == "m"
 
 
 def test_stream_that_cannot_start_raises_before_reading() -> None:
+    client = _client(lambda _: httpx.Response(500, json={"error": "boom"}))
     with pytest.raises(MllmBadResponse, match="HTTP 500"):
-        _client(lambda _: httpx.Response(500, json={"error": "boom"})).chat_stream([])
+        asyncio.run(client.chat_stream([]))
 
 
 @pytest.mark.parametrize("bad", ["not json", '["a list"]', '{"error": {"message": "x"}}'])
 def test_bad_chunks_raise_bad_response(bad: str) -> None:
-    stream = _client(lambda _: httpx.Response(200, content=_sse(_delta("a"), bad))).chat_stream([])
+    client = _client(lambda _: httpx.Response(200, content=_sse(_delta("a"), bad)))
+
+    async def read() -> list[str]:
+        return [piece async for piece in await client.chat_stream([])]
+
     with pytest.raises(MllmBadResponse):
-        list(stream)
+        asyncio.run(read())

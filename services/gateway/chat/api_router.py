@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from services.gateway.chat.protocol import ChatRequest, ChatResponse
 from services.gateway.chat.serving import chat_turn, start_chat_stream
 from services.gateway.errors import invalid
+from services.gateway.event_streams import event_stream
 from services.gateway.idempotency import HEADER, IdempotencyKey, fingerprint, run_idempotent
 from services.gateway.protocol import ErrorResponse
 from services.gateway.state import GatewayState, get_state, get_tenant
@@ -65,15 +65,10 @@ async def chat(
         if idempotency_key is not None:
             # A stream cannot be replayed as it was; a retry would be a second turn.
             raise invalid(f"{HEADER} cannot be combined with stream: true", HEADER)
-        events = await run_in_threadpool(start_chat_stream, state, tenant, request)
-        return StreamingResponse(
-            events,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return event_stream(await start_chat_stream(state, tenant, request), state.settings)
 
     async def handle() -> JSONResponse:
-        answer = await run_in_threadpool(chat_turn, state, tenant, request)
+        answer = await chat_turn(state, tenant, request)
         return JSONResponse(answer.model_dump(mode="json"))
 
     digest = fingerprint("POST /v1/chat", request)

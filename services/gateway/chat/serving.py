@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
+
+from sse_starlette import ServerSentEvent
 
 from services.common.contract import Webhook
 from services.common.ids import new_id
@@ -107,7 +109,7 @@ _SOURCE_TASKS = ("inpaint", "outpaint", "similar", "edit", "controlnet")
 TurnInputs = PreparedInputs | SimilarInputs | EditInputs | ControlInputs
 
 
-def turn_source(
+async def turn_source(
     state: GatewayState,
     tenant: str,
     request: ChatRequest,
@@ -123,7 +125,7 @@ def turn_source(
         return request.images[0], "images[0]"
     if conversation is None or task not in _SOURCE_TASKS:
         return None, "images"
-    image_id = latest_result_image(state, tenant, conversation)
+    image_id = await latest_result_image(state, tenant, conversation)
     if image_id is None:
         raise ApiError(
             409,
@@ -136,7 +138,7 @@ def turn_source(
     return ImageInput(id=image_id), "images (the conversation's latest result)"
 
 
-def check_turn_inputs(
+async def check_turn_inputs(
     state: GatewayState,
     tenant: str,
     request: ChatRequest,
@@ -170,15 +172,15 @@ def check_turn_inputs(
         height=request.height,
         n=request.n,
     )
-    source, field_name = turn_source(state, tenant, request, task, conversation)
+    source, field_name = await turn_source(state, tenant, request, task, conversation)
     if source is None:
         return task, None
     if task == "similar":
-        return task, prepare_similar(
+        return task, await prepare_similar(
             state, tenant, source, field_name, request.width, request.height
         )
     if task == "edit":
-        return task, prepare_edit(
+        return task, await prepare_edit(
             state,
             tenant,
             source,
@@ -187,10 +189,10 @@ def check_turn_inputs(
             method=request.edit_method,
         )
     if task == "controlnet":
-        return task, prepare_control(
+        return task, await prepare_control(
             state, tenant, source, field_name, request.control, request.width, request.height
         )
-    inputs = prepare_inputs(
+    inputs = await prepare_inputs(
         state,
         tenant,
         CONTRACT_TASKS[task],
@@ -219,7 +221,7 @@ class PreparedTurn:
     webhook: Webhook | None = None
 
 
-def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> PreparedTurn:
+async def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> PreparedTurn:
     """Check the request (4xx before anything is stored) and build the messages."""
     settings = state.settings
     if len(request.message) > settings.max_message_chars:
@@ -229,12 +231,12 @@ def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> Prep
 
     conversation: StoredConversation | None = None
     if request.conversation_id is not None:
-        conversation = state.conversations.get(tenant, request.conversation_id)
+        conversation = await state.conversations.get(tenant, request.conversation_id)
         if conversation is None:
             raise not_found(f"conversation {request.conversation_id!r} not found")
-    task, inputs = check_turn_inputs(state, tenant, request, conversation)
+    task, inputs = await check_turn_inputs(state, tenant, request, conversation)
     # After validation, before the mllm is asked; one job's images: the reply may hold more.
-    state.quota.admit(tenant, params.n)
+    await state.quota.admit(tenant, params.n)
     if isinstance(inputs, (SimilarInputs, ControlInputs)):
         params = replace(params, width=inputs.width, height=inputs.height)
     messages = history_messages(conversation, settings.chat_history_messages)
@@ -244,7 +246,8 @@ def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> Prep
         # The mllm describes the image first (the source caption), then answers the
         # message right after that description (edit.py); only the turn itself is stored.
         preview = inputs.preview_data_uri()
-        inputs = replace(inputs, source_caption=describe_image(state, preview, DESCRIBE_MESSAGE))
+        source_caption = await describe_image(state, preview, DESCRIBE_MESSAGE)
+        inputs = replace(inputs, source_caption=source_caption)
         messages.extend(target_caption_messages(preview, inputs.source_caption, request.message))
     else:
         images = (inputs.preview_data_uri(),) if inputs is not None else ()
@@ -260,7 +263,7 @@ def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> Prep
     )
 
 
-def complete_turn(
+async def complete_turn(
     state: GatewayState, tenant: str, request: ChatRequest, turn: PreparedTurn, result: ChatResult
 ) -> ChatResponse:
     """Start one job of the turn's task per generation prompt of the reply (inpaint,
@@ -270,9 +273,9 @@ def complete_turn(
     parsed = parse_reply(result.content)
     inputs: TaskInputs | None = None
     if turn.inputs is not None:
-        inputs = turn.inputs.store(state, tenant)
+        inputs = await turn.inputs.store(state, tenant)
     records = [
-        state.submitter.submit(
+        await state.submitter.submit(
             tenant=tenant,
             task=turn.task,
             prompt=prompt,
@@ -289,7 +292,7 @@ def complete_turn(
         image_ids = [*inputs.input_image_ids, *filter(None, [inputs.mask_image_id])]
         source_image_id = inputs.input_image_ids[0]
     job_ids = [record.request.job_id for record in records]
-    state.conversations.append(
+    await state.conversations.append(
         tenant,
         turn.conversation_id,
         [
@@ -326,29 +329,31 @@ def complete_turn(
     )
 
 
-def chat_turn(state: GatewayState, tenant: str, request: ChatRequest) -> ChatResponse:
+async def chat_turn(state: GatewayState, tenant: str, request: ChatRequest) -> ChatResponse:
     """Answer one user turn and start one job per generation prompt in the reply."""
-    turn = prepare_turn(state, tenant, request)
-    result = ask_mllm(state, turn.messages)
-    return complete_turn(state, tenant, request, turn, result)
+    turn = await prepare_turn(state, tenant, request)
+    result = await ask_mllm(state, turn.messages)
+    return await complete_turn(state, tenant, request, turn, result)
 
 
-def start_chat_stream(state: GatewayState, tenant: str, request: ChatRequest) -> Iterator[str]:
+async def start_chat_stream(
+    state: GatewayState, tenant: str, request: ChatRequest
+) -> AsyncGenerator[ServerSentEvent, None]:
     """Check the turn and start the mllm's stream; errors up to here are ordinary HTTP
     errors (4xx, 502/503/504). Returns the server-sent events of the turn."""
-    turn = prepare_turn(state, tenant, request)
-    stream = start_mllm_stream(state, turn.messages)
+    turn = await prepare_turn(state, tenant, request)
+    stream = await start_mllm_stream(state, turn.messages)
     return _chat_events(state, tenant, request, turn, stream)
 
 
-def _sse_data(data: str, event: str | None = None) -> str:
-    """One server-sent event."""
-    return (f"event: {event}\n" if event else "") + f"data: {data}\n\n"
+def _sse_data(data: str, event: str | None = None) -> ServerSentEvent:
+    """One server-sent event (lines end with LF alone)."""
+    return ServerSentEvent(data=data, event=event, sep="\n")
 
 
-def _chat_events(
+async def _chat_events(
     state: GatewayState, tenant: str, request: ChatRequest, turn: PreparedTurn, stream: ChatStream
-) -> Iterator[str]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     """Chunks of the visible reply as the mllm writes it, then the turn's result (jobs,
     stored turns) and `[DONE]`. A failure after the stream started is reported in band as
     `event: error` (the status line has been sent); nothing is stored then if the mllm
@@ -357,7 +362,7 @@ def _chat_events(
     visible = VisibleTextFilter()
     first = True
 
-    def chunk(content: str | None, finish_reason: str | None = None) -> str:
+    def chunk(content: str | None, finish_reason: str | None = None) -> ServerSentEvent:
         nonlocal first
         delta = ChunkDelta(role="assistant" if first else None, content=content)
         first = False
@@ -371,8 +376,8 @@ def _chat_events(
 
     started = time.perf_counter()
     try:
-        with stream:
-            for piece in stream:
+        async with stream:
+            async for piece in stream:
                 text = visible.feed(piece)
                 if text:
                     yield chunk(text)
@@ -383,7 +388,7 @@ def _chat_events(
         if rest:
             yield chunk(rest)
         yield chunk(None, result.finish_reason or "stop")
-        answer = complete_turn(state, tenant, request, turn, result)
+        answer = await complete_turn(state, tenant, request, turn, result)
         yield _sse_data(answer.model_dump_json(), event="chat.result")
         yield _sse_data("[DONE]")
     except MllmError as error:

@@ -24,7 +24,7 @@ router = APIRouter(tags=["conversations"])
         }
     },
 )
-def read_conversation(
+async def read_conversation(
     conversation_id: str,
     state: Annotated[GatewayState, Depends(get_state)],
     tenant: Annotated[str, Depends(get_tenant)],
@@ -38,7 +38,7 @@ def read_conversation(
 ) -> ConversationView:
     """All turns of a conversation, oldest first, each with the image it started from
     (`source_image_id`); with `?image_id=` also that image's `lineage`."""
-    return get_conversation(state, tenant, conversation_id, image_id)
+    return await get_conversation(state, tenant, conversation_id, image_id)
 
 
 @router.delete(
@@ -47,7 +47,7 @@ def read_conversation(
     response_class=Response,
     responses={404: {"model": ErrorResponse, "description": "Unknown or expired."}},
 )
-def remove_conversation(
+async def remove_conversation(
     conversation_id: str,
     state: Annotated[GatewayState, Depends(get_state)],
     tenant: Annotated[str, Depends(get_tenant)],
@@ -55,5 +55,5 @@ def remove_conversation(
     """Delete the conversation and what only it refers to: its jobs (queued ones never
     start, running ones stop) with their result images, and images uploaded for its turns
     that no other conversation uses."""
-    delete_conversation(state, tenant, conversation_id)
+    await delete_conversation(state, tenant, conversation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -24,7 +24,7 @@ class ProducedImage:
     turn_index: int  # the assistant turn that started the job
 
 
-def latest_result_image(
+async def latest_result_image(
     state: GatewayState, tenant: str, conversation: StoredConversation
 ) -> str | None:
     """The first image of the conversation's most recent succeeded job (latest turn first,
@@ -32,7 +32,7 @@ def latest_result_image(
     (queued, running, failed, canceled or expired jobs are skipped)."""
     for turn in reversed(conversation.turns):
         for job_id in reversed(turn.job_ids):
-            record = state.jobs.get(tenant, job_id)
+            record = await state.jobs.get(tenant, job_id)
             if (
                 record is not None
                 and record.status == JobStatus.JOB_STATUS_SUCCEEDED
@@ -42,14 +42,14 @@ def latest_result_image(
     return None
 
 
-def produced_images(
+async def produced_images(
     state: GatewayState, tenant: str, conversation: StoredConversation
 ) -> dict[str, ProducedImage]:
     """Every result image of the conversation's (unexpired) jobs, by image id."""
     produced: dict[str, ProducedImage] = {}
     for index, turn in enumerate(conversation.turns):
         for job_id in turn.job_ids:
-            record = state.jobs.get(tenant, job_id)
+            record = await state.jobs.get(tenant, job_id)
             if record is None:
                 continue
             for image in record.images:

@@ -13,12 +13,12 @@ from services.gateway.protocol import TaskName
 from services.gateway.state import GatewayState
 
 
-def image_lineage(
+async def image_lineage(
     state: GatewayState, tenant: str, conversation: StoredConversation, image_id: str
 ) -> list[LineageStep]:
     """The chain of `image_id` back to the first turn (see conversations/lineage.py);
     404 naming `image_id` if the conversation neither made nor used that image."""
-    produced = produced_images(state, tenant, conversation)
+    produced = await produced_images(state, tenant, conversation)
     if image_id not in produced and image_id not in known_image_ids(conversation):
         raise ApiError(
             404,
@@ -58,15 +58,15 @@ def image_lineage(
     return steps
 
 
-def get_conversation(
+async def get_conversation(
     state: GatewayState, tenant: str, conversation_id: str, image_id: str | None = None
 ) -> ConversationView:
     """The conversation's turns (with `image_id`: also that image's lineage); 404 if
     unknown or expired."""
-    stored = state.conversations.get(tenant, conversation_id)
+    stored = await state.conversations.get(tenant, conversation_id)
     if stored is None:
         raise not_found(f"conversation {conversation_id!r} not found")
-    lineage = image_lineage(state, tenant, stored, image_id) if image_id is not None else None
+    lineage = await image_lineage(state, tenant, stored, image_id) if image_id is not None else None
     return ConversationView(
         id=stored.id,
         created_at=stored.created_at,
@@ -87,17 +87,17 @@ def get_conversation(
     )
 
 
-def delete_conversation(state: GatewayState, tenant: str, conversation_id: str) -> None:
+async def delete_conversation(state: GatewayState, tenant: str, conversation_id: str) -> None:
     """Delete the conversation, the records of the jobs it started with their result
     images, and the uploads only its turns used; 404 if unknown. A job still queued is
     never started and a running one stops at its next step (its record is gone)."""
-    conversation = state.conversations.delete(tenant, conversation_id)
+    conversation = await state.conversations.delete(tenant, conversation_id)
     if conversation is None:
         raise not_found(f"conversation {conversation_id!r} not found")
     for job_id in {job_id for turn in conversation.turns for job_id in turn.job_ids}:
-        record = state.jobs.delete(tenant, job_id)
+        record = await state.jobs.delete(tenant, job_id)
         if record is not None and record.images:
             # Result images belong to their job alone (the worker stores them per job).
-            state.redis.delete(
+            await state.redis.delete(
                 *(state.keys.blob(tenant, image.image_id) for image in record.images)
             )

@@ -26,13 +26,14 @@ async def healthz() -> Liveness:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "A dependency is not ready."}},
 )
-def readyz(state: Annotated[GatewayState, Depends(get_state)]) -> JSONResponse:
+async def readyz(state: Annotated[GatewayState, Depends(get_state)]) -> JSONResponse:
     """Readiness: Redis answers PING, the mllm lists a model, a worker heartbeats."""
-    result = readiness(state)
+    result = await readiness(state)
     return JSONResponse(result.model_dump(), status_code=200 if result.status == "ready" else 503)
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(state: Annotated[GatewayState, Depends(get_state)]) -> Response:
-    """Prometheus metrics of this process."""
+async def metrics(state: Annotated[GatewayState, Depends(get_state)]) -> Response:
+    """Prometheus metrics of this process (the queue depth read from the broker now)."""
+    state.metrics.queue_depth.set(await state.queue.depth_or_nan())
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

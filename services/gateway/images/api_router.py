@@ -82,13 +82,13 @@ async def create_images(
         404: {"model": ErrorResponse, "description": "Unknown or expired image."},
     },
 )
-def download_image(
+async def download_image(
     image_id: str,
     state: Annotated[GatewayState, Depends(get_state)],
     tenant: Annotated[str, Depends(get_tenant)],
 ) -> Response:
     """The image (PNG). Images never change, so clients may cache them."""
-    blob = read_image(state, tenant, image_id)
+    blob = await read_image(state, tenant, image_id)
     return Response(
         content=blob.data,
         media_type=blob.content_type,
@@ -108,10 +108,10 @@ def download_image(
         },
     },
 )
-def create_upload(
+async def create_upload(
     request: UploadRequest,
     state: Annotated[GatewayState, Depends(get_state)],
     tenant: Annotated[str, Depends(get_tenant)],
 ) -> UploadResponse:
     """Store an input image once; refer to it by id afterwards."""
-    return upload_image(state, tenant, request.image)
+    return await upload_image(state, tenant, request.image)

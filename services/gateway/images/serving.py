@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from starlette.concurrency import run_in_threadpool
+import anyio
 
 from services.common.blob_store import Blob
 from services.gateway.assistant import ask_mllm
@@ -42,7 +42,7 @@ _NO_PROMPT = ("restore",)
 _NO_REFINE = ("similar", "edit", "restore")
 
 
-def refine_prompt(
+async def refine_prompt(
     state: GatewayState, prompt: str, image_url: str | None = None
 ) -> tuple[str, str | None]:
     """Ask the mllm for a detailed generation prompt; returns (prompt, note), where the
@@ -51,7 +51,7 @@ def refine_prompt(
     data URI) goes with the message."""
     message = state.settings.refine_template.replace("{prompt}", prompt)
     images = (image_url,) if image_url else ()
-    result = ask_mllm(state, [ChatMessage("user", message, image_urls=images)])
+    result = await ask_mllm(state, [ChatMessage("user", message, image_urls=images)])
     prompts = parse_reply(result.content).prompts
     if not prompts:
         return prompt, "the MLLM wrote no generation prompt; the original prompt is used"
@@ -80,7 +80,7 @@ def check_prompt(request: ImagesRequest, max_chars: int) -> None:
         raise invalid(f"refine does not apply to {task!r}", "refine")
 
 
-def check_images_inputs(
+async def check_images_inputs(
     state: GatewayState, tenant: str, request: ImagesRequest
 ) -> ImagesInputs | None:
     """Check the task's fields and input images (4xx naming the field; nothing stored).
@@ -108,9 +108,9 @@ def check_images_inputs(
     if image is None:  # t2i (every other task needs an image: checked above)
         return None
     if task == "similar":
-        return prepare_similar(state, tenant, image, "image", request.width, request.height)
+        return await prepare_similar(state, tenant, image, "image", request.width, request.height)
     if task == "edit":
-        return prepare_edit(
+        return await prepare_edit(
             state,
             tenant,
             image,
@@ -120,13 +120,13 @@ def check_images_inputs(
             source_caption=request.source_caption,
         )
     if task == "controlnet":
-        return prepare_control(
+        return await prepare_control(
             state, tenant, image, "image", request.control, request.width, request.height
         )
     if task == "restore":
         assert request.reference is not None and request.mask is not None  # checked above
-        return prepare_restore(state, tenant, image, request.reference, request.mask)
-    return prepare_inputs(
+        return await prepare_restore(state, tenant, image, request.reference, request.mask)
+    return await prepare_inputs(
         state,
         tenant,
         CONTRACT_TASKS[task],
@@ -138,7 +138,7 @@ def check_images_inputs(
     )
 
 
-def edit_captions(
+async def edit_captions(
     state: GatewayState, inputs: EditInputs, target_caption: str | None
 ) -> tuple[EditInputs, str]:
     """The edit with its source caption, and the target caption: each as given, else
@@ -146,17 +146,19 @@ def edit_captions(
     target: its answer to the instruction right after that description, 502 if it wrote
     none)."""
     preview = inputs.preview_data_uri()
-    source = inputs.source_caption or describe_image(state, preview, DESCRIBE_MESSAGE)
+    source = inputs.source_caption or await describe_image(state, preview, DESCRIBE_MESSAGE)
     if target_caption is None:
         messages = target_caption_messages(preview, source, inputs.instruction)
-        prompts = parse_reply(ask_mllm(state, messages).content).prompts
+        prompts = parse_reply((await ask_mllm(state, messages)).content).prompts
         if not prompts:
             raise no_target_caption()
         target_caption = prompts[0]
     return replace(inputs, source_caption=source), target_caption
 
 
-def create_images_job(state: GatewayState, tenant: str, request: ImagesRequest) -> ImagesResponse:
+async def create_images_job(
+    state: GatewayState, tenant: str, request: ImagesRequest
+) -> ImagesResponse:
     """Queue one job. The inputs are checked before the mllm is asked, and inline images
     are stored only once the job is queued. similar: a t2i job from the mllm's description
     of the image, recording the image in its `input_image_ids`; edit: the target caption is
@@ -164,16 +166,16 @@ def create_images_job(state: GatewayState, tenant: str, request: ImagesRequest) 
     check_prompt(request, state.settings.max_prompt_chars)
     params = checked_params(request, state.settings)
     webhook = accepted_webhook(request.webhook, state.settings)
-    inputs = check_images_inputs(state, tenant, request)
+    inputs = await check_images_inputs(state, tenant, request)
     # After validation (bad input is a 422 whatever the quota), before the mllm is asked.
-    state.quota.admit(tenant, params.n)
+    await state.quota.admit(tenant, params.n)
 
     prompt, refined, note = request.prompt or "", None, None
     if isinstance(inputs, SimilarInputs):  # always described by the mllm
         params = replace(params, width=inputs.width, height=inputs.height)
-        prompt = refined = describe_image(state, inputs.preview_data_uri(), request.prompt)
+        prompt = refined = await describe_image(state, inputs.preview_data_uri(), request.prompt)
     elif isinstance(inputs, EditInputs):
-        inputs, prompt = edit_captions(state, inputs, request.target_caption)
+        inputs, prompt = await edit_captions(state, inputs, request.target_caption)
         refined = prompt if request.target_caption is None else None
     elif request.refine:
         preview = (
@@ -181,16 +183,16 @@ def create_images_job(state: GatewayState, tenant: str, request: ImagesRequest) 
             if isinstance(inputs, (PreparedInputs, ControlInputs))
             else None
         )
-        prompt, note = refine_prompt(state, prompt, preview)
+        prompt, note = await refine_prompt(state, prompt, preview)
         refined = prompt if note is None else None
     if isinstance(inputs, ControlInputs):
         params = replace(params, width=inputs.width, height=inputs.height)
-    record = state.submitter.submit(
+    record = await state.submitter.submit(
         tenant=tenant,
         task=CONTRACT_TASKS[request.task],
         prompt=prompt,
         params=params,
-        inputs=inputs.store(state, tenant) if inputs is not None else None,
+        inputs=await inputs.store(state, tenant) if inputs is not None else None,
         webhook=webhook,
     )
     return ImagesResponse(**job_view(record).model_dump(), refined_prompt=refined, refine_note=note)
@@ -200,7 +202,7 @@ async def create_images_job_waiting(
     state: GatewayState, tenant: str, request: ImagesRequest, wait_s: int | None
 ) -> ImagesResponse:
     """Queue the job, then wait up to `wait_s` seconds for it to end (a bounded wait)."""
-    created = await run_in_threadpool(create_images_job, state, tenant, request)
+    created = await create_images_job(state, tenant, request)
     if not wait_s:
         return created
     record = await state.events.wait_until_done(tenant, created.id, wait_s)
@@ -209,18 +211,19 @@ async def create_images_job_waiting(
     return created.model_copy(update=job_view(record).model_dump())
 
 
-def read_image(state: GatewayState, tenant: str, image_id: str) -> Blob:
+async def read_image(state: GatewayState, tenant: str, image_id: str) -> Blob:
     """The stored image; 404 if unknown or expired."""
-    blob = state.blobs.get(tenant, image_id)
+    blob = await state.blobs.get(tenant, image_id)
     if blob is None:
         raise not_found(f"image {image_id!r} not found")
     return blob
 
 
-def upload_image(state: GatewayState, tenant: str, image_b64: str) -> UploadResponse:
-    """Check an uploaded image and store it once, as PNG."""
-    image = decode_image(image_b64, "image", state.image_limits)
-    image_id = state.blobs.put(tenant, image.png, "image/png")
+async def upload_image(state: GatewayState, tenant: str, image_b64: str) -> UploadResponse:
+    """Check an uploaded image (decoding in a worker thread: CPU only) and store it once,
+    as PNG."""
+    image = await anyio.to_thread.run_sync(decode_image, image_b64, "image", state.image_limits)
+    image_id = await state.blobs.put(tenant, image.png, "image/png")
     return UploadResponse(
         id=image_id, url=image_url(image_id), width=image.width, height=image.height
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from sse_starlette import EventSourceResponse
 
+from services.gateway.event_streams import event_stream
 from services.gateway.jobs.protocol import JobView
 from services.gateway.jobs.serving import cancel_job, get_job, get_job_waiting, job_event_stream
 from services.gateway.protocol import ErrorResponse
@@ -49,7 +49,7 @@ async def read_job(
         409: {"model": ErrorResponse, "description": "The job has already ended."},
     },
 )
-def cancel(
+async def cancel(
     job_id: str,
     state: Annotated[GatewayState, Depends(get_state)],
     tenant: Annotated[str, Depends(get_tenant)],
@@ -57,12 +57,12 @@ def cancel(
     """Cancel a queued or running job: a queued job is never started, a running one stops
     at its next denoising step (the worker keeps running other jobs). Answers the job,
     now `canceled`."""
-    return cancel_job(state, tenant, job_id)
+    return await cancel_job(state, tenant, job_id)
 
 
 @router.get(
     "/v1/jobs/{job_id}/events",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={
         200: {
             "content": {"text/event-stream": {}},
@@ -75,14 +75,11 @@ async def job_events(
     job_id: str,
     state: Annotated[GatewayState, Depends(get_state)],
     tenant: Annotated[str, Depends(get_tenant)],
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """Follow a job: first its current state (`event: status`), then one event per change
     (`status` when the status changed, `progress` per denoising step); the stream ends
-    after a terminal state. Idle streams carry `: keep-alive` comments."""
-    await run_in_threadpool(get_job, state, tenant, job_id)  # 404 before the stream starts
-    return StreamingResponse(
-        job_event_stream(state, tenant, job_id),
-        media_type="text/event-stream",
-        # Proxies must pass events through at once rather than buffer the stream.
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    after a terminal state. Streams carry `: keep-alive` comments every
+    LLMGA_JOB_EVENTS_KEEPALIVE_S and end after LLMGA_EVENT_STREAM_MAX_S or at shutdown
+    with a comment saying why (reconnect: the first event is the job as it is then)."""
+    await get_job(state, tenant, job_id)  # 404 before the stream starts
+    return event_stream(job_event_stream(state, tenant, job_id), state.settings)

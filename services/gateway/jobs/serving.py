@@ -4,11 +4,11 @@ them (bounded waits and server-sent events)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import cast
 
-from starlette.concurrency import run_in_threadpool
+from sse_starlette import ServerSentEvent
 
 from services.common.contract import (
     TERMINAL_STATUSES,
@@ -131,9 +131,9 @@ def _outpaint_view(outpaint: Outpaint) -> OutpaintInput:
     )
 
 
-def get_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
+async def get_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
     """The job's view; 404 if it is unknown (or expired)."""
-    record = state.jobs.get(tenant, job_id)
+    record = await state.jobs.get(tenant, job_id)
     if record is None:
         raise not_found(f"job {job_id!r} not found")
     return job_view(record)
@@ -144,7 +144,7 @@ async def get_job_waiting(
 ) -> JobView:
     """The job's view, after waiting up to `wait_s` seconds for it to end; 404 if unknown."""
     if not wait_s:
-        return await run_in_threadpool(get_job, state, tenant, job_id)
+        return await get_job(state, tenant, job_id)
     record = await state.events.wait_until_done(tenant, job_id, wait_s)
     if record is None:
         raise not_found(f"job {job_id!r} not found")
@@ -154,7 +154,7 @@ async def get_job_waiting(
 CANCELED_ERROR = "canceled by the client"
 
 
-def cancel_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
+async def cancel_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
     """queued/running -> canceled in one atomic update; 404 if unknown, 409 if it already
     ended. The worker never starts a canceled queued job and stops a running one at its
     next denoising step (it re-reads the status there), so the client is never blocked."""
@@ -168,7 +168,7 @@ def cancel_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
         record.error = CANCELED_ERROR
         record.timings.finished_at = time.time()
 
-    record = state.jobs.update(tenant, job_id, mutate)
+    record = await state.jobs.update(tenant, job_id, mutate)
     if record is None:
         raise not_found(f"job {job_id!r} not found")
     if ended_as:
@@ -176,19 +176,14 @@ def cancel_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
     return job_view(record)
 
 
-def _sse(event: str, data: str) -> str:
-    """One server-sent event (the data is one line of JSON)."""
-    return f"event: {event}\ndata: {data}\n\n"
-
-
-async def job_event_stream(state: GatewayState, tenant: str, job_id: str) -> AsyncIterator[str]:
+async def job_event_stream(
+    state: GatewayState, tenant: str, job_id: str
+) -> AsyncGenerator[ServerSentEvent, None]:
     """Server-sent events of one job: its current view (`status`), then one event per
     change (`status` when the status changed, else `progress`), ending after a terminal
-    state or when the record is gone. Idle streams get a keep-alive comment."""
-    keepalive_s = state.settings.job_events_keepalive_s
+    state or when the record is gone (keep-alives and bounds: event_streams.py)."""
     async with state.events.subscribe(tenant, job_id) as subscription:
         last_status, last_data = "", ""
-        last_sent = time.monotonic()
         while True:
             record = await subscription.read()
             if record is None:
@@ -196,11 +191,9 @@ async def job_event_stream(state: GatewayState, tenant: str, job_id: str) -> Asy
             view = job_view(record)
             data = view.model_dump_json()
             if data != last_data:
-                yield _sse("status" if view.status != last_status else "progress", data)
-                last_status, last_data, last_sent = view.status, data, time.monotonic()
+                event = "status" if view.status != last_status else "progress"
+                yield ServerSentEvent(data=data, event=event, sep="\n")
+                last_status, last_data = view.status, data
             if record.status in TERMINAL_STATUSES:
                 return
-            changed = await subscription.wait_for_change(state.events.poll_s)
-            if not changed and time.monotonic() - last_sent >= keepalive_s:
-                yield ": keep-alive\n\n"
-                last_sent = time.monotonic()
+            await subscription.wait_for_change(state.events.poll_s)
