@@ -1,5 +1,6 @@
 """A small asyncio client for the mllm's OpenAI Chat Completions API (whole replies or
-streamed), over one `httpx.AsyncClient`: a request waiting on the mllm holds no thread.
+streamed), on the `openai` package's AsyncOpenAI: a request waiting on the mllm holds no
+thread, and one connection pool serves every request of the event loop.
 
 Failures become one of three exceptions, which the API maps to 503 (unreachable),
 504 (too slow) and 502 (bad answer).
@@ -8,13 +9,16 @@ Failures become one of three exceptions, which the API maps to 503 (unreachable)
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import openai
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 
 class MllmError(Exception):
@@ -66,8 +70,8 @@ class ChatResult:
 
 
 class MllmClient:
-    """Talks to `<base_url>/chat/completions` and `<base_url>/models` with one
-    httpx.AsyncClient (one connection pool for every request of the event loop)."""
+    """Talks to `<base_url>/chat/completions` and `<base_url>/models` through one
+    AsyncOpenAI client (no retries of its own: a failure is the caller's to report)."""
 
     def __init__(
         self,
@@ -79,15 +83,19 @@ class MllmClient:
         timeout_s: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            headers=headers,
+        self._openai = AsyncOpenAI(
+            base_url=base_url.rstrip("/"),
+            # The package insists on a key; "EMPTY" is what vLLM's docs pass to a server
+            # started without --api-key, which ignores the header.
+            api_key=api_key or "EMPTY",
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            transport=transport,
-            # No pool limit: every waiting chat turn holds one connection, as many as the
-            # mllm server accepts (its own queue bounds them).
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+            max_retries=0,
+            http_client=httpx.AsyncClient(
+                transport=transport,
+                # No pool limit: every waiting chat turn holds one connection, as many as
+                # the mllm server accepts (its own queue bounds them).
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
+            ),
         )
         self._model = model
         # Discovery runs once: concurrent first turns wait for it instead of each asking.
@@ -95,32 +103,17 @@ class MllmClient:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._http.aclose()
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send one request and return its JSON body, mapping failures to MllmError."""
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise MllmTimeout(f"the mllm did not answer in time ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise MllmUnavailable(f"the mllm is unreachable ({type(exc).__name__})") from exc
-        if response.status_code != 200:
-            raise MllmBadResponse(
-                f"the mllm answered HTTP {response.status_code} to {method} /{path}"
-            )
-        try:
-            return response.json()
-        except ValueError:
-            raise MllmBadResponse(f"the mllm answered invalid JSON to {method} /{path}") from None
+        await self._openai.close()
 
     async def list_models(self, timeout_s: float | None = None) -> list[str]:
         """Ids of the served models (`GET <base>/models`)."""
-        kwargs: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
-        body = await self._request("GET", "models", **kwargs)
+        with _mllm_errors("GET /models"):
+            page = await self._openai.models.list(
+                timeout=timeout_s if timeout_s is not None else openai.NOT_GIVEN
+            )
         try:
-            return [str(item["id"]) for item in body["data"]]
-        except (KeyError, TypeError):
+            return [str(item.id) for item in page.data]
+        except (AttributeError, TypeError):
             raise MllmBadResponse("the mllm's model list has no data[].id") from None
 
     async def model(self) -> str:
@@ -133,28 +126,14 @@ class MllmClient:
                 self._model = models[0]
             return self._model
 
-    async def _payload(
-        self,
-        messages: list[ChatMessage],
-        max_tokens: int | None,
-        temperature: float | None,
-        *,
-        stream: bool,
-    ) -> dict[str, object]:
-        """The chat completion request body; decoding settings left as None are the
-        server's to choose."""
-        payload: dict[str, object] = {
-            "model": await self.model(),
-            "messages": [m.to_openai() for m in messages],
-            "stream": stream,
-        }
-        if stream:
-            payload["stream_options"] = {"include_usage": True}  # usage in the last chunk
+    def _options(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+        """Decoding settings to send; those left as None are the server's to choose."""
+        options: dict[str, Any] = {}
         if max_tokens is not None:
-            payload["max_tokens"] = max_tokens
+            options["max_tokens"] = max_tokens
         if temperature is not None:
-            payload["temperature"] = temperature
-        return payload
+            options["temperature"] = temperature
+        return options
 
     async def chat_stream(
         self,
@@ -165,21 +144,17 @@ class MllmClient:
     ) -> ChatStream:
         """Start a streamed chat completion. Failing to start (unreachable, timeout, a
         status other than 200) raises MllmError here, before any content is read."""
-        payload = await self._payload(messages, max_tokens, temperature, stream=True)
+        model = await self.model()
         started = time.perf_counter()
-        request = self._http.build_request("POST", "chat/completions", json=payload)
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise MllmTimeout(f"the mllm did not answer in time ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise MllmUnavailable(f"the mllm is unreachable ({type(exc).__name__})") from exc
-        if response.status_code != 200:
-            await response.aclose()
-            raise MllmBadResponse(
-                f"the mllm answered HTTP {response.status_code} to POST /chat/completions"
+        with _mllm_errors("POST /chat/completions"):
+            stream = await self._openai.chat.completions.create(
+                model=model,
+                messages=_openai_messages(messages),
+                stream=True,
+                stream_options={"include_usage": True},  # usage in the last chunk
+                **self._options(max_tokens, temperature),
             )
-        return ChatStream(response, str(payload["model"]), started)
+        return ChatStream(stream, model, started)
 
     async def chat(
         self,
@@ -190,22 +165,28 @@ class MllmClient:
     ) -> ChatResult:
         """One non-streaming chat completion; decoding settings left as None are the
         server's to choose."""
-        payload = await self._payload(messages, max_tokens, temperature, stream=False)
+        model = await self.model()
         started = time.perf_counter()
-        body = await self._request("POST", "chat/completions", json=payload)
+        with _mllm_errors("POST /chat/completions"):
+            completion: ChatCompletion = await self._openai.chat.completions.create(
+                model=model,
+                messages=_openai_messages(messages),
+                stream=False,
+                **self._options(max_tokens, temperature),
+            )
         latency = time.perf_counter() - started
         try:
-            choice = body["choices"][0]
-            content = choice["message"]["content"] or ""
+            choice = completion.choices[0]
+            content = choice.message.content or ""
             if not isinstance(content, str):
                 raise TypeError("content is not a string")
-            usage = body.get("usage") or {}
+            usage = completion.usage
             return ChatResult(
                 content=content,
-                model=str(body.get("model", payload["model"])),
-                prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                completion_tokens=int(usage.get("completion_tokens", 0)),
-                finish_reason=str(choice.get("finish_reason") or ""),
+                model=str(completion.model or model),
+                prompt_tokens=int(usage.prompt_tokens) if usage else 0,
+                completion_tokens=int(usage.completion_tokens) if usage else 0,
+                finish_reason=str(choice.finish_reason or ""),
                 latency_s=latency,
             )
         except (KeyError, IndexError, TypeError, ValueError, AttributeError):
@@ -217,8 +198,10 @@ class ChatStream:
     for the content deltas; afterwards `result` holds the whole reply and its usage. Close
     it (or use it as an async context manager) to release the connection early."""
 
-    def __init__(self, response: httpx.Response, model: str, started: float) -> None:
-        self._response = response
+    def __init__(
+        self, stream: AsyncStream[ChatCompletionChunk], model: str, started: float
+    ) -> None:
+        self._stream = stream
         self._model = model
         self._started = started
         self.result: ChatResult | None = None
@@ -236,51 +219,60 @@ class ChatStream:
 
     async def aclose(self) -> None:
         """Release the connection."""
-        await self._response.aclose()
+        await self._stream.close()
 
     async def __aiter__(self) -> AsyncIterator[str]:
         content: list[str] = []
-        usage: dict[str, Any] = {}
+        prompt_tokens = completion_tokens = 0
         finish_reason = ""
         try:
-            async for line in self._response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue  # comments, event names, blank separators
-                data = line.removeprefix("data:").strip()
-                if data == "[DONE]":
-                    break
-                chunk = _json_chunk(data)
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or []:
-                    delta = (choice.get("delta") or {}).get("content") or ""
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                    if delta:
-                        content.append(delta)
-                        yield delta
-        except httpx.TimeoutException as exc:
-            raise MllmTimeout(f"the mllm stopped streaming ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise MllmUnavailable(f"the mllm stream broke ({type(exc).__name__})") from exc
+            with _mllm_errors("the stream"):
+                async for chunk in self._stream:
+                    try:
+                        if chunk.usage is not None:
+                            prompt_tokens = int(chunk.usage.prompt_tokens)
+                            completion_tokens = int(chunk.usage.completion_tokens)
+                        choices = list(chunk.choices or [])
+                        for choice in choices:
+                            delta = (choice.delta.content if choice.delta else None) or ""
+                            finish_reason = choice.finish_reason or finish_reason
+                            if delta:
+                                content.append(delta)
+                                yield delta
+                    except (AttributeError, TypeError, ValueError):
+                        raise MllmBadResponse(
+                            "the mllm streamed a chunk that is not a chat completion chunk"
+                        ) from None
         finally:
             await self.aclose()
         self.result = ChatResult(
             content="".join(content),
             model=self._model,
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             finish_reason=str(finish_reason),
             latency_s=time.perf_counter() - self._started,
         )
 
 
-def _json_chunk(data: str) -> dict[str, Any]:
-    """One `data:` payload of a chat completion stream, as a dict."""
+def _openai_messages(messages: list[ChatMessage]) -> Any:
+    """The messages as the OpenAI API takes them (typed dicts)."""
+    return [m.to_openai() for m in messages]
+
+
+@contextmanager
+def _mllm_errors(what: str) -> Iterator[None]:
+    """Turn the openai package's (and httpx's, raised while a stream is read) failures
+    into MllmError: unreachable, too slow, or a bad answer."""
     try:
-        chunk = json.loads(data)
-    except ValueError:
-        raise MllmBadResponse("the mllm streamed invalid JSON") from None
-    if not isinstance(chunk, dict):
-        raise MllmBadResponse("the mllm streamed a chunk that is not an object")
-    if "error" in chunk:
-        raise MllmBadResponse("the mllm reported an error in its stream")
-    return chunk
+        yield
+    except (openai.APITimeoutError, httpx.TimeoutException) as exc:
+        raise MllmTimeout(f"the mllm did not answer in time ({what})") from exc
+    except (openai.APIConnectionError, httpx.TransportError) as exc:
+        raise MllmUnavailable(f"the mllm is unreachable ({what}: {type(exc).__name__})") from exc
+    except openai.APIStatusError as exc:
+        raise MllmBadResponse(f"the mllm answered HTTP {exc.status_code} to {what}") from exc
+    except openai.APIError as exc:  # an error object in the stream, an unparsable body
+        raise MllmBadResponse(f"the mllm reported an error ({what})") from exc
+    except ValueError as exc:  # a stream chunk that is not JSON
+        raise MllmBadResponse(f"the mllm's answer is not valid JSON ({what})") from exc
