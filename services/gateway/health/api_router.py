@@ -34,6 +34,7 @@ async def readyz(state: Annotated[GatewayState, Depends(get_state)]) -> JSONResp
 
 @router.get("/metrics", response_class=Response)
 async def metrics(state: Annotated[GatewayState, Depends(get_state)]) -> Response:
-    """Prometheus metrics of this process (the queue depth read from the broker now)."""
+    """Prometheus metrics of this process."""
+    # The queue depth is read from the broker at every scrape (asyncio: no callback).
     state.metrics.queue_depth.set(await state.queue.depth_or_nan())
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
