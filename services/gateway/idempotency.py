@@ -118,7 +118,7 @@ class IdempotencyStore:
         )
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(

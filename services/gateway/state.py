@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import redis.asyncio as aioredis
 from celery import Celery
-from fastapi import Request
+from fastapi import Depends, Request
 
 from services.common.blob_store import AsyncRedisBlobStore
 from services.common.job_store import AsyncJobStore
@@ -127,17 +128,21 @@ class GatewayState:
         await self.redis.aclose()
 
 
-def get_state(request: Request) -> GatewayState:
+# The dependencies are `async def` although they do no I/O: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per request for nothing.
+
+
+async def get_state(request: Request) -> GatewayState:
     """FastAPI dependency: the app's GatewayState."""
     state = request.app.state.gateway
     assert isinstance(state, GatewayState)
     return state
 
 
-def get_tenant(request: Request) -> str:
+async def get_tenant(request: Request, state: Annotated[GatewayState, Depends(get_state)]) -> str:
     """FastAPI dependency: the caller's tenant: its API key's when auth is required (set
     by `ApiKeyMiddleware`, which answered 401 without a valid key), else the default."""
-    settings = get_state(request).settings
+    settings = state.settings
     if settings.auth_required:
         tenant = request.scope.get(TENANT_SCOPE_KEY)
         if not isinstance(tenant, str):  # a route the middleware let through as public

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request, Response
+from fastapi import Depends, Header, Query, Response
 
 from services.gateway.errors import invalid
-from services.gateway.state import get_state
+from services.gateway.state import GatewayState, get_state
 
 PREFER_FIELD = "Prefer"
 
@@ -29,8 +29,8 @@ def parse_prefer_wait(prefer: str) -> str | None:
     return None
 
 
-def wait_seconds(
-    request: Request,
+async def wait_seconds(
+    state: Annotated[GatewayState, Depends(get_state)],
     wait: Annotated[
         int | None,
         Query(
@@ -45,7 +45,7 @@ def wait_seconds(
     ] = None,
 ) -> int | None:
     """FastAPI dependency: the requested wait in seconds, or None; 422 over the cap."""
-    limit = get_state(request).settings.max_wait_s
+    limit = state.settings.max_wait_s
     field = "wait"
     if wait is None and prefer is not None:
         raw = parse_prefer_wait(prefer)

@@ -3,6 +3,8 @@ request fingerprints (the HTTP behaviour is in tests/integration/test_gateway_jo
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from services.gateway.errors import ApiError
@@ -32,14 +34,14 @@ def test_parse_prefer_wait(header: str, expected: str | None) -> None:
     "key", ["a", "550e8400-e29b-41d4-a716-446655440000", "x" * 255, "a.b_c:d~e+f/g="]
 )
 def test_valid_idempotency_keys(key: str) -> None:
-    assert idempotency_key(key) == key
-    assert idempotency_key(None) is None
+    assert asyncio.run(idempotency_key(key)) == key
+    assert asyncio.run(idempotency_key(None)) is None
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "with space", "tab\t", "é", "a;b", "a,b"])
 def test_invalid_idempotency_keys_are_422_naming_the_header(key: str) -> None:
     with pytest.raises(ApiError) as caught:
-        idempotency_key(key)
+        asyncio.run(idempotency_key(key))
     assert caught.value.status_code == 422 and caught.value.field == HEADER
 
 
