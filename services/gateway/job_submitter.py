@@ -18,7 +18,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from celery import Celery
 from kombu.serialization import dumps as serialize
@@ -125,17 +124,12 @@ class GenerationParams:
     n: int = 1
 
 
-def queue_unavailable() -> ApiError:
-    """503: the job could not be queued."""
-    return ApiError(503, "service_unavailable", "the job queue is unavailable; try again later")
-
-
 class JobSubmitter:
     """Writes the QUEUED record first, then enqueues the task with the job id as task id.
 
     The record comes first so that a worker never runs a job whose record is missing; if
     enqueueing fails, the record is marked failed and the client gets a 503 (in one MULTI
-    with a shared Redis: neither lands, and the client gets the 503).
+    with a shared Redis: neither lands, and the client gets the state store's 503).
     """
 
     def __init__(
@@ -206,17 +200,14 @@ class JobSubmitter:
         return record
 
     async def _create_and_enqueue(self, record: JobRecord) -> None:
-        """Record (first), message and quota count in one MULTI on the shared Redis."""
+        """Record (first), message and quota count in one MULTI on the shared Redis. If it
+        fails nothing was written, and the RedisError is the state store's outage (503)."""
         request = record.request
-        try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                stage_create(pipe, self._keys, record, self._jobs.ttl_s)
-                self._publisher.stage(pipe, request)
-                self._quota.stage_consume(pipe, request.tenant, request.n)
-                created, *_ = await pipe.execute()
-        except redis.RedisError as exc:
-            logger.error("could not queue job %s: %r", request.job_id, exc)
-            raise queue_unavailable() from exc
+        async with self._client.pipeline(transaction=True) as pipe:
+            stage_create(pipe, self._keys, record, self._jobs.ttl_s)
+            self._publisher.stage(pipe, request)
+            self._quota.stage_consume(pipe, request.tenant, request.n)
+            created, *_ = await pipe.execute()
         if not created:  # 128 random bits: a clash means a bug
             raise RuntimeError(f"job id {request.job_id} already exists")
 
@@ -236,7 +227,9 @@ class JobSubmitter:
                 stored.timings.finished_at = time.time()
 
             await self._jobs.update(request.tenant, request.job_id, mark_failed)
-            raise queue_unavailable() from exc
+            raise ApiError(
+                503, "service_unavailable", "the job queue is unavailable; try again later"
+            ) from exc
         await self._quota.consume(request.tenant, request.n)
 
 
