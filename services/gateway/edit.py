@@ -66,9 +66,9 @@ class EditInputs:
     source_caption: str = ""
     task: int = Task.TASK_EDIT
 
-    def preview_data_uri(self) -> str:
+    async def preview_data_uri(self) -> str:
         """The image as a PNG data URI for the mllm (shrunk like other previews)."""
-        return png_data_uri(self.image.image.convert("RGB"))
+        return await png_data_uri(self.image.image)
 
     async def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store an inline image (once); the job gets it by id and the edit's captions."""

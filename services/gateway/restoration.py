@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import anyio
+
 from services.common.contract import Task
 from services.gateway.errors import invalid
 from services.gateway.protocol import ImageInput
@@ -71,5 +73,6 @@ async def prepare_restore(
             "reference",
         )
     checked_mask = await load_input_image(state, tenant, mask, "mask")
-    check_mask(gen, checked_mask.image, "mask")
+    # Pixel work on images up to LLMGA_MAX_IMAGE_PIXELS: in a worker thread.
+    await anyio.to_thread.run_sync(check_mask, gen, checked_mask.image, "mask")
     return RestoreInputs(checked, checked_reference, checked_mask)

@@ -61,9 +61,9 @@ class SourceImageInputs:
     width: int
     height: int
 
-    def preview_data_uri(self) -> str:
+    async def preview_data_uri(self) -> str:
         """The image as a PNG data URI for the mllm (shrunk like other previews)."""
-        return png_data_uri(self.image.image.convert("RGB"))
+        return await png_data_uri(self.image.image)
 
 
 @dataclass(frozen=True)

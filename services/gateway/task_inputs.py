@@ -99,9 +99,9 @@ class PreparedInputs:
     preview: Image.Image = field(repr=False)  # the masked image the mllm sees
     restore: bool | None = None
 
-    def preview_data_uri(self) -> str:
+    async def preview_data_uri(self) -> str:
         """The masked image as a PNG data URI (an OpenAI `image_url`)."""
-        return png_data_uri(self.preview)
+        return await png_data_uri(self.preview)
 
     async def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store the inline images (once) and return the job's inputs by id."""
@@ -124,10 +124,15 @@ async def stored_id(state: GatewayState, tenant: str, checked: CheckedImage) -> 
     return await state.blobs.put(tenant, checked.png, "image/png")
 
 
-def png_data_uri(image: Image.Image) -> str:
-    """`image` (shrunk to PREVIEW_MAX_SIDE) as a `data:image/png;base64,` URI."""
+async def png_data_uri(image: Image.Image) -> str:
+    """`image` as RGB (shrunk to PREVIEW_MAX_SIDE) as a `data:image/png;base64,` URI;
+    converted and encoded in a worker thread (CPU only)."""
+    return await anyio.to_thread.run_sync(_png_data_uri, image)
+
+
+def _png_data_uri(image: Image.Image) -> str:
+    image = image.convert("RGB")  # a copy: thumbnail() below must not touch the input
     if max(image.size) > PREVIEW_MAX_SIDE:
-        image = image.copy()
         image.thumbnail((PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE))
     out = io.BytesIO()
     image.save(out, format="PNG")
@@ -184,6 +189,22 @@ def mask_selection(mask: Image.Image) -> Image.Image:
         if isinstance(lowest, (int, float)) and lowest < 255:
             return alpha.point(lambda a: 255 if a < _HALF_SCALE else 0)
     return mask.convert("L").point(lambda v: 255 if v >= _HALF_SCALE else 0)
+
+
+def _masked_preview(rgb: Image.Image, mask: Image.Image) -> Image.Image:
+    """The inpaint preview: `rgb` with the region `mask` selects painted black (422 for a
+    mask that does not fit, see `check_mask`)."""
+    selection = check_mask(rgb, mask, "mask")
+    return Image.composite(Image.new("RGB", rgb.size), rgb, selection)
+
+
+def _extended_canvas(
+    rgb: Image.Image, size: tuple[int, int], offset: tuple[int, int]
+) -> Image.Image:
+    """The outpaint preview: `rgb` at `offset` on a black canvas of `size`."""
+    canvas = Image.new("RGB", size)
+    canvas.paste(rgb, offset)
+    return canvas
 
 
 def check_mask(image: Image.Image, mask: Image.Image, field_name: str) -> Image.Image:
@@ -337,14 +358,14 @@ async def prepare_inputs(
     settings = state.settings
     low, high = settings.min_size, settings.max_size
     checked = await load_input_image(state, tenant, image, image_field)
-    rgb = checked.image.convert("RGB")
+    # Pixel work on images up to LLMGA_MAX_IMAGE_PIXELS runs in worker threads.
+    rgb = await anyio.to_thread.run_sync(checked.image.convert, "RGB")
     if task == Task.TASK_INPAINT:
         if mask is None:
             raise invalid("inpaint needs a mask (white = regenerate)", "mask")
         check_image_sides(state, rgb, image_field)
         checked_mask = await load_input_image(state, tenant, mask, "mask")
-        selection = check_mask(rgb, checked_mask.image, "mask")
-        preview = Image.composite(Image.new("RGB", rgb.size), rgb, selection)
+        preview = await anyio.to_thread.run_sync(_masked_preview, rgb, checked_mask.image)
         return PreparedInputs(task, checked, checked_mask, None, strength, preview, restore)
 
     if task != Task.TASK_OUTPAINT or outpaint is None:
@@ -360,6 +381,5 @@ async def prepare_inputs(
     width, height = rgb.width + left + right, rgb.height + top + bottom
     for name, side in (("the extended width", width), ("the extended height", height)):
         _check_side(name, side, low, high, "outpaint")
-    preview = Image.new("RGB", (width, height))
-    preview.paste(rgb, (left, top))
+    preview = await anyio.to_thread.run_sync(_extended_canvas, rgb, (width, height), (left, top))
     return PreparedInputs(task, checked, None, message, strength, preview, restore)

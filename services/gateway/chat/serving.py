@@ -245,12 +245,12 @@ async def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -
     if isinstance(inputs, EditInputs):
         # The mllm describes the image first (the source caption), then answers the
         # message right after that description (edit.py); only the turn itself is stored.
-        preview = inputs.preview_data_uri()
+        preview = await inputs.preview_data_uri()
         source_caption = await describe_image(state, preview, DESCRIBE_MESSAGE)
         inputs = replace(inputs, source_caption=source_caption)
         messages.extend(target_caption_messages(preview, inputs.source_caption, request.message))
     else:
-        images = (inputs.preview_data_uri(),) if inputs is not None else ()
+        images = (await inputs.preview_data_uri(),) if inputs is not None else ()
         messages.append(ChatMessage("user", request.message, image_urls=images))
     return PreparedTurn(
         conversation_id=request.conversation_id or new_id("conv"),

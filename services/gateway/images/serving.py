@@ -145,7 +145,7 @@ async def edit_captions(
     written by the mllm (source: its description of the image, 502 if it wrote none;
     target: its answer to the instruction right after that description, 502 if it wrote
     none)."""
-    preview = inputs.preview_data_uri()
+    preview = await inputs.preview_data_uri()
     source = inputs.source_caption or await describe_image(state, preview, DESCRIBE_MESSAGE)
     if target_caption is None:
         messages = target_caption_messages(preview, source, inputs.instruction)
@@ -173,13 +173,15 @@ async def create_images_job(
     prompt, refined, note = request.prompt or "", None, None
     if isinstance(inputs, SimilarInputs):  # always described by the mllm
         params = replace(params, width=inputs.width, height=inputs.height)
-        prompt = refined = await describe_image(state, inputs.preview_data_uri(), request.prompt)
+        prompt = refined = await describe_image(
+            state, await inputs.preview_data_uri(), request.prompt
+        )
     elif isinstance(inputs, EditInputs):
         inputs, prompt = await edit_captions(state, inputs, request.target_caption)
         refined = prompt if request.target_caption is None else None
     elif request.refine:
         preview = (
-            inputs.preview_data_uri()
+            await inputs.preview_data_uri()
             if isinstance(inputs, (PreparedInputs, ControlInputs))
             else None
         )
