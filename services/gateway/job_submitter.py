@@ -82,6 +82,7 @@ class TaskPublisher:
             kwargs={},
             root_id=request.job_id,
             reply_to=self._producer.thread_oid,
+            ignore_result=None,  # as `send_task` leaves it: the worker's setting decides
         )
         content_type, content_encoding, body = serialize(task.body, serializer="json")
         raw = body.encode(content_encoding) if isinstance(body, str) else body

@@ -6,6 +6,7 @@ processes, real Redis, the scripted mllm; no worker (jobs stay queued).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -15,12 +16,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
+import redis.asyncio as aioredis
 
 from deploy.local.stack import ManagedProcess
+from services.common.contract import GENERATE_TASK_NAME, GenerationRequest, encode_request
+from services.gateway.job_submitter import TaskPublisher, make_celery_producer
+from services.gateway.settings import GatewaySettings
 from tests.support.http_api import server_sent_events
 from tests.support.processes import free_port, http_ok, python_module, running
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import Namespace
+from tests.support.services import REDIS_URL, Namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -141,3 +147,34 @@ def test_job_reads_are_answered_while_many_chats_wait_on_a_slow_mllm(
 
     asyncio.run(scenario())
     assert finished == ["job"] * JOB_READS + ["chat"] * CHATS
+
+
+def test_pushed_task_message_is_what_celerys_producer_writes(
+    namespace: Namespace, redis_client: redis.Redis
+) -> None:
+    """The gateway's message (TaskPublisher) against the one `send_task` puts on the same
+    Redis list: equal but for what is unique per message (the delivery tag, the origin
+    host:pid). Workers consuming it are tested with real worker processes
+    (test_job_control.py, test_end_to_end.py)."""
+    queue = f"{namespace.queue_name}.format"
+    settings = GatewaySettings(redis_url=REDIS_URL, queue_name=queue)
+    producer = make_celery_producer(settings)
+    request = GenerationRequest(job_id="job_format", tenant="local", prompt="an owl")
+
+    async def push() -> None:
+        async with aioredis.Redis.from_url(REDIS_URL) as client:
+            await TaskPublisher(producer, client, queue).send(request)
+
+    try:
+        asyncio.run(push())
+        producer.send_task(
+            GENERATE_TASK_NAME, args=[encode_request(request)], task_id="job_format", queue=queue
+        )
+        theirs, ours = (json.loads(raw) for raw in redis_client.lrange(queue, 0, -1))
+    finally:
+        producer.close()
+        redis_client.delete(queue, f"_kombu.binding.{queue}")
+    for message in (ours, theirs):
+        message["properties"].pop("delivery_tag")
+        message["headers"].pop("origin")
+    assert ours == theirs
