@@ -1,6 +1,7 @@
 """The gateway serves from one event loop without holding threads: slow mllm calls do not
 delay other requests, and event streams end at their bound and at shutdown. Real gateway
-processes, real Redis, the scripted mllm; no worker (jobs stay queued).
+processes, real Redis, the scripted mllm; no worker (jobs stay queued). Also the asyncio
+pieces of job submission: the task message it pushes, the queue depth it reads.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 
 from deploy.local.stack import ManagedProcess
 from services.common.contract import GENERATE_TASK_NAME, GenerationRequest, encode_request
+from services.gateway.backpressure import UNACKED_KEY, QueueDepth
 from services.gateway.job_submitter import TaskPublisher, make_celery_producer
 from services.gateway.settings import GatewaySettings
 from tests.support.http_api import server_sent_events
@@ -178,3 +180,26 @@ def test_pushed_task_message_is_what_celerys_producer_writes(
         message["properties"].pop("delivery_tag")
         message["headers"].pop("origin")
     assert ours == theirs
+
+
+def test_queue_depth_counts_every_page_of_unacked(namespace: Namespace) -> None:
+    """Waiting messages plus this queue's unacknowledged ones, past the first HSCAN page.
+    In a database of its own: kombu's `unacked` hash is one per database, and workers of
+    other tests restore what they find there."""
+    url = REDIS_URL.rsplit("/", 1)[0] + "/15"
+    queue = namespace.queue_name
+    ours, others = 1234, 50
+
+    async def depth() -> int:
+        async with aioredis.Redis.from_url(url) as client:
+            await client.delete(UNACKED_KEY, queue)
+            entries = {f"ours-{i}": json.dumps([{}, "", queue]) for i in range(ours)}
+            entries |= {f"other-{i}": json.dumps([{}, "", "other"]) for i in range(others)}
+            await client.hset(UNACKED_KEY, mapping=entries)  # type: ignore[arg-type]
+            await client.lpush(queue, "a", "b", "c")
+            try:
+                return await QueueDepth(client, queue).depth()
+            finally:
+                await client.delete(UNACKED_KEY, queue)
+
+    assert asyncio.run(depth()) == ours + 3
