@@ -98,7 +98,6 @@ class WrkResult:
     requests_per_s: float
     p50_ms: float
     p99_ms: float
-    requests: int
     errors: int  # answers >= 400 and socket errors (connect, read, write, timeout)
 
 
@@ -141,7 +140,6 @@ def run_wrk(
         requests_per_s=data["requests"] / (data["duration_us"] / 1e6),
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
-        requests=data["requests"],
         errors=data["status_errors"] + data["socket_errors"],
     )
 
@@ -176,12 +174,9 @@ def measure_submit(
         ("gateway, 2 workers", "gateway", 2),
     ):
         with serving(app, workers, gateway_env(namespace), logs) as url:
-
-            def load(duration_s: int, url: str = url) -> WrkResult:
-                return run_wrk(wrk, url, script, args.connections, args.wrk_threads, duration_s)
-
-            load(args.warmup)
-            rows.append((label, load(args.duration)))
+            load = (wrk, url, script, args.connections, args.wrk_threads)
+            run_wrk(*load, duration_s=args.warmup)
+            rows.append((label, run_wrk(*load, duration_s=args.duration)))
             print(f"  measured {label}", flush=True)
     return rows
 
