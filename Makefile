@@ -14,7 +14,8 @@ export LLMGA_MODELS_DIR ?= $(MODELS_DIR)
 export LLMGA_MLLM_CACHE_DIR ?= $(MLLM_CACHE_DIR)
 PROTOS := $(wildcard proto/llmga/v1/*.proto)
 
-.PHONY: install lock models run test test-unit test-deploy lint proto bench bench-edit load clean help
+.PHONY: install lock models run test test-unit test-deploy lint proto bench bench-gateway bench-edit \
+    load clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -69,8 +70,14 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff format --check services tests deploy benchmarks
 	$(VENV)/bin/mypy services deploy benchmarks tests
 
-bench: models  ## serving overhead vs. in-process baselines, measured in one run
+bench: models  ## serving overhead vs. in-process baselines, then the gateway alone
 	$(PY) -m benchmarks.bench_serving
+	$(PY) -m benchmarks.bench_gateway
+
+# No models needed. wrk is installed with apt-get when missing (as root), else explained.
+BENCH_GATEWAY_ARGS ?=
+bench-gateway: install  ## gateway submit throughput (wrk) vs. a bare app; reads under slow chats
+	$(PY) -m benchmarks.bench_gateway $(BENCH_GATEWAY_ARGS)
 
 bench-edit: models  ## the two editing methods compared on the tiny model (docs/worker.md)
 	$(PY) -m benchmarks.edit_comparison
