@@ -52,7 +52,7 @@ from services.worker.jobs import prepare_job
 from services.worker.loading import LoadedModels, load_models
 from services.worker.profiles import get_profile, local_sources
 from services.worker.settings import WorkerSettings
-from services.worker.tiny_models import build_tiny
+from services.worker.testing.tiny_models import build_tiny
 from tests.support.http_api import wait_for_job
 from tests.support.images import noise, png_b64
 from tests.support.services import (

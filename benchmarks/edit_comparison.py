@@ -42,8 +42,8 @@ from services.worker.pipelines.editing import (
     resolve_edit_params,
     run_edit,
 )
-from services.worker.profiles import get_profile
-from services.worker.tiny_models import TINY_SD15_DIRNAME, build_tiny
+from services.worker.profiles import TINY_SD15_DIRNAME, get_profile
+from services.worker.testing.tiny_models import build_tiny
 
 SOURCE = "a red ball on a wooden table in a bright room"
 TARGET = "a blue cube on a wooden table in a bright room"

@@ -30,8 +30,7 @@ from services.common.contract import Task
 from services.worker.diffrir.restorer import DiffRIRRestorer
 from services.worker.diffrir.tiling import Tiling
 from services.worker.metrics import MODEL_LOAD_SECONDS
-from services.worker.profiles import ModelProfile, ModelSource
-from services.worker.tiny_models import tiny_revision
+from services.worker.profiles import ModelProfile, ModelSource, tiny_revision
 
 logger = logging.getLogger(__name__)
 

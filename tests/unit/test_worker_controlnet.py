@@ -32,7 +32,7 @@ from services.worker.loading import LoadedModels, load_models
 from services.worker.pipelines.controlnet import resolve_controlnet_params, run_controlnet
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
 from services.worker.profiles import ModelProfile, get_profile, local_sources
-from services.worker.tiny_models import build_tiny
+from services.worker.testing.tiny_models import build_tiny
 
 CPU = torch.device("cpu")
 TINY = get_profile("tiny")

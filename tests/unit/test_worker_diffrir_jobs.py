@@ -28,7 +28,7 @@ from services.worker.loading import LoadedModels, load_models
 from services.worker.profiles import get_profile, local_sources
 from services.worker.restore import COLOR_RESTORER, choose_restorer
 from services.worker.settings import WorkerSettings
-from services.worker.tiny_models import build_tiny
+from services.worker.testing.tiny_models import build_tiny
 from tests.support.images import noise
 from tests.support.torch_threads import one_torch_thread
 

@@ -50,8 +50,8 @@ from services.worker.pipelines.editing import (
     run_edit,
 )
 from services.worker.pipelines.inpainting import pad_image_to_latent_grid
-from services.worker.profiles import ModelSource, get_profile
-from services.worker.tiny_models import TINY_SD15_DIRNAME, build_tiny
+from services.worker.profiles import TINY_SD15_DIRNAME, ModelSource, get_profile
+from services.worker.testing.tiny_models import build_tiny
 
 PROFILE = get_profile("tiny")
 CPU = torch.device("cpu")

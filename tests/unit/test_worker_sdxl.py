@@ -27,7 +27,7 @@ from services.worker.pipelines.outpainting import resolve_outpaint_params
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
 from services.worker.profiles import get_profile, local_sources
 from services.worker.prompt_encoding import encode_long_prompt_sdxl, tokenize_untruncated
-from services.worker.tiny_models import CORPUS, build_tiny
+from services.worker.testing.tiny_models import CORPUS, build_tiny
 
 CPU = torch.device("cpu")
 PROFILE = get_profile("tiny-sdxl")
