@@ -20,13 +20,9 @@ from PIL import Image
 
 from services.common.blob_store import RedisBlobStore
 from services.common.contract import Control, ControlType, GenerationRequest, Task
+from services.common.image_rules import CannyThresholds, resolve_canny_thresholds
 from services.common.redis_keys import RedisKeys
-from services.worker.control_images import (
-    CannyThresholds,
-    canny_edges,
-    control_image,
-    resolve_canny_thresholds,
-)
+from services.worker.control_images import canny_edges, control_image
 from services.worker.jobs import prepare_job
 from services.worker.loading import LoadedModels, load_models
 from services.worker.pipelines.controlnet import resolve_controlnet_params, run_controlnet

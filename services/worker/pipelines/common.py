@@ -33,6 +33,7 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpain
 from PIL import Image
 
 from services.common.contract import GenerationRequest
+from services.common.image_rules import LATENT_SCALE, side_within
 from services.worker.metrics import step_timer
 from services.worker.profiles import ModelProfile
 from services.worker.prompt_encoding import (
@@ -61,7 +62,6 @@ StepCallback = Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]
 
 MIN_SIDE = 64  # the smallest image side accepted (8 latent pixels)
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes any unsigned 64-bit value
-LATENT_SCALE = 8  # SD 1.5's VAE: one latent pixel per 8x8 image pixels
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def check_side(name: str, side: int, profile: ModelProfile) -> None:
     limits. Raises ValueError saying which side is wrong."""
     if side % LATENT_SCALE:
         raise ValueError(f"{name} must be a multiple of {LATENT_SCALE}, got {side}")
-    if not MIN_SIDE <= side <= profile.max_side:
+    if not side_within(side, MIN_SIDE, profile.max_side):
         raise ValueError(f"{name} must be between {MIN_SIDE} and {profile.max_side}, got {side}")
 
 

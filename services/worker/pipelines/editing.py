@@ -39,6 +39,7 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import Stabl
 from PIL import Image
 
 from services.common.contract import EditMethod, GenerationRequest
+from services.common.image_rules import LATENT_SCALE
 from services.worker.editing.attention_control import (
     AttentionController,
     attention_control,
@@ -57,7 +58,6 @@ from services.worker.editing.inversion import (
 )
 from services.worker.metrics import step_timer
 from services.worker.pipelines.common import (
-    LATENT_SCALE,
     GenerationParams,
     GenerationResult,
     ProgressCallback,

@@ -35,9 +35,9 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpain
 from PIL import Image
 
 from services.common.contract import GenerationRequest
+from services.common.image_rules import snap_up
 from services.worker.masks import load_mask, mask_to_image
 from services.worker.pipelines.common import (
-    LATENT_SCALE,
     GenerationParams,
     GenerationResult,
     ProgressCallback,
@@ -69,14 +69,10 @@ class InpaintParams(GenerationParams):
         return int(self.steps * self.strength)
 
 
-def snap_up(side: int) -> int:
-    """The smallest multiple of 8 (a whole latent pixel) at least `side`."""
-    return -(-side // LATENT_SCALE) * LATENT_SCALE
-
-
 def check_image_size(request: GenerationRequest, profile: ModelProfile, image: Image.Image) -> None:
-    """For tasks whose output has the input image's size (inpaint, outpaint, edit): width
-    and height must be unset, and the image padded to whole latent pixels must be a size
+    """For tasks whose output has the input image's size (inpaint, outpaint, edit:
+    `image_rules.SIZED_BY_INPUT_IMAGE`, restore checks its own): width and height must be
+    unset, and the image padded to whole latent pixels must be a size
     the model runs. Raises ValueError saying what is wrong."""
     if request.width or request.height:
         raise ValueError(

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from services.common.contract import GenerationRequest
+from services.common.image_rules import side_within
 from services.worker.diffrir.network import STRIDE
 from services.worker.masks import load_mask
 from services.worker.pipelines.common import (
@@ -73,7 +74,7 @@ def resolve_restore_params(
         )
     for name, side in (("width", generated.width), ("height", generated.height)):
         # Below one stride, reflect padding to the network's grid is impossible.
-        if not STRIDE <= side <= profile.max_side:
+        if not side_within(side, STRIDE, profile.max_side):
             raise ValueError(
                 f"the image's {name} must be between {STRIDE} and {profile.max_side}, got {side}"
             )
