@@ -30,6 +30,7 @@ from services.worker.diffrir.tiling import Tiling
 from services.worker.loading import load_models, resolve_device, resolve_dtype
 from services.worker.profiles import ModelProfile, get_profile, local_sources
 from services.worker.settings import WorkerSettings
+from services.worker.task_table import TASKS, models_needed
 from services.worker.tasks import GenerationRunner, Heartbeat, register_tasks
 
 logger = logging.getLogger("services.worker")
@@ -69,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         device,
         resolve_dtype(settings.dtype, device),
         revision_override=settings.model_revision,
-        inpainting=True,
-        controlnet=True,
+        components=models_needed(TASKS),  # every task of the table the profile can serve
         diffrir_weights=settings.diffrir_weights,
         diffrir_tiling=Tiling(settings.diffrir_tile, settings.diffrir_tile_overlap),
     )

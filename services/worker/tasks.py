@@ -32,7 +32,7 @@ from services.common.contract import (
 from services.common.job_store import JobStore
 from services.common.logs import log_context
 from services.common.workers import WorkerRegistry
-from services.worker.jobs import prepare_job
+from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels
 from services.worker.metrics import job_in_progress, observe_job
 from services.worker.pipelines.common import GenerationParams, GenerationResult
@@ -57,7 +57,7 @@ class GenerationRunner:
     blobs: RedisBlobStore
     worker_name: str
     max_job_s: float
-    # Inpaint/outpaint: match brightness and contrast at the seam (restore.py).
+    # Inpaint/outpaint: match brightness and contrast at the seam (restorers.py).
     color_restore: bool = True
 
     def run(self, payload: str) -> dict[str, Any]:
@@ -98,7 +98,7 @@ class GenerationRunner:
             return self._finish_unrun(request, str(error))
         params = job.params
 
-        if not self._mark_running(request, params):
+        if not self._mark_running(request, params, job.model_revision):
             return {"job_id": job_id, "status": "skipped"}
         logger.info(
             "job %s: %dx%d, %d steps, %d image(s), seed %d",
@@ -118,13 +118,14 @@ class GenerationRunner:
 
     # -- state changes (services/common/job_states.py) ----------------------------------
 
-    def _mark_running(self, request: GenerationRequest, params: GenerationParams) -> bool:
+    def _mark_running(
+        self, request: GenerationRequest, params: GenerationParams, model_revision: str
+    ) -> bool:
         """queued -> running; False when the record became terminal meanwhile (or is gone)."""
-        restore = not request.HasField("restore") or request.restore
         run = job_states.RunInfo(
             worker=self.worker_name,
             model_profile=self.models.profile.name,
-            model_revision=self.models.revision_for(request.task, restore),
+            model_revision=model_revision,
             prompt_used=params.prompt,
             negative_prompt_used=params.negative_prompt,
             total_steps=params.total_steps,

@@ -14,9 +14,10 @@ _PROBE = """
 import json, sys
 import services.worker.__main__
 import services.worker.celery_app
-import services.worker.jobs
+import services.worker.job_preparation
 import services.worker.loading
 import services.worker.profiles
+import services.worker.task_table
 import services.worker.tasks
 print(json.dumps(sorted(sys.modules)))
 """

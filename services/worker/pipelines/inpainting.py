@@ -13,7 +13,7 @@ pipeline:
    the mask: the VAE round trip changes every pixel a little, and a user's unmasked
    pixels must come back exactly;
 5. optionally restore the generated region against the kept one, inside the mask only:
-   DiffRIR when its weights are loaded, else the colour fallback (restore.py).
+   DiffRIR when its weights are loaded, else the colour fallback (restorers.py).
 
 Outpainting (outpainting.py) builds an extended canvas and its border mask and runs this.
 """
@@ -51,7 +51,7 @@ from services.worker.pipelines.common import (
     synchronize,
 )
 from services.worker.profiles import ModelProfile
-from services.worker.restore import COLOR_RESTORER, Restorer
+from services.worker.restorers import COLOR_RESTORER, Restorer
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from services.worker.pipelines.common import (
     draw_seed,
 )
 from services.worker.profiles import ModelProfile
-from services.worker.restore import Restorer
+from services.worker.restorers import Restorer
 
 
 @dataclass(frozen=True)
