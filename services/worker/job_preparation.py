@@ -16,7 +16,7 @@ from functools import partial
 from services.common.blob_store import RedisBlobStore
 from services.common.contract import GenerationRequest, task_name
 from services.worker.loading import MISSING_COMPONENT, LoadedModels
-from services.worker.pipelines.common import GenerationParams, GenerationResult, ProgressCallback
+from services.worker.pipelines.common import GenerationResult, ProgressCallback, ResolvedParams
 from services.worker.task_table import TaskContext, task_entry
 
 
@@ -25,7 +25,7 @@ class PreparedJob:
     """A checked job: what it will run and on which weights (recorded when it starts), and
     how to run it."""
 
-    params: GenerationParams
+    params: ResolvedParams
     run: Callable[[ProgressCallback | None], GenerationResult]
     model_revision: str
 

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from services.common.blob_store import RedisBlobStore
 from services.common.contract import GenerationRequest, Task, task_name
 from services.worker.loading import Component, LoadedModels
-from services.worker.pipelines.common import GenerationParams, GenerationResult, ProgressCallback
+from services.worker.pipelines.common import GenerationResult, ProgressCallback, ResolvedParams
 from services.worker.pipelines.controlnet import (
     ControlNetParams,
     resolve_controlnet_params,
@@ -48,7 +48,7 @@ from services.worker.pipelines.restoring import (
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
 from services.worker.restorers import COLOR_RESTORER, Restorer, choose_restorer
 
-P = TypeVar("P", bound=GenerationParams)
+P = TypeVar("P", bound=ResolvedParams)
 
 
 @dataclass(frozen=True)
@@ -100,12 +100,12 @@ def fetch_image(blobs: RedisBlobStore, tenant: str, blob_id: str, what: str) -> 
 # -- text-to-image ---------------------------------------------------------------------------
 
 
-def _resolve_t2i(context: TaskContext) -> GenerationParams:
+def _resolve_t2i(context: TaskContext) -> ResolvedParams:
     return resolve_params(context.request, context.models.profile)
 
 
 def _run_t2i(
-    context: TaskContext, params: GenerationParams, on_progress: ProgressCallback | None
+    context: TaskContext, params: ResolvedParams, on_progress: ProgressCallback | None
 ) -> GenerationResult:
     return run_text_to_image(context.models.text_to_image, params, on_progress)
 

@@ -35,7 +35,7 @@ from services.common.workers import WorkerRegistry
 from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels
 from services.worker.metrics import job_in_progress, observe_job
-from services.worker.pipelines.common import GenerationParams, GenerationResult
+from services.worker.pipelines.common import GenerationResult, ResolvedParams
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class GenerationRunner:
     # -- state changes (services/common/job_states.py) ----------------------------------
 
     def _mark_running(
-        self, request: GenerationRequest, params: GenerationParams, model_revision: str
+        self, request: GenerationRequest, params: ResolvedParams, model_revision: str
     ) -> bool:
         """queued -> running; False when the record became terminal meanwhile (or is gone)."""
         run = job_states.RunInfo(

@@ -65,7 +65,7 @@ MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes any unsigned 64-bit va
 
 
 @dataclass(frozen=True)
-class GenerationParams:
+class ResolvedParams:
     """A request with the profile's defaults filled in: exactly what is run."""
 
     prompt: str
@@ -100,7 +100,7 @@ class GenerationResult:
 
     images: list[Image.Image]
     seeds: list[int]
-    params: GenerationParams
+    params: ResolvedParams
     prompt_tokens: int
     chunks: int
     encode_s: float
@@ -134,7 +134,7 @@ def resolve_sampling(
     height: int,
     draw: Callable[[], int] = draw_seed,
     default_steps: int | None = None,
-) -> GenerationParams:
+) -> ResolvedParams:
     """Check the request's sampling fields (steps, guidance, n, seed) and fill in the
     profile's defaults (0 or unset means the default; steps: `default_steps` when the task
     has its own, else the profile's) for images of `width` x `height`, which the caller has
@@ -156,7 +156,7 @@ def resolve_sampling(
     seed = request.seed if request.HasField("seed") else draw()
     if seed + num_images - 1 > MAX_SEED:
         raise ValueError(f"seed + n - 1 must fit in 64 bits, got seed {seed} and n {num_images}")
-    return GenerationParams(
+    return ResolvedParams(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         width=width,
@@ -184,7 +184,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def encode_prompts(pipeline: SDPipeline, params: GenerationParams) -> tuple[EncodedPrompts, float]:
+def encode_prompts(pipeline: SDPipeline, params: ResolvedParams) -> tuple[EncodedPrompts, float]:
     """Encode the job's prompts once for all its images, without truncation
     (prompt_encoding.py; SDXL: both text encoders and the pooled embedding). Returns the
     encodings and the seconds it took."""
@@ -221,7 +221,7 @@ def image_generator(seed: int) -> torch.Generator:
 
 
 def step_reporter(
-    on_progress: ProgressCallback | None, params: GenerationParams, image_index: int
+    on_progress: ProgressCallback | None, params: ResolvedParams, image_index: int
 ) -> StepCallback:
     """A `callback_on_step_end` for image `image_index` that reports job-wide progress.
 

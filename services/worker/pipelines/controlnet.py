@@ -32,9 +32,9 @@ from services.common.contract import ControlType, GenerationRequest
 from services.common.image_rules import check_conditioning_scale, resolve_canny_thresholds
 from services.worker.control_images import control_image
 from services.worker.pipelines.common import (
-    GenerationParams,
     GenerationResult,
     ProgressCallback,
+    ResolvedParams,
     draw_seed,
 )
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
@@ -44,7 +44,7 @@ CANNY_TYPES = (ControlType.CONTROL_TYPE_UNSPECIFIED, ControlType.CONTROL_TYPE_CA
 
 
 @dataclass(frozen=True)
-class ControlNetParams(GenerationParams):
+class ControlNetParams(ResolvedParams):
     """A ControlNet job: text-to-image's parameters plus what steers it."""
 
     # RGB, of the output's size: the edge map every denoising step sees.

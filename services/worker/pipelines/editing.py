@@ -58,9 +58,9 @@ from services.worker.editing.inversion import (
 )
 from services.worker.metrics import step_timer
 from services.worker.pipelines.common import (
-    GenerationParams,
     GenerationResult,
     ProgressCallback,
+    ResolvedParams,
     decode_latents,
     draw_seed,
     image_generator,
@@ -87,7 +87,7 @@ DIFFEDIT_STRENGTH = 0.8
 
 
 @dataclass(frozen=True)
-class EditParams(GenerationParams):
+class EditParams(ResolvedParams):
     """An edit job: the sampling parameters (`prompt` is the target caption) plus the image
     and how to edit it. `width`/`height` are the image's size."""
 

@@ -38,9 +38,9 @@ from services.common.contract import GenerationRequest
 from services.common.image_rules import snap_up
 from services.worker.masks import load_mask, mask_to_image
 from services.worker.pipelines.common import (
-    GenerationParams,
     GenerationResult,
     ProgressCallback,
+    ResolvedParams,
     check_side,
     decode_latents,
     draw_seed,
@@ -55,7 +55,7 @@ from services.worker.restorers import COLOR_RESTORER, Restorer
 
 
 @dataclass(frozen=True)
-class InpaintParams(GenerationParams):
+class InpaintParams(ResolvedParams):
     """An inpainting job: the sampling parameters plus the image, what to regenerate in it
     and how much of the noise schedule to run. `width`/`height` are the image's size."""
 

@@ -27,9 +27,9 @@ from services.common.image_rules import side_within
 from services.worker.diffrir.network import STRIDE
 from services.worker.masks import load_mask
 from services.worker.pipelines.common import (
-    GenerationParams,
     GenerationResult,
     ProgressCallback,
+    ResolvedParams,
     draw_seed,
 )
 from services.worker.profiles import ModelProfile
@@ -37,7 +37,7 @@ from services.worker.restorers import Restorer
 
 
 @dataclass(frozen=True)
-class RestoreParams(GenerationParams):
+class RestoreParams(ResolvedParams):
     """A restore job: the two images (RGB, same size) and the generated region."""
 
     generated: Image.Image
