@@ -236,17 +236,32 @@ def _controlnet_revision(models: LoadedModels, _request: GenerationRequest) -> s
 # -- the table ---------------------------------------------------------------------------------
 
 TASKS: dict[int, TaskEntry[Any]] = {
-    Task.TASK_T2I: TaskEntry(frozenset(), _resolve_t2i, _run_t2i, _base_revision),
+    Task.TASK_T2I: TaskEntry(
+        models=frozenset(), resolve=_resolve_t2i, run=_run_t2i, revision=_base_revision
+    ),
     Task.TASK_INPAINT: TaskEntry(
-        frozenset({"inpainting"}), _resolve_inpaint, _run_inpainting, _inpainting_revision
+        models=frozenset({"inpainting"}),
+        resolve=_resolve_inpaint,
+        run=_run_inpainting,
+        revision=_inpainting_revision,
     ),
     Task.TASK_OUTPAINT: TaskEntry(
-        frozenset({"inpainting"}), _resolve_outpaint, _run_inpainting, _inpainting_revision
+        models=frozenset({"inpainting"}),
+        resolve=_resolve_outpaint,
+        run=_run_inpainting,
+        revision=_inpainting_revision,
     ),
-    Task.TASK_RESTORE: TaskEntry(frozenset(), _resolve_restore, _run_restore, _restore_revision),
-    Task.TASK_EDIT: TaskEntry(frozenset({"editing"}), _resolve_edit, _run_edit, _edit_revision),
+    Task.TASK_RESTORE: TaskEntry(
+        models=frozenset(), resolve=_resolve_restore, run=_run_restore, revision=_restore_revision
+    ),
+    Task.TASK_EDIT: TaskEntry(
+        models=frozenset({"editing"}), resolve=_resolve_edit, run=_run_edit, revision=_edit_revision
+    ),
     Task.TASK_CONTROLNET: TaskEntry(
-        frozenset({"controlnet"}), _resolve_controlnet, _run_controlnet, _controlnet_revision
+        models=frozenset({"controlnet"}),
+        resolve=_resolve_controlnet,
+        run=_run_controlnet,
+        revision=_controlnet_revision,
     ),
 }
 
