@@ -11,8 +11,8 @@ An entry says, for one `Task`:
 - `run`: its pipeline runner, on the loaded models, reporting progress;
 - `revision`: the `model_revision` its jobs record: the weights that shape its images.
 
-`prepare_job` (job_preparation.py) and the task module (tasks.py) only look the task up.
-Adding a task: docs/worker.md, "Adding a task".
+`prepare_job` (job_preparation.py) looks the task up; nothing else in the worker branches
+on it. Adding a task: docs/worker.md, "Adding a task".
 """
 
 from __future__ import annotations
