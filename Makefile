@@ -4,30 +4,52 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Every dependency, transitive ones too, at the version the suite passed with: one lock
+# for the tested set (all extras) and one per service image (deploy/lock/README.md).
+LOCK := deploy/lock/dev.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 MODELS_DIR ?= $(HOME)/.cache/llmga/models
 MLLM_CACHE_DIR ?= $(HOME)/.cache/llmga/mllm
 export LLMGA_MODELS_DIR ?= $(MODELS_DIR)
 export LLMGA_MLLM_CACHE_DIR ?= $(MLLM_CACHE_DIR)
 PROTOS := $(wildcard proto/llmga/v1/*.proto)
 
-.PHONY: install models run test test-unit test-deploy lint proto bench bench-edit load clean help
+.PHONY: install lock models run test test-unit test-deploy lint proto bench bench-gateway bench-edit \
+    load clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: the CPU build; nothing may pull a CUDA build into CI.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[gateway,worker,mllm,dev]'
+	# The lock, then the project itself without resolving anything again.
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	@rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP)  ## create .venv with every service and the dev tools
+install: $(STAMP)  ## create .venv with every service and the dev tools, from the lock
+
+# The same resolution for every file: the service locks are constrained by the dev lock,
+# so a package has one version everywhere. torch is left out (the CPU build here, the CUDA
+# build in the GPU images: each installs its own, pinned in pyproject.toml), its own
+# dependencies are in.
+# Where the CPU torch wheel lies (its metadata has no CUDA packages, PyPI's has).
+TORCH_WHEELS ?= /opt/wheels
+UV_COMPILE := $(VENV)/bin/uv pip compile pyproject.toml --quiet --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --no-emit-package torch \
+	--find-links $(TORCH_WHEELS) --custom-compile-command 'make lock'
+lock:  ## re-resolve deploy/lock/*.txt from pyproject.toml (newest versions that fit)
+	@test -x $(VENV)/bin/uv || (echo "run make install first (uv comes with the dev tools)"; exit 1)
+	$(UV_COMPILE) --upgrade --extra gateway --extra worker --extra mllm --extra dev -o $(LOCK)
+	for extra in gateway worker mllm; do \
+		$(UV_COMPILE) --extra $$extra -c $(LOCK) -o deploy/lock/$$extra.txt || exit 1; \
+	done
 
 models: install  ## build the tiny diffusion models and convert the local MLLM once
-	$(PY) -m services.worker.tiny_models --all --models-dir $(LLMGA_MODELS_DIR)
+	$(PY) -m services.worker.testing.tiny_models --all --models-dir $(LLMGA_MODELS_DIR)
 	$(PY) -m services.mllm.prepare
 
 run: models  ## start mllm, worker and gateway locally (gateway on http://127.0.0.1:8000)
@@ -48,8 +70,14 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff format --check services tests deploy benchmarks
 	$(VENV)/bin/mypy services deploy benchmarks tests
 
-bench: models  ## serving overhead vs. in-process baselines, measured in one run
+bench: models  ## serving overhead vs. in-process baselines, then the gateway alone
 	$(PY) -m benchmarks.bench_serving
+	$(PY) -m benchmarks.bench_gateway
+
+# No models needed. wrk is installed with apt-get when missing (as root), else explained.
+BENCH_GATEWAY_ARGS ?=
+bench-gateway: install  ## gateway submit throughput (wrk) vs. a bare app; reads under slow chats
+	$(PY) -m benchmarks.bench_gateway $(BENCH_GATEWAY_ARGS)
 
 bench-edit: models  ## the two editing methods compared on the tiny model (docs/worker.md)
 	$(PY) -m benchmarks.edit_comparison

@@ -48,11 +48,12 @@ from services.common.blob_store import RedisBlobStore
 from services.common.contract import GenerationRequest, JobRecord, Task
 from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
-from services.worker.jobs import prepare_job
+from services.worker import task_table
+from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels, load_models
 from services.worker.profiles import get_profile, local_sources
 from services.worker.settings import WorkerSettings
-from services.worker.tiny_models import build_tiny
+from services.worker.testing.tiny_models import build_tiny
 from tests.support.http_api import wait_for_job
 from tests.support.images import noise, png_b64
 from tests.support.services import (
@@ -244,8 +245,7 @@ class Bench:
             self.models_dir,
             torch.device("cpu"),
             torch.float32,
-            inpainting=True,
-            controlnet=True,
+            components=task_table.models_needed(task_table.TASKS),
         )
         env = {"LLMGA_WORKER_PROFILE": profile, "LLMGA_WORKER_TORCH_THREADS": "1"}
         with start_worker(self.namespace, self.models_dir, self.logs, profile, env):

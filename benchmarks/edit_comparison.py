@@ -42,8 +42,8 @@ from services.worker.pipelines.editing import (
     resolve_edit_params,
     run_edit,
 )
-from services.worker.profiles import get_profile
-from services.worker.tiny_models import TINY_SD15_DIRNAME, build_tiny
+from services.worker.profiles import TINY_SD15_DIRNAME, get_profile
+from services.worker.testing.tiny_models import build_tiny
 
 SOURCE = "a red ball on a wooden table in a bright room"
 TARGET = "a blue cube on a wooden table in a bright room"
@@ -101,7 +101,9 @@ def load_tiny_editing_pipeline() -> StableDiffusionPipeline:
     """The tiny profile's editing pipeline on CPU (built first if `make models` has not)."""
     models_dir = Path(os.environ.get("LLMGA_MODELS_DIR", "~/.cache/llmga/models")).expanduser()
     build_tiny(TINY_SD15_DIRNAME, models_dir)
-    models = load_models(get_profile("tiny"), models_dir, torch.device("cpu"), torch.float32)
+    models = load_models(
+        get_profile("tiny"), models_dir, torch.device("cpu"), torch.float32, components={"editing"}
+    )
     assert models.editing is not None
     return models.editing
 

@@ -25,7 +25,7 @@ from services.worker.loading import LoadedModels, load_models
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
 from services.worker.profiles import get_profile
 from services.worker.prompt_encoding import encode_long_prompt
-from services.worker.tiny_models import build_tiny_sd15
+from services.worker.testing.tiny_models import build_tiny_sd15
 
 SHORT = "a husky astronaut floating above the earth"
 LONG = " ".join(["a detailed watercolor of a quiet harbor with small fishing boats"] * 20)

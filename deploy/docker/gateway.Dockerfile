@@ -10,13 +10,16 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# Dependencies from the gateway's lock first (a layer that survives code changes), then the
+# project without resolving again. dumb-init as PID 1 forwards SIGTERM to the server (a
+# bare Python PID 1 ignores it until a handler is installed).
+COPY deploy/lock/gateway.txt ./
+RUN pip install --no-cache-dir -r gateway.txt dumb-init==1.2.5
 COPY pyproject.toml README.md ./
 COPY services ./services
-# dumb-init as PID 1 forwards SIGTERM to the server (a bare Python PID 1 ignores it until
-# a handler is installed).
-# DL3013: `.` is this project; its dependencies are pinned in pyproject.toml.
+# DL3013: `.` is this project; every dependency is pinned in the lock.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir '.[gateway]' dumb-init==1.2.5
+RUN pip install --no-cache-dir --no-deps . && pip check
 
 FROM ${PYTHON_IMAGE} AS gateway
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH HOME=/home/llmga \

@@ -14,8 +14,8 @@ ARG TORCH_VERSION=2.13.0
 FROM ${VLLM_IMAGE} AS vllm
 # vLLM's image brings Python, CUDA torch and vLLM. The launcher needs only its own module,
 # the mllm settings and the chat templates, not the whole package (whose Python pin the
-# image's interpreter need not meet).
-RUN python3 -m pip install --no-cache-dir pydantic-settings==2.10.1 dumb-init==1.2.5 \
+# image's interpreter need not meet); pydantic-settings at the lock's version.
+RUN python3 -m pip install --no-cache-dir pydantic-settings==2.16.3 dumb-init==1.2.5 \
  && useradd --uid 10001 --create-home --shell /usr/sbin/nologin llmga \
  && mkdir -p /models/hf /models/llava-hf && chown -R 10001:10001 /models
 WORKDIR /app
@@ -43,11 +43,13 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"
+COPY deploy/lock/mllm.txt ./
+RUN pip install --no-cache-dir -r mllm.txt dumb-init==1.2.5
 COPY pyproject.toml README.md ./
 COPY services ./services
-# DL3013: `.` is this project; its dependencies are pinned in pyproject.toml.
+# DL3013: `.` is this project; every dependency is pinned in the lock.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir '.[mllm]' dumb-init==1.2.5
+RUN pip install --no-cache-dir --no-deps . && pip check
 
 FROM ${PYTHON_IMAGE} AS cpu
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH HOME=/home/llmga \

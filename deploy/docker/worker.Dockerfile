@@ -23,11 +23,14 @@ ENV UV_PYTHON_INSTALL_DIR=/opt/python UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1 UV_LIN
 RUN uv python install 3.11.13 && uv venv --python 3.11.13 /opt/venv
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# torch first, from the CUDA index: `.[worker]` then finds its pin satisfied.
+# torch first, from the CUDA index (the lock leaves torch out), then the worker's lock,
+# then the project without resolving again.
 RUN uv pip install --index-url "${TORCH_CUDA_INDEX}" "torch==${TORCH_VERSION}"
+COPY deploy/lock/worker.txt ./
+RUN uv pip install -r worker.txt dumb-init==1.2.5
 COPY pyproject.toml README.md ./
 COPY services ./services
-RUN uv pip install '.[worker]' dumb-init==1.2.5
+RUN uv pip install --no-deps .
 
 FROM ${CUDA_IMAGE} AS gpu
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH HOME=/home/llmga \
@@ -57,11 +60,13 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"
+COPY deploy/lock/worker.txt ./
+RUN pip install --no-cache-dir -r worker.txt dumb-init==1.2.5
 COPY pyproject.toml README.md ./
 COPY services ./services
-# DL3013: `.` is this project; its dependencies are pinned in pyproject.toml.
+# DL3013: `.` is this project; every dependency is pinned in the lock.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir '.[worker]' dumb-init==1.2.5
+RUN pip install --no-cache-dir --no-deps . && pip check
 
 FROM ${PYTHON_IMAGE} AS cpu
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH HOME=/home/llmga \

@@ -2,11 +2,12 @@
 
 A key is `llmga_` + 256 random bits (URL-safe base64). Only its SHA-256 is stored, as
 `{prefix}:apikey:{sha256 hex}` -> tenant (no TTL), so a leaked Redis dump holds no usable
-key; the key itself is printed once, when it is created:
+key; the key itself is printed once, when it is created (`llmga-keys` is the package's
+console script; `python -m services.gateway.apikeys` is the same command):
 
-    python -m services.gateway.apikeys create --tenant acme   # prints the key
-    python -m services.gateway.apikeys revoke --key llmga_...
-    python -m services.gateway.apikeys rate-limit --key llmga_... --set 600/60  # or --clear
+    llmga-keys create --tenant acme   # prints the key
+    llmga-keys revoke --key llmga_...
+    llmga-keys rate-limit --key llmga_... --set 600/60  # or --clear
 
 A key may carry its own request rate limit (`N/S`: N requests per S seconds, `0/S`:
 unlimited), kept as `{prefix}:apikey-limits:{sha256 hex}` and used by rate_limits.py
@@ -181,8 +182,8 @@ class ApiKeyMiddleware:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m services.gateway.apikeys create --tenant T [--rate-limit N/S] |
-    revoke --key K | rate-limit --key K (--set N/S | --clear)`."""
+    """`llmga-keys create --tenant T [--rate-limit N/S] | revoke --key K |
+    rate-limit --key K (--set N/S | --clear)` (also `python -m services.gateway.apikeys`)."""
     parser = argparse.ArgumentParser(description="Manage the gateway's API keys.")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create a key for a tenant; prints it once")

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from services.common.contract import Control, ControlType, Task
+from services.common.image_rules import (
+    DEFAULT_HIGH_THRESHOLD,
+    DEFAULT_LOW_THRESHOLD,
+    CannyThresholds,
+)
 from services.gateway.errors import invalid
 from services.gateway.protocol import ControlInput, ImageInput
 from services.gateway.similar import SourceImageInputs, sized_source_image
@@ -26,12 +31,6 @@ from services.gateway.task_inputs import (
 
 if TYPE_CHECKING:
     from services.gateway.state import GatewayState
-
-
-# The worker's Canny thresholds where a request leaves one out (services/worker/
-# control_images.py; a unit test keeps the two equal).
-DEFAULT_LOW_THRESHOLD = 100
-DEFAULT_HIGH_THRESHOLD = 200
 
 
 def control_message(spec: ControlInput | None) -> Control:
@@ -49,12 +48,12 @@ def control_message(spec: ControlInput | None) -> Control:
                 "for a preprocessed control image",
                 f"control.{name}",
             )
-        resolved_low = low or DEFAULT_LOW_THRESHOLD
-        resolved_high = high or DEFAULT_HIGH_THRESHOLD
-        if resolved_low >= resolved_high:
+        # The worker's rule (image_rules.py); the schema already bounds each to 1..255.
+        resolved = CannyThresholds.with_defaults(low or 0, high or 0)
+        if not resolved.valid:
             raise invalid(
-                f"control.{name}: low_threshold {resolved_low} must be below high_threshold "
-                f"{resolved_high} (omitted: low {DEFAULT_LOW_THRESHOLD}, high "
+                f"control.{name}: low_threshold {resolved.low} must be below high_threshold "
+                f"{resolved.high} (omitted: low {DEFAULT_LOW_THRESHOLD}, high "
                 f"{DEFAULT_HIGH_THRESHOLD})",
                 f"control.{name}",
             )

@@ -9,8 +9,9 @@ selects nothing, an outpaint extension whose canvas is too large (422). Checking
 nothing; `store()` then puts the inline images into the blob store, once, when the job is
 about to be queued.
 
-The mask rule is the worker's (services/worker/masks.py), written here with Pillow alone
-because the gateway loads neither numpy-based worker code nor any ML framework:
+The mask rule, the outpaint geometry and which tasks are sized by their input image are
+the worker's too, written once in services/common/image_rules.py (Pillow alone: the
+gateway loads neither numpy-based worker code nor any ML framework):
 
 - an image with an alpha channel that is transparent somewhere: regenerate where alpha is
   below 0.5 (colour ignored);
@@ -32,6 +33,12 @@ import anyio
 from PIL import Image
 
 from services.common.contract import Control, Edit, GenerationRequest, Outpaint, Task
+from services.common.image_rules import (
+    mask_selection,
+    resolve_extension,
+    side_within,
+    sized_by_input_image,
+)
 from services.gateway.errors import invalid, not_found
 from services.gateway.protocol import ImageInput, OutpaintInput
 from services.gateway.uploads import DecodedImage, ImageLimits, check_image, decode_image
@@ -39,8 +46,6 @@ from services.gateway.uploads import DecodedImage, ImageLimits, check_image, dec
 if TYPE_CHECKING:
     from services.gateway.state import GatewayState
 
-# The binarization threshold of masks as 8-bit values: v / 255 >= 0.5  <=>  v >= 127.5.
-_HALF_SCALE = 127.5
 # The image shown to the mllm is shrunk to this longest side (LLaVA sees 336 px anyway);
 # smaller images are sent as they are.
 PREVIEW_MAX_SIDE = 1024
@@ -178,19 +183,6 @@ def _checked(decoded: DecodedImage, image_id: str | None) -> CheckedImage:
     return CheckedImage(image=image, png=decoded.png, stored_id=image_id)
 
 
-def mask_selection(mask: Image.Image) -> Image.Image:
-    """The region a mask image selects, as an "L" image: 255 = regenerate, 0 = keep
-    (the rule of the module docstring, identical to the worker's)."""
-    if mask.mode == "P" and "transparency" in mask.info:
-        mask = mask.convert("RGBA")
-    if "A" in mask.getbands():
-        alpha = mask.getchannel("A")
-        lowest, _ = alpha.getextrema()
-        if isinstance(lowest, (int, float)) and lowest < 255:
-            return alpha.point(lambda a: 255 if a < _HALF_SCALE else 0)
-    return mask.convert("L").point(lambda v: 255 if v >= _HALF_SCALE else 0)
-
-
 def _masked_preview(rgb: Image.Image, mask: Image.Image) -> Image.Image:
     """The inpaint preview: `rgb` with the region `mask` selects painted black (422 for a
     mask that does not fit, see `check_mask`)."""
@@ -229,15 +221,6 @@ def outpaint_message(spec: OutpaintInput) -> Outpaint:
     return Outpaint(left=spec.left, top=spec.top, right=spec.right, bottom=spec.bottom)
 
 
-def outpaint_sides(outpaint: Outpaint, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) pixels added to an image of `size` (width, height).
-    A ratio is read back from the message (a float32), so the rounding is the worker's."""
-    if outpaint.ratio:
-        dx, dy = round(outpaint.ratio * size[0]), round(outpaint.ratio * size[1])
-        return dx, dy, dx, dy
-    return outpaint.left, outpaint.top, outpaint.right, outpaint.bottom
-
-
 # Every task of the API by name, with the contract task its jobs run ("similar" is a t2i
 # job from the mllm's description of an image).
 CONTRACT_TASKS: dict[str, int] = {
@@ -262,8 +245,6 @@ FIELD_TASKS: dict[str, tuple[str, ...]] = {
     "target_caption": ("edit",),
     "control": ("controlnet",),
 }
-# Tasks whose output has the input image's size (outpaint: plus the extension).
-_SIZED_BY_IMAGE = ("inpaint", "outpaint", "edit", "restore")
 # Tasks that make exactly one image, and why.
 _SINGLE_IMAGE = {
     "edit": "the edit is deterministic (inversion), more images would be copies",
@@ -309,7 +290,7 @@ def check_task_fields(
         if has_image:
             raise invalid("task 't2i' takes no input image", image_field)
         return
-    if task in _SIZED_BY_IMAGE:
+    if sized_by_input_image(CONTRACT_TASKS[task]):
         for name, value in (("width", width), ("height", height)):
             if value is not None:
                 raise invalid(
@@ -334,7 +315,7 @@ def check_image_sides(state: GatewayState, image: Image.Image, field_name: str) 
 
 
 def _check_side(name: str, side: int, low: int, high: int, field_name: str) -> None:
-    if not low <= side <= high:
+    if not side_within(side, low, high):
         raise invalid(
             f"{field_name}: {name} is {side}; it must be between {low} and {high}", field_name
         )
@@ -371,15 +352,15 @@ async def prepare_inputs(
     if task != Task.TASK_OUTPAINT or outpaint is None:
         raise invalid("outpaint needs `outpaint` (pixels per side or a ratio)", "outpaint")
     message = outpaint_message(outpaint)
-    left, top, right, bottom = outpaint_sides(message, rgb.size)
-    if not any((left, top, right, bottom)):
-        raise invalid(
-            f"outpaint: ratio {outpaint.ratio:g} extends no side of a {rgb.width}x{rgb.height} "
-            "image by a whole pixel",
-            "outpaint",
-        )
-    width, height = rgb.width + left + right, rgb.height + top + bottom
+    # The ratio is read back from the message (a float32), so the rounding is the worker's.
+    try:
+        extension = resolve_extension(message, rgb.size)
+    except ValueError as error:
+        raise invalid(str(error), "outpaint") from None
+    width, height = extension.canvas_size(rgb.size)
     for name, side in (("the extended width", width), ("the extended height", height)):
         _check_side(name, side, low, high, "outpaint")
-    preview = await anyio.to_thread.run_sync(_extended_canvas, rgb, (width, height), (left, top))
+    preview = await anyio.to_thread.run_sync(
+        _extended_canvas, rgb, (width, height), (extension.left, extension.top)
+    )
     return PreparedInputs(task, checked, None, message, strength, preview, restore)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import redis
 import torch
@@ -27,10 +28,10 @@ from services.worker import metrics
 from services.worker.celery_app import create_app
 from services.worker.diffrir.tiling import Tiling
 from services.worker.loading import load_models, resolve_device, resolve_dtype
-from services.worker.profiles import get_profile, local_sources
+from services.worker.profiles import ModelProfile, get_profile, local_sources
 from services.worker.settings import WorkerSettings
+from services.worker.task_table import TASKS, models_needed
 from services.worker.tasks import GenerationRunner, Heartbeat, register_tasks
-from services.worker.tiny_models import build_tiny
 
 logger = logging.getLogger("services.worker")
 
@@ -54,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Step 1: make sure the models exist (tiny ones are built here; hub ones are fetched
     # by from_pretrained on first use) and load them once.
-    for source in local_sources(profile):
-        build_tiny(source.name, settings.models_dir)
+    build_local_models(profile, settings.models_dir)
     device = resolve_device(settings.device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         device,
         resolve_dtype(settings.dtype, device),
         revision_override=settings.model_revision,
-        inpainting=True,
-        controlnet=True,
+        components=models_needed(TASKS),  # every task of the table the profile can serve
         diffrir_weights=settings.diffrir_weights,
         diffrir_tiling=Tiling(settings.diffrir_tile, settings.diffrir_tile_overlap),
     )
@@ -121,6 +120,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         heartbeat.stop()
     return 0
+
+
+def build_local_models(profile: ModelProfile, models_dir: Path) -> None:
+    """Build the profile's local (tiny) models that are not built yet. The builder is
+    imported only here, when the profile names one: a worker serving hub checkpoints never
+    loads it (tests/unit/test_worker_runtime_imports.py)."""
+    sources = local_sources(profile)
+    if not sources:
+        return
+    from services.worker.testing.tiny_models import build_tiny
+
+    for source in sources:
+        build_tiny(source.name, models_dir)
 
 
 def _disable_progress_bars() -> None:

@@ -4,46 +4,17 @@ The reference preprocessing (lllyasviel/ControlNet's `gradio_canny2image.py`, wh
 canny ControlNets were trained with): resize the photo to the output size first, then run
 OpenCV's `cv2.Canny` on the RGB pixels with hysteresis thresholds (100, 200 by default),
 giving white one-pixel edges on black, repeated into three channels. An edge map the user
-computed already (`preprocessed`) is only resized.
+computed already (`preprocessed`) is only resized. The thresholds' defaults and limits are
+services/common/image_rules.py's (`resolve_canny_thresholds`), shared with the gateway.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image
 
-# The reference annotator's defaults (and diffusers' ControlNet examples').
-DEFAULT_LOW_THRESHOLD = 100
-DEFAULT_HIGH_THRESHOLD = 200
-MAX_THRESHOLD = 255
-
-
-@dataclass(frozen=True)
-class CannyThresholds:
-    """Canny's hysteresis thresholds on the gradient magnitude: a pixel above `high` is an
-    edge; one between `low` and `high` is an edge when connected to one above `high`."""
-
-    low: int
-    high: int
-
-
-def resolve_canny_thresholds(low: int, high: int) -> CannyThresholds:
-    """The thresholds a request asks for, 0 meaning the default (100 low, 200 high).
-
-    Raises ValueError unless 0 <= low < high <= 255.
-    """
-    low = low or DEFAULT_LOW_THRESHOLD
-    high = high or DEFAULT_HIGH_THRESHOLD
-    if not 0 <= low < high <= MAX_THRESHOLD:
-        raise ValueError(
-            f"canny thresholds must satisfy 0 <= low < high <= {MAX_THRESHOLD}, "
-            f"got low {low} and high {high} (0 means the default: low "
-            f"{DEFAULT_LOW_THRESHOLD}, high {DEFAULT_HIGH_THRESHOLD})"
-        )
-    return CannyThresholds(low, high)
+from services.common.image_rules import CannyThresholds
 
 
 def canny_edges(image: Image.Image, thresholds: CannyThresholds) -> Image.Image:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel
@@ -26,16 +28,24 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpain
     StableDiffusionXLInpaintPipeline,
 )
 
-from services.common.contract import Task
 from services.worker.diffrir.restorer import DiffRIRRestorer
 from services.worker.diffrir.tiling import Tiling
 from services.worker.metrics import MODEL_LOAD_SECONDS
-from services.worker.profiles import ModelProfile, ModelSource
-from services.worker.tiny_models import tiny_revision
+from services.worker.profiles import ModelProfile, ModelSource, tiny_revision
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+# The pipelines loaded besides text-to-image, which is always loaded (the others share its
+# components). The task table (task_table.py) says which tasks need which.
+Component = Literal["inpainting", "controlnet", "editing"]
+# How a job refused for a missing component names it: "profile <name> has no ...".
+MISSING_COMPONENT: dict[Component, str] = {
+    "inpainting": "inpainting model loaded",
+    "controlnet": "ControlNet loaded",
+    "editing": "SD 1.5 editing pipeline",
+}
 
 
 @dataclass(frozen=True)
@@ -87,22 +97,9 @@ class LoadedModels:
     editing: StableDiffusionPipeline | None = None
     editing_revision: str = ""
 
-    def revision_for(self, task: int, restore: bool = True) -> str:
-        """The revision a job of `task` records: that of the pipeline that runs it, plus
-        DiffRIR's when it will restore an inpaint/outpaint result (`restore`)."""
-        if task in (Task.TASK_INPAINT, Task.TASK_OUTPAINT):
-            if restore and self.restorer is not None:
-                # Both weights shape the image: the inpainting model's, then DiffRIR's.
-                return f"{self.inpainting_revision}+{self.restorer.revision}"
-            return self.inpainting_revision
-        if task == Task.TASK_CONTROLNET:
-            # Both weights shape the image: the base model's, then the ControlNet's.
-            return f"{self.revision}+{self.controlnet_revision}"
-        if task == Task.TASK_EDIT:
-            return self.editing_revision or self.revision
-        if task == Task.TASK_RESTORE:
-            return self.restorer.revision if self.restorer is not None else "color"
-        return self.revision
+    def has(self, component: Component) -> bool:
+        """Whether `component` is loaded."""
+        return getattr(self, component) is not None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -182,15 +179,15 @@ def load_models(
     device: torch.device,
     dtype: torch.dtype,
     revision_override: str = "",
-    inpainting: bool = False,
-    controlnet: bool = False,
+    components: Collection[Component] = (),
     diffrir_weights: Path | None = None,
     diffrir_tiling: Tiling | None = None,
 ) -> LoadedModels:
-    """Load the profile's text-to-image pipeline and, with `inpainting` (the worker does;
-    text-to-image benchmarks need not), its inpainting pipeline; with `controlnet` (the
-    worker does), its ControlNet, combined with the text-to-image components. The pipeline
-    classes follow the profile's architecture (`PIPELINE_CLASSES`).
+    """Load the profile's text-to-image pipeline and those of `components` the profile has
+    (the worker asks for what its tasks need, `task_table.models_needed`; text-to-image
+    benchmarks ask for none): its inpainting pipeline, its ControlNet combined with the
+    text-to-image components, the editing pipeline (SD 1.5 only). The pipeline classes
+    follow the profile's architecture (`PIPELINE_CLASSES`).
 
     `revision_override` pins the text-to-image repository; the inpainting checkpoint is a
     different repository and keeps the profile's own pin. With `diffrir_weights`, the
@@ -201,18 +198,18 @@ def load_models(
         classes.text_to_image, profile.text_to_image, models_dir, device, dtype, revision_override
     )
     inpaint_pipeline, inpainting_revision = None, ""
-    if inpainting and profile.inpainting is not None:
+    if "inpainting" in components and profile.inpainting is not None:
         inpaint_pipeline, inpainting_revision = load_pipeline(
             classes.inpainting, profile.inpainting, models_dir, device, dtype
         )
     controlnet_pipeline, controlnet_revision = None, ""
-    if controlnet and profile.controlnet is not None:
+    if "controlnet" in components and profile.controlnet is not None:
         controlnet_pipeline, controlnet_revision = load_controlnet_pipeline(
             classes.controlnet, text_to_image, profile.controlnet, models_dir, device, dtype
         )
     # Edits run on SD 1.5 components (pipelines/editing.py), with the profile's editing VAE
     # if it names one: the same weights in a second pipeline object, only the VAE is new.
-    editing = text_to_image if profile.architecture == "sd15" else None
+    editing = text_to_image if "editing" in components and profile.architecture == "sd15" else None
     editing_revision = ""
     if editing is not None and profile.edit_vae is not None:
         vae_source = profile.edit_vae

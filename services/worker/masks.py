@@ -8,6 +8,9 @@
   regenerate where it is transparent, i.e. alpha below 0.5 (alpha 0 certainly). Its colour
   is ignored. A fully opaque RGBA mask is read by its luminance like any other.
 
+The rule itself is services/common/image_rules.py's `mask_selection`, which the gateway
+applies too; here it becomes a boolean array.
+
 A mask must have the image's size (a silent resize would move the edit), and must select
 at least one pixel: an all-black mask asks for nothing to be generated, which is almost
 certainly a mistake (an inverted or empty mask), so the job fails saying so instead of
@@ -19,28 +22,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-# Binarization threshold, as a fraction of full scale (DESIGN.md: binarize at 0.5).
-THRESHOLD = 0.5
-
-
-def has_transparency(image: Image.Image) -> bool:
-    """Whether `image` has an alpha channel (or a transparent palette entry) with at least
-    one pixel not fully opaque."""
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if "A" not in image.getbands():
-        return False
-    alpha = np.asarray(image.getchannel("A"))
-    return bool((alpha < 255).any())
+from services.common.image_rules import mask_selection
 
 
 def binarize_mask(mask_image: Image.Image) -> np.ndarray:
     """The boolean mask (H, W) of `mask_image`: True where to regenerate (module docstring)."""
-    if has_transparency(mask_image):
-        alpha = np.asarray(mask_image.convert("RGBA").getchannel("A"), dtype=np.float32) / 255
-        return alpha < THRESHOLD
-    luminance = np.asarray(mask_image.convert("L"), dtype=np.float32) / 255
-    return luminance >= THRESHOLD
+    return np.asarray(mask_selection(mask_image)) > 0
 
 
 def load_mask(mask_image: Image.Image, image_size: tuple[int, int]) -> np.ndarray:

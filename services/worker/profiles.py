@@ -10,18 +10,25 @@ and limits that go with those weights. Both kinds load through the same
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from services.worker.tiny_models import (
-    TINY_SD15_CONTROLNET_DIRNAME,
-    TINY_SD15_DIRNAME,
-    TINY_SD15_INPAINTING_DIRNAME,
-    TINY_SDXL_CONTROLNET_DIRNAME,
-    TINY_SDXL_DIRNAME,
-    TINY_SDXL_INPAINTING_DIRNAME,
-)
+# The tiny models' folder names under the models directory. They are built by
+# services/worker/testing/tiny_models.py, which the running worker does not import: only
+# the names and the manifest that marks a complete build are needed here.
+TINY_SD15_DIRNAME = "tiny-sd15"
+TINY_SD15_INPAINTING_DIRNAME = "tiny-sd15-inpainting"
+TINY_SD15_CONTROLNET_DIRNAME = "tiny-sd15-controlnet"
+TINY_SDXL_DIRNAME = "tiny-sdxl"
+TINY_SDXL_INPAINTING_DIRNAME = "tiny-sdxl-inpainting"
+TINY_SDXL_CONTROLNET_DIRNAME = "tiny-sdxl-controlnet"
+# Written last: its presence marks a complete build; it records the build's content hash.
+MANIFEST_NAME = "llmga_tiny_manifest.json"
+# Bump when the architecture or the build changes, so older builds are replaced. (Adding a
+# new model is a new folder, not a new format: existing builds stay valid.)
+BUILD_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,9 @@ class ModelProfile:
 
 
 PROFILES: dict[str, ModelProfile] = {
-    # Random-weight SD 1.5-architecture models built by `python -m services.worker.tiny_models`:
-    # the real code path end to end on CPU in about a second per image (docs/worker.md).
+    # Random-weight SD 1.5-architecture models built by `python -m
+    # services.worker.testing.tiny_models`: the real code path end to end on CPU in about
+    # a second per image (docs/worker.md).
     "tiny": ModelProfile(
         name="tiny",
         architecture="sd15",
@@ -92,7 +100,8 @@ PROFILES: dict[str, ModelProfile] = {
         max_side=1024,
     ),
     # Random-weight SDXL-architecture models (two text encoders, "text_time" UNet) built by
-    # tiny_models, with SDXL's guidance and inpainting defaults at the tiny size and steps.
+    # testing/tiny_models.py, with SDXL's guidance and inpainting defaults at the tiny size
+    # and steps.
     "tiny-sdxl": ModelProfile(
         name="tiny-sdxl",
         architecture="sdxl",
@@ -152,3 +161,22 @@ def get_profile(name: str) -> ModelProfile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown model profile {name!r}; known: {sorted(PROFILES)}") from None
+
+
+def read_manifest(directory: Path) -> dict[str, object] | None:
+    """The manifest of a complete tiny build of the current format in `directory`, or None."""
+    try:
+        manifest = json.loads((directory / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != BUILD_FORMAT:
+        return None
+    return manifest
+
+
+def tiny_revision(directory: Path) -> str:
+    """The revision string recorded in job records for a tiny build: its content hash."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise FileNotFoundError(f"no complete tiny model build in {directory}")
+    return f"tiny-{str(manifest['sha256'])[:12]}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery
 
+from services.common import job_states
 from services.common.blob_store import RedisBlobStore
 from services.common.contract import (
     GENERATE_TASK_NAME,
@@ -31,10 +32,10 @@ from services.common.contract import (
 from services.common.job_store import JobStore
 from services.common.logs import log_context
 from services.common.workers import WorkerRegistry
-from services.worker.jobs import prepare_job
+from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels
 from services.worker.metrics import job_in_progress, observe_job
-from services.worker.pipelines.common import GenerationParams, GenerationResult
+from services.worker.pipelines.common import GenerationResult, ResolvedParams
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class GenerationRunner:
     blobs: RedisBlobStore
     worker_name: str
     max_job_s: float
-    # Inpaint/outpaint: match brightness and contrast at the seam (restore.py).
+    # Inpaint/outpaint: match brightness and contrast at the seam (restorers.py).
     color_restore: bool = True
 
     def run(self, payload: str) -> dict[str, Any]:
@@ -86,7 +87,7 @@ class GenerationRunner:
             # The gateway writes the record before sending: it expired or was deleted.
             logger.warning("job %s/%s has no record; not running it", tenant, job_id)
             return {"job_id": job_id, "status": "missing"}
-        if record.status in TERMINAL_STATUSES:
+        if job_states.is_terminal(record):
             # A redelivered message (e.g. after a lost acknowledgement): already done.
             logger.info("job %s is already %s; not running it again", job_id, _name(record))
             return {"job_id": job_id, "status": _name(record)}
@@ -97,7 +98,7 @@ class GenerationRunner:
             return self._finish_unrun(request, str(error))
         params = job.params
 
-        if not self._mark_running(request, params):
+        if not self._mark_running(request, params, job.model_revision):
             return {"job_id": job_id, "status": "skipped"}
         logger.info(
             "job %s: %dx%d, %d steps, %d image(s), seed %d",
@@ -115,29 +116,27 @@ class GenerationRunner:
             return self._finish(request, JobStatus.JOB_STATUS_FAILED, _describe(error))
         return self._succeed(request, result, image_ids)
 
-    # -- state changes -------------------------------------------------------------------
+    # -- state changes (services/common/job_states.py) ----------------------------------
 
-    def _mark_running(self, request: GenerationRequest, params: GenerationParams) -> bool:
+    def _mark_running(
+        self, request: GenerationRequest, params: ResolvedParams, model_revision: str
+    ) -> bool:
         """queued -> running; False when the record became terminal meanwhile (or is gone)."""
+        run = job_states.RunInfo(
+            worker=self.worker_name,
+            model_profile=self.models.profile.name,
+            model_revision=model_revision,
+            prompt_used=params.prompt,
+            negative_prompt_used=params.negative_prompt,
+            total_steps=params.total_steps,
+        )
         started = False
 
         def mutate(record: JobRecord) -> None:
             nonlocal started
-            if record.status in TERMINAL_STATUSES:
-                return
-            started = True
-            record.status = JobStatus.JOB_STATUS_RUNNING
-            record.timings.started_at = time.time()
-            record.attempts += 1
-            record.worker = self.worker_name
-            record.model_profile = self.models.profile.name
-            restore = not request.HasField("restore") or request.restore
-            record.model_revision = self.models.revision_for(request.task, restore)
-            record.prompt_used = params.prompt
-            record.negative_prompt_used = params.negative_prompt
-            record.progress.step = 0
-            record.progress.total = params.total_steps
-            record.error = ""
+            if job_states.can_transition(record, job_states.RUNNING):
+                job_states.start(record, run)
+                started = True
 
         self.jobs.update(request.tenant, request.job_id, mutate)
         return started
@@ -152,11 +151,10 @@ class GenerationRunner:
 
             def mutate(record: JobRecord) -> None:
                 nonlocal canceled
-                if record.status == JobStatus.JOB_STATUS_CANCELED:
+                if record.status == job_states.CANCELED:
                     canceled = True
-                    return
-                record.progress.step = step
-                record.progress.total = total
+                elif record.status == job_states.RUNNING:
+                    job_states.report_progress(record, step, total)
 
             if self.jobs.update(request.tenant, request.job_id, mutate) is None:
                 # The record was deleted (its conversation was): nobody wants the images.
@@ -175,24 +173,23 @@ class GenerationRunner:
         self, request: GenerationRequest, result: GenerationResult, image_ids: list[str]
     ) -> dict[str, Any]:
         params = result.params
+        outcome = job_states.Outcome(
+            images=list(zip(image_ids, result.seeds, strict=True)),
+            width=params.width,
+            height=params.height,
+            total_steps=params.total_steps,
+            encode_s=result.encode_s,
+            denoise_s=result.denoise_s,
+            decode_s=result.decode_s,
+            source_prompt_used=result.source_prompt_used,
+            edit_method_used=result.edit_method_used,
+            restore_used=result.restore_used,
+        )
 
         def mutate(record: JobRecord) -> None:
-            if record.status in TERMINAL_STATUSES:  # canceled while the images were stored
-                return
-            record.status = JobStatus.JOB_STATUS_SUCCEEDED
-            del record.images[:]
-            for image_id, seed in zip(image_ids, result.seeds, strict=True):
-                record.images.add(
-                    image_id=image_id, seed=seed, width=params.width, height=params.height
-                )
-            record.progress.step = params.total_steps
-            record.timings.encode_s = result.encode_s
-            record.timings.denoise_s = result.denoise_s
-            record.timings.decode_s = result.decode_s
-            record.timings.finished_at = time.time()
-            record.source_prompt_used = result.source_prompt_used
-            record.edit_method_used = result.edit_method_used
-            record.restore_used = result.restore_used
+            # Not when canceled while the images were stored.
+            if job_states.can_transition(record, job_states.SUCCEEDED):
+                job_states.succeed(record, outcome)
 
         record = self.jobs.update(request.tenant, request.job_id, mutate)
         logger.info(
@@ -205,13 +202,11 @@ class GenerationRunner:
 
     def _finish(self, request: GenerationRequest, status: int, error: str) -> dict[str, Any]:
         """running -> failed | canceled, with the reason."""
+        end = job_states.cancel if status == job_states.CANCELED else job_states.fail
 
         def mutate(record: JobRecord) -> None:
-            if record.status in TERMINAL_STATUSES:
-                return
-            record.status = status  # type: ignore[assignment]
-            record.error = error
-            record.timings.finished_at = time.time()
+            if job_states.can_transition(record, status):
+                end(record, error)
 
         record = self.jobs.update(request.tenant, request.job_id, mutate)
         logger.info("job %s ended %s: %s", request.job_id, _name(record), error)
@@ -222,16 +217,8 @@ class GenerationRunner:
         not built yet): still one attempt by this worker."""
 
         def mutate(record: JobRecord) -> None:
-            if record.status in TERMINAL_STATUSES:
-                return
-            now = time.time()
-            record.status = JobStatus.JOB_STATUS_FAILED
-            record.error = error
-            record.attempts += 1
-            record.worker = self.worker_name
-            record.model_profile = self.models.profile.name
-            record.timings.started_at = now
-            record.timings.finished_at = now
+            if job_states.can_transition(record, job_states.FAILED):
+                job_states.refuse(record, error, self.worker_name, self.models.profile.name)
 
         record = self.jobs.update(request.tenant, request.job_id, mutate)
         logger.info("job %s failed before running: %s", request.job_id, error)

@@ -48,7 +48,8 @@ class Namespace:
         """Delete every key of the namespace and its queue (and kombu's bookkeeping)."""
         keys = list(client.scan_iter(match=f"{self.key_prefix}:*", count=1000))
         keys += [self.queue_name, *client.scan_iter(match=f"{self.queue_name}*", count=1000)]
-        keys += [f"_kombu.binding.{self.queue_name}"]
+        # kombu 5.7 keeps two binding sets per exchange (named like the queue).
+        keys += [f"_kombu.binding.{self.queue_name}", f"_kombu.binding_permanent.{self.queue_name}"]
         client.delete(*keys)
 
 

@@ -161,10 +161,10 @@ def test_models_are_volumes_not_layers(dockerfile: str, stage: Stage, base: str)
 
 def test_images_install_the_right_torch() -> None:
     """The gateway image has no torch; the GPU worker gets the CUDA build on a CUDA base;
-    CPU images the CPU build (never a CUDA wheel into a CPU image)."""
+    CPU images the CPU build (never a CUDA wheel into a CPU image), before their lock."""
     _, gateway_stages = parse_dockerfile(DOCKER_DIR / "gateway.Dockerfile")
     gateway_runs = " ".join(" ".join(stage.args_of("RUN")) for stage in gateway_stages.values())
-    assert "'.[gateway]'" in gateway_runs and "torch" not in gateway_runs
+    assert "-r gateway.txt" in gateway_runs and "torch" not in gateway_runs
     global_args, stages = parse_dockerfile(DOCKER_DIR / "worker.Dockerfile")
     assert resolve_base(stages["gpu"], global_args, stages).startswith("nvidia/cuda:")
     assert "download.pytorch.org/whl/cu" in global_args["TORCH_CUDA_INDEX"]
@@ -174,7 +174,22 @@ def test_images_install_the_right_torch() -> None:
         _, file_stages = parse_dockerfile(DOCKER_DIR / path)
         runs = " ".join(file_stages[build].args_of("RUN"))
         assert "download.pytorch.org/whl/cpu" in runs
-        assert runs.index("whl/cpu") < runs.index(".[")  # CPU torch before the extra
+        assert runs.index("whl/cpu") < runs.index("-r ")  # CPU torch before the lock
+
+
+@pytest.mark.parametrize("service", ["gateway", "worker", "mllm"])
+def test_images_install_their_service_lock_then_the_project_without_resolving(
+    service: str,
+) -> None:
+    """Every image installs exactly the versions the tests ran with (deploy/lock/)."""
+    _, stages = parse_dockerfile(DOCKER_DIR / f"{service}.Dockerfile")
+    builds = [stage for name, stage in stages.items() if name.endswith("build")]
+    assert builds
+    for stage in builds:
+        runs = " ".join(stage.args_of("RUN"))
+        copies = " ".join(stage.args_of("COPY"))
+        assert f"deploy/lock/{service}.txt" in copies and f"-r {service}.txt" in runs
+        assert "--no-deps ." in runs and runs.index(f"-r {service}.txt") < runs.index("--no-deps")
 
 
 def test_vllm_image_runs_a_known_launcher_profile() -> None:
@@ -207,6 +222,7 @@ def test_dockerignore_admits_exactly_what_the_images_copy() -> None:
                     continue
                 *sources, _dest = args.split()
                 for source in sources:
-                    top = source.split("/")[0]
-                    assert top in admitted, f"{path.name} copies {source}, excluded"
+                    assert any(source == ok or source.startswith(ok + "/") for ok in admitted), (
+                        f"{path.name} copies {source}, excluded"
+                    )
                     assert (REPO_ROOT / source).exists(), f"{path.name}: {source} missing"

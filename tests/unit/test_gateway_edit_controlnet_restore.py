@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from services.common import image_rules
 from services.common.contract import (
     Control,
     ControlType,
@@ -22,11 +23,7 @@ from services.common.contract import (
 )
 from services.gateway.chat.protocol import ChatRequest
 from services.gateway.chat.serving import turn_task
-from services.gateway.controlnet import (
-    DEFAULT_HIGH_THRESHOLD,
-    DEFAULT_LOW_THRESHOLD,
-    control_message,
-)
+from services.gateway.controlnet import control_message
 from services.gateway.edit import DESCRIBE_MESSAGE, edit_method, target_caption_messages
 from services.gateway.errors import ApiError
 from services.gateway.generation_tags import parse_reply
@@ -34,8 +31,6 @@ from services.gateway.images.protocol import ImagesRequest
 from services.gateway.images.serving import check_prompt
 from services.gateway.jobs.serving import job_view
 from services.gateway.protocol import MAX_CANNY_THRESHOLD, MAX_CONDITIONING_SCALE, ControlInput
-from services.worker import control_images
-from services.worker.pipelines import controlnet as controlnet_pipeline
 
 # --------------------------------------------------------------------------- controlnet
 
@@ -49,18 +44,17 @@ def test_control_defaults_are_canny_computed_by_the_worker() -> None:
 
 
 def test_control_threshold_defaults_are_the_workers() -> None:
-    assert (DEFAULT_LOW_THRESHOLD, DEFAULT_HIGH_THRESHOLD) == (
-        control_images.DEFAULT_LOW_THRESHOLD,
-        control_images.DEFAULT_HIGH_THRESHOLD,
-    )
     one = control_message(ControlInput(low_threshold=50))  # high: the default, 200
     assert (one.low_threshold, one.high_threshold) == (50, 0)
+    assert image_rules.resolve_canny_thresholds(one.low_threshold, one.high_threshold) == (
+        image_rules.CannyThresholds(50, image_rules.DEFAULT_HIGH_THRESHOLD)
+    )
 
 
 def test_control_limits_are_the_workers() -> None:
     # The schema must refuse (422) every scale and threshold the worker would fail the job on.
-    assert MAX_CONDITIONING_SCALE == controlnet_pipeline.MAX_CONDITIONING_SCALE
-    assert MAX_CANNY_THRESHOLD == control_images.MAX_THRESHOLD
+    assert MAX_CONDITIONING_SCALE == image_rules.MAX_CONDITIONING_SCALE
+    assert MAX_CANNY_THRESHOLD == image_rules.MAX_CANNY_THRESHOLD
 
 
 def test_control_options_reach_the_contract() -> None:

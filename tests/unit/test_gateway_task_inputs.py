@@ -12,6 +12,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from services.common.contract import Control, Edit, EditMethod, GenerationRequest, Outpaint, Task
+from services.common.image_rules import mask_selection, outpaint_sides
 from services.gateway.errors import ApiError
 from services.gateway.mllm_client import ChatMessage
 from services.gateway.protocol import ControlInput, ImageInput, OutpaintInput
@@ -21,9 +22,7 @@ from services.gateway.task_inputs import (
     TaskInputs,
     check_mask,
     check_task_fields,
-    mask_selection,
     outpaint_message,
-    outpaint_sides,
 )
 from services.worker.masks import binarize_mask
 

@@ -20,19 +20,16 @@ from PIL import Image
 
 from services.common.blob_store import RedisBlobStore
 from services.common.contract import Control, ControlType, GenerationRequest, Task
+from services.common.image_rules import CannyThresholds, resolve_canny_thresholds
 from services.common.redis_keys import RedisKeys
-from services.worker.control_images import (
-    CannyThresholds,
-    canny_edges,
-    control_image,
-    resolve_canny_thresholds,
-)
-from services.worker.jobs import prepare_job
+from services.worker.control_images import canny_edges, control_image
+from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels, load_models
 from services.worker.pipelines.controlnet import resolve_controlnet_params, run_controlnet
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
 from services.worker.profiles import ModelProfile, get_profile, local_sources
-from services.worker.tiny_models import build_tiny
+from services.worker.task_table import model_revision
+from services.worker.testing.tiny_models import build_tiny
 
 CPU = torch.device("cpu")
 TINY = get_profile("tiny")
@@ -50,7 +47,7 @@ def load(profile: ModelProfile, models_dir_factory: pytest.TempPathFactory) -> L
     models_dir = models_dir_factory.mktemp("models")
     for source in local_sources(profile):
         build_tiny(source.name, models_dir)
-    return load_models(profile, models_dir, CPU, torch.float32, controlnet=True)
+    return load_models(profile, models_dir, CPU, torch.float32, components={"controlnet"})
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +124,7 @@ def test_controlnet_shares_the_text_to_image_components(models: LoadedModels) ->
     assert models.controlnet is not None
     for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
         assert getattr(models.controlnet, name) is getattr(models.text_to_image, name), name
-    assert models.revision_for(Task.TASK_CONTROLNET) == (
+    assert model_revision(models, GenerationRequest(task=Task.TASK_CONTROLNET)) == (
         f"{models.revision}+{models.controlnet_revision}"
     )
     assert models.controlnet_revision.startswith("tiny-")

@@ -23,12 +23,13 @@ from services.worker.diffrir.checkpoint import save_checkpoint
 from services.worker.diffrir.network import DiffRIR
 from services.worker.diffrir.tiling import Tiling
 from services.worker.diffrir.train import TINY_CONFIG
-from services.worker.jobs import prepare_job
+from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels, load_models
 from services.worker.profiles import get_profile, local_sources
-from services.worker.restore import COLOR_RESTORER, choose_restorer
+from services.worker.restorers import COLOR_RESTORER, choose_restorer
 from services.worker.settings import WorkerSettings
-from services.worker.tiny_models import build_tiny
+from services.worker.task_table import model_revision
+from services.worker.testing.tiny_models import build_tiny
 from tests.support.images import noise
 from tests.support.torch_threads import one_torch_thread
 
@@ -52,7 +53,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadedModels]:
             models_dir,
             torch.device("cpu"),
             torch.float32,
-            inpainting=True,
+            components={"inpainting"},
             diffrir_weights=weights,
             diffrir_tiling=Tiling(tile=64, overlap=32),
         )
@@ -82,8 +83,9 @@ def box(height: int, width: int) -> np.ndarray:
 def test_the_restorer_is_loaded_once_with_the_models(models: LoadedModels) -> None:
     assert models.restorer is not None and models.restorer.name == "diffrir"
     assert models.restorer.tiling == Tiling(tile=64, overlap=32)
-    assert models.revision_for(Task.TASK_RESTORE).startswith("diffrir-")
-    assert dataclasses.replace(models, restorer=None).revision_for(Task.TASK_RESTORE) == "color"
+    restore = GenerationRequest(task=Task.TASK_RESTORE)
+    assert model_revision(models, restore).startswith("diffrir-")
+    assert model_revision(dataclasses.replace(models, restorer=None), restore) == "color"
 
 
 def test_which_restorer_runs(models: LoadedModels) -> None:

@@ -38,7 +38,7 @@ from services.worker.editing.inversion import (
     ddim_schedule,
     direct_inversion,
 )
-from services.worker.jobs import prepare_job
+from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels, load_models
 from services.worker.pipelines.common import decode_latents, image_generator
 from services.worker.pipelines.editing import (
@@ -50,8 +50,8 @@ from services.worker.pipelines.editing import (
     run_edit,
 )
 from services.worker.pipelines.inpainting import pad_image_to_latent_grid
-from services.worker.profiles import ModelSource, get_profile
-from services.worker.tiny_models import TINY_SD15_DIRNAME, build_tiny
+from services.worker.profiles import TINY_SD15_DIRNAME, ModelSource, get_profile
+from services.worker.testing.tiny_models import build_tiny
 
 PROFILE = get_profile("tiny")
 CPU = torch.device("cpu")
@@ -76,7 +76,7 @@ def one_thread() -> Iterator[None]:
 def models() -> LoadedModels:
     models_dir = Path(os.environ.get("LLMGA_MODELS_DIR", "~/.cache/llmga/models")).expanduser()
     build_tiny(TINY_SD15_DIRNAME, models_dir)  # a no-op when `make models` built it
-    return load_models(PROFILE, models_dir, CPU, torch.float32)
+    return load_models(PROFILE, models_dir, CPU, torch.float32, components={"editing"})
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +388,13 @@ def test_a_profile_with_an_editing_vae_shares_every_other_component(
     # As the sd15 profile edits with sd-vae-ft-mse: here the tiny build's own VAE folder.
     models_dir = Path(os.environ.get("LLMGA_MODELS_DIR", "~/.cache/llmga/models")).expanduser()
     vae = ModelSource(f"{TINY_SD15_DIRNAME}/vae", local=True)
-    loaded = load_models(dataclasses.replace(PROFILE, edit_vae=vae), models_dir, CPU, torch.float32)
+    loaded = load_models(
+        dataclasses.replace(PROFILE, edit_vae=vae),
+        models_dir,
+        CPU,
+        torch.float32,
+        components={"editing"},
+    )
     assert loaded.editing is not None and loaded.editing is not loaded.text_to_image
     assert loaded.editing.vae is not loaded.text_to_image.vae
     assert loaded.editing.unet is loaded.text_to_image.unet

@@ -19,9 +19,9 @@ from services.worker.pipelines.inpainting import (
     run_inpainting,
 )
 from services.worker.pipelines.outpainting import resolve_outpaint_params
-from services.worker.profiles import get_profile
-from services.worker.restore import COLOR_RESTORER
-from services.worker.tiny_models import TINY_SD15_INPAINTING_DIRNAME, build_tiny_sd15_inpainting
+from services.worker.profiles import TINY_SD15_INPAINTING_DIRNAME, get_profile
+from services.worker.restorers import COLOR_RESTORER
+from services.worker.testing.tiny_models import build_tiny_sd15_inpainting
 
 PROFILE = get_profile("tiny")
 

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from services.common.contract import Outpaint
-from services.worker.pipelines.outpainting import Extension, extend_canvas, resolve_extension
+from services.common.image_rules import Extension, resolve_extension
+from services.worker.pipelines.outpainting import extend_canvas
 
 
 def test_pixels_per_side() -> None:

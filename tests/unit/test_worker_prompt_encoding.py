@@ -16,7 +16,7 @@ from services.worker.prompt_encoding import (
     split_into_chunks,
     tokenize_untruncated,
 )
-from services.worker.tiny_models import CORPUS, build_tiny_sd15
+from services.worker.testing.tiny_models import CORPUS, build_tiny_sd15
 
 CPU = torch.device("cpu")
 WORDS = sorted(set(CORPUS.lower().replace(",", " ").replace(".", " ").split()))

@@ -27,7 +27,8 @@ from services.worker.pipelines.outpainting import resolve_outpaint_params
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
 from services.worker.profiles import get_profile, local_sources
 from services.worker.prompt_encoding import encode_long_prompt_sdxl, tokenize_untruncated
-from services.worker.tiny_models import CORPUS, build_tiny
+from services.worker.task_table import model_revision
+from services.worker.testing.tiny_models import CORPUS, build_tiny
 
 CPU = torch.device("cpu")
 PROFILE = get_profile("tiny-sdxl")
@@ -46,7 +47,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def models(models_dir: Path) -> Iterator[LoadedModels]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small shared CPUs: one thread is much faster than two fighting
-    yield load_models(PROFILE, models_dir, CPU, torch.float32, inpainting=True)
+    yield load_models(PROFILE, models_dir, CPU, torch.float32, components={"inpainting"})
     torch.set_num_threads(threads)
 
 
@@ -88,7 +89,8 @@ def test_tiny_sdxl_loads_like_an_sdxl_checkpoint(models: LoadedModels) -> None:
     assert t2i.unet.config.in_channels == 4 and inpainting.unet.config.in_channels == 9
     assert t2i.tokenizer_2.pad_token == "!"  # as SDXL's second tokenizer
     assert models.revision.startswith("tiny-")
-    assert models.revision_for(Task.TASK_INPAINT) == models.inpainting_revision != models.revision
+    inpaint = GenerationRequest(task=Task.TASK_INPAINT)
+    assert model_revision(models, inpaint) == models.inpainting_revision != models.revision
 
 
 @pytest.mark.parametrize("num_tokens", [0, 40, 75])

@@ -9,17 +9,19 @@ import pytest
 import torch
 from transformers import CLIPTokenizer
 
-from services.worker.tiny_models import (
+from services.worker.profiles import (
     MANIFEST_NAME,
-    TINY_BUILDS,
     TINY_SD15_CONTROLNET_DIRNAME,
     TINY_SD15_DIRNAME,
+    tiny_revision,
+)
+from services.worker.testing.tiny_models import (
+    TINY_BUILDS,
     build_tiny,
     build_tiny_sd15,
     build_tiny_sd15_inpainting,
     bytes_to_unicode,
     content_hash,
-    tiny_revision,
     train_clip_bpe,
 )
 

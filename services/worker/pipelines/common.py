@@ -33,6 +33,7 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpain
 from PIL import Image
 
 from services.common.contract import GenerationRequest
+from services.common.image_rules import LATENT_SCALE, side_within
 from services.worker.metrics import step_timer
 from services.worker.profiles import ModelProfile
 from services.worker.prompt_encoding import (
@@ -61,11 +62,10 @@ StepCallback = Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]
 
 MIN_SIDE = 64  # the smallest image side accepted (8 latent pixels)
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes any unsigned 64-bit value
-LATENT_SCALE = 8  # SD 1.5's VAE: one latent pixel per 8x8 image pixels
 
 
 @dataclass(frozen=True)
-class GenerationParams:
+class ResolvedParams:
     """A request with the profile's defaults filled in: exactly what is run."""
 
     prompt: str
@@ -100,7 +100,7 @@ class GenerationResult:
 
     images: list[Image.Image]
     seeds: list[int]
-    params: GenerationParams
+    params: ResolvedParams
     prompt_tokens: int
     chunks: int
     encode_s: float
@@ -123,7 +123,7 @@ def check_side(name: str, side: int, profile: ModelProfile) -> None:
     limits. Raises ValueError saying which side is wrong."""
     if side % LATENT_SCALE:
         raise ValueError(f"{name} must be a multiple of {LATENT_SCALE}, got {side}")
-    if not MIN_SIDE <= side <= profile.max_side:
+    if not side_within(side, MIN_SIDE, profile.max_side):
         raise ValueError(f"{name} must be between {MIN_SIDE} and {profile.max_side}, got {side}")
 
 
@@ -134,7 +134,7 @@ def resolve_sampling(
     height: int,
     draw: Callable[[], int] = draw_seed,
     default_steps: int | None = None,
-) -> GenerationParams:
+) -> ResolvedParams:
     """Check the request's sampling fields (steps, guidance, n, seed) and fill in the
     profile's defaults (0 or unset means the default; steps: `default_steps` when the task
     has its own, else the profile's) for images of `width` x `height`, which the caller has
@@ -156,7 +156,7 @@ def resolve_sampling(
     seed = request.seed if request.HasField("seed") else draw()
     if seed + num_images - 1 > MAX_SEED:
         raise ValueError(f"seed + n - 1 must fit in 64 bits, got seed {seed} and n {num_images}")
-    return GenerationParams(
+    return ResolvedParams(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         width=width,
@@ -184,7 +184,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def encode_prompts(pipeline: SDPipeline, params: GenerationParams) -> tuple[EncodedPrompts, float]:
+def encode_prompts(pipeline: SDPipeline, params: ResolvedParams) -> tuple[EncodedPrompts, float]:
     """Encode the job's prompts once for all its images, without truncation
     (prompt_encoding.py; SDXL: both text encoders and the pooled embedding). Returns the
     encodings and the seconds it took."""
@@ -221,7 +221,7 @@ def image_generator(seed: int) -> torch.Generator:
 
 
 def step_reporter(
-    on_progress: ProgressCallback | None, params: GenerationParams, image_index: int
+    on_progress: ProgressCallback | None, params: ResolvedParams, image_index: int
 ) -> StepCallback:
     """A `callback_on_step_end` for image `image_index` that reports job-wide progress.
 

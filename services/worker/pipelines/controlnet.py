@@ -19,7 +19,6 @@ every step, so seeds, progress and timings mean the same in both tasks.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,24 +29,22 @@ from diffusers.pipelines.controlnet.pipeline_controlnet_sd_xl import (
 from PIL import Image
 
 from services.common.contract import ControlType, GenerationRequest
-from services.worker.control_images import control_image, resolve_canny_thresholds
+from services.common.image_rules import check_conditioning_scale, resolve_canny_thresholds
+from services.worker.control_images import control_image
 from services.worker.pipelines.common import (
-    GenerationParams,
     GenerationResult,
     ProgressCallback,
+    ResolvedParams,
     draw_seed,
 )
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
 from services.worker.profiles import ModelProfile
 
-# Past 2 the residuals swamp the UNet's own features and images break up into the edges
-# (UIs such as AUTOMATIC1111's ControlNet extension stop at 2 as well).
-MAX_CONDITIONING_SCALE = 2.0
 CANNY_TYPES = (ControlType.CONTROL_TYPE_UNSPECIFIED, ControlType.CONTROL_TYPE_CANNY)
 
 
 @dataclass(frozen=True)
-class ControlNetParams(GenerationParams):
+class ControlNetParams(ResolvedParams):
     """A ControlNet job: text-to-image's parameters plus what steers it."""
 
     # RGB, of the output's size: the edge map every denoising step sees.
@@ -75,15 +72,12 @@ def resolve_controlnet_params(
         if control.HasField("conditioning_scale")
         else profile.controlnet_conditioning_scale
     )
-    if not (math.isfinite(scale) and 0 <= scale <= MAX_CONDITIONING_SCALE):
-        raise ValueError(
-            f"conditioning_scale must be between 0 and {MAX_CONDITIONING_SCALE:g}, got {scale}"
-        )
+    scale = check_conditioning_scale(scale)
     thresholds = resolve_canny_thresholds(control.low_threshold, control.high_threshold)
     image = control_image(
         source, (sampling.width, sampling.height), control.preprocessed, thresholds
     )
-    return ControlNetParams(**vars(sampling), control_image=image, conditioning_scale=float(scale))
+    return ControlNetParams(**vars(sampling), control_image=image, conditioning_scale=scale)
 
 
 def run_controlnet(

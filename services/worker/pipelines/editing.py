@@ -39,6 +39,7 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import Stabl
 from PIL import Image
 
 from services.common.contract import EditMethod, GenerationRequest
+from services.common.image_rules import LATENT_SCALE
 from services.worker.editing.attention_control import (
     AttentionController,
     attention_control,
@@ -57,10 +58,9 @@ from services.worker.editing.inversion import (
 )
 from services.worker.metrics import step_timer
 from services.worker.pipelines.common import (
-    LATENT_SCALE,
-    GenerationParams,
     GenerationResult,
     ProgressCallback,
+    ResolvedParams,
     decode_latents,
     draw_seed,
     image_generator,
@@ -87,7 +87,7 @@ DIFFEDIT_STRENGTH = 0.8
 
 
 @dataclass(frozen=True)
-class EditParams(GenerationParams):
+class EditParams(ResolvedParams):
     """An edit job: the sampling parameters (`prompt` is the target caption) plus the image
     and how to edit it. `width`/`height` are the image's size."""
 

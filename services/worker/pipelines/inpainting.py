@@ -13,7 +13,7 @@ pipeline:
    the mask: the VAE round trip changes every pixel a little, and a user's unmasked
    pixels must come back exactly;
 5. optionally restore the generated region against the kept one, inside the mask only:
-   DiffRIR when its weights are loaded, else the colour fallback (restore.py).
+   DiffRIR when its weights are loaded, else the colour fallback (restorers.py).
 
 Outpainting (outpainting.py) builds an extended canvas and its border mask and runs this.
 """
@@ -35,12 +35,12 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpain
 from PIL import Image
 
 from services.common.contract import GenerationRequest
+from services.common.image_rules import snap_up
 from services.worker.masks import load_mask, mask_to_image
 from services.worker.pipelines.common import (
-    LATENT_SCALE,
-    GenerationParams,
     GenerationResult,
     ProgressCallback,
+    ResolvedParams,
     check_side,
     decode_latents,
     draw_seed,
@@ -51,11 +51,11 @@ from services.worker.pipelines.common import (
     synchronize,
 )
 from services.worker.profiles import ModelProfile
-from services.worker.restore import COLOR_RESTORER, Restorer
+from services.worker.restorers import COLOR_RESTORER, Restorer
 
 
 @dataclass(frozen=True)
-class InpaintParams(GenerationParams):
+class InpaintParams(ResolvedParams):
     """An inpainting job: the sampling parameters plus the image, what to regenerate in it
     and how much of the noise schedule to run. `width`/`height` are the image's size."""
 
@@ -69,14 +69,10 @@ class InpaintParams(GenerationParams):
         return int(self.steps * self.strength)
 
 
-def snap_up(side: int) -> int:
-    """The smallest multiple of 8 (a whole latent pixel) at least `side`."""
-    return -(-side // LATENT_SCALE) * LATENT_SCALE
-
-
 def check_image_size(request: GenerationRequest, profile: ModelProfile, image: Image.Image) -> None:
-    """For tasks whose output has the input image's size (inpaint, outpaint, edit): width
-    and height must be unset, and the image padded to whole latent pixels must be a size
+    """For tasks whose output has the input image's size (inpaint, outpaint, edit:
+    `image_rules.SIZED_BY_INPUT_IMAGE`, restore checks its own): width and height must be
+    unset, and the image padded to whole latent pixels must be a size
     the model runs. Raises ValueError saying what is wrong."""
     if request.width or request.height:
         raise ValueError(

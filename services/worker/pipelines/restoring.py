@@ -23,20 +23,21 @@ import numpy as np
 from PIL import Image
 
 from services.common.contract import GenerationRequest
+from services.common.image_rules import side_within
 from services.worker.diffrir.network import STRIDE
 from services.worker.masks import load_mask
 from services.worker.pipelines.common import (
-    GenerationParams,
     GenerationResult,
     ProgressCallback,
+    ResolvedParams,
     draw_seed,
 )
 from services.worker.profiles import ModelProfile
-from services.worker.restore import Restorer
+from services.worker.restorers import Restorer
 
 
 @dataclass(frozen=True)
-class RestoreParams(GenerationParams):
+class RestoreParams(ResolvedParams):
     """A restore job: the two images (RGB, same size) and the generated region."""
 
     generated: Image.Image
@@ -73,7 +74,7 @@ def resolve_restore_params(
         )
     for name, side in (("width", generated.width), ("height", generated.height)):
         # Below one stride, reflect padding to the network's grid is impossible.
-        if not STRIDE <= side <= profile.max_side:
+        if not side_within(side, STRIDE, profile.max_side):
             raise ValueError(
                 f"the image's {name} must be between {STRIDE} and {profile.max_side}, got {side}"
             )

@@ -23,9 +23,9 @@ from PIL import Image
 
 from services.common.contract import GenerationRequest
 from services.worker.pipelines.common import (
-    GenerationParams,
     GenerationResult,
     ProgressCallback,
+    ResolvedParams,
     check_side,
     decode_latents,
     draw_seed,
@@ -42,7 +42,7 @@ def resolve_params(
     request: GenerationRequest,
     profile: ModelProfile,
     draw: Callable[[], int] = draw_seed,
-) -> GenerationParams:
+) -> ResolvedParams:
     """Check `request` and fill in the profile's defaults (0 or unset means the default).
 
     Raises ValueError with a message fit for the job record when the request is invalid.
@@ -57,7 +57,7 @@ def resolve_params(
 @torch.no_grad()
 def run_text_to_image(
     pipeline: StableDiffusionPipeline | StableDiffusionXLPipeline,
-    params: GenerationParams,
+    params: ResolvedParams,
     on_progress: ProgressCallback | None = None,
     conditioning: Mapping[str, Any] | None = None,
 ) -> GenerationResult:

@@ -1,4 +1,7 @@
-"""Colour fallback restoration: a non-learned stand-in for DiffRIR's colour correction.
+"""Restorers: what corrects a generated region against the preserved pixels around it
+(the `Restorer` protocol, `choose_restorer`), and the colour fallback, a non-learned
+stand-in for DiffRIR's colour correction (DiffRIR's own is diffrir/restorer.py; the
+restore task's pipeline is pipelines/restoring.py).
 
 Inpainting and outpainting leave brightness and contrast seams where generated pixels meet
 preserved ones (DiffRIR was trained to remove exactly this: colour x * c1 + c2 on the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.worker.restore import match_colors, seam_bands
+from services.worker.restorers import match_colors, seam_bands
 
 
 def planted_seam() -> tuple[np.ndarray, np.ndarray]:

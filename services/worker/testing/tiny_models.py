@@ -1,15 +1,15 @@
 """Build tiny Stable Diffusion 1.5- and SDXL-architecture models with random weights.
 
-`python -m services.worker.tiny_models [--out DIR]` writes a complete `StableDiffusionPipeline`
-folder (UNet, VAE, CLIP text encoder, CLIP tokenizer, scheduler) that loads through the same
-`from_pretrained` code as the real checkpoints; `--inpainting` writes the matching
-`StableDiffusionInpaintPipeline` (SD 1.5 inpainting's 9-channel UNet, the same other
-parts); `--all` builds every tiny model under the models directory: those two, a canny
-`ControlNetModel` for the SD 1.5 UNet, and the SDXL set (`StableDiffusionXLPipeline`:
-two CLIP text encoders, the second with a projection, two tokenizers, a "text_time" UNet;
-its 9-channel inpainting variant; its ControlNet). Nothing is downloaded: even the
-tokenizer's byte-level BPE vocabulary is trained here on a small built-in English corpus
-and written in CLIP's own vocab.json/merges.txt format.
+`python -m services.worker.testing.tiny_models [--out DIR]` writes a complete
+`StableDiffusionPipeline` folder (UNet, VAE, CLIP text encoder, CLIP tokenizer, scheduler)
+that loads through the same `from_pretrained` code as the real checkpoints; `--inpainting`
+writes the matching `StableDiffusionInpaintPipeline` (SD 1.5 inpainting's 9-channel UNet,
+the same other parts); `--all` builds every tiny model under the models directory: those
+two, a canny `ControlNetModel` for the SD 1.5 UNet, and the SDXL set
+(`StableDiffusionXLPipeline`: two CLIP text encoders, the second with a projection, two
+tokenizers, a "text_time" UNet; its 9-channel inpainting variant; its ControlNet). Nothing
+is downloaded: even the tokenizer's byte-level BPE vocabulary is trained here on a small
+built-in English corpus and written in CLIP's own vocab.json/merges.txt format.
 
 The build is deterministic (seeded) and idempotent: an existing complete build is kept, and
 a new one is assembled in a temporary folder and renamed into place, so a crash or two
@@ -32,22 +32,22 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from services.worker.profiles import (
+    BUILD_FORMAT,
+    MANIFEST_NAME,
+    TINY_SD15_CONTROLNET_DIRNAME,
+    TINY_SD15_DIRNAME,
+    TINY_SD15_INPAINTING_DIRNAME,
+    TINY_SDXL_CONTROLNET_DIRNAME,
+    TINY_SDXL_DIRNAME,
+    TINY_SDXL_INPAINTING_DIRNAME,
+    read_manifest,
+)
+
 logger = logging.getLogger(__name__)
 
-# The folder names under the models directory (profiles.py refers to them).
-TINY_SD15_DIRNAME = "tiny-sd15"
-TINY_SD15_INPAINTING_DIRNAME = "tiny-sd15-inpainting"
-TINY_SD15_CONTROLNET_DIRNAME = "tiny-sd15-controlnet"
-TINY_SDXL_DIRNAME = "tiny-sdxl"
-TINY_SDXL_INPAINTING_DIRNAME = "tiny-sdxl-inpainting"
-TINY_SDXL_CONTROLNET_DIRNAME = "tiny-sdxl-controlnet"
 # SD 1.5 inpainting's UNet input: 4 noisy latent + 1 mask + 4 masked-image latent channels.
 INPAINT_UNET_IN_CHANNELS = 9
-# Written last: its presence marks a complete build; it records the build's content hash.
-MANIFEST_NAME = "llmga_tiny_manifest.json"
-# Bump when the architecture or the build changes, so older builds are replaced. (Adding a
-# new model is a new folder, not a new format: existing builds stay valid.)
-BUILD_FORMAT = 1
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
@@ -517,25 +517,6 @@ def content_hash(directory: Path) -> str:
         digest.update(relative.encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def read_manifest(directory: Path) -> dict[str, object] | None:
-    """The manifest of a complete build of the current format, or None."""
-    try:
-        manifest = json.loads((directory / MANIFEST_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUILD_FORMAT:
-        return None
-    return manifest
-
-
-def tiny_revision(directory: Path) -> str:
-    """The revision string recorded in job records for a tiny build: its content hash."""
-    manifest = read_manifest(directory)
-    if manifest is None:
-        raise FileNotFoundError(f"no complete tiny model build in {directory}")
-    return f"tiny-{str(manifest['sha256'])[:12]}"
 
 
 def build_tiny_sd15(out: Path, force: bool = False) -> Path:

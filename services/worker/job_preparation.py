@@ -1,0 +1,54 @@
+"""From a `GenerationRequest` to a job ready to run: its task looked up in the task table
+(task_table.py), the task's pipelines checked as loaded, its input images fetched from the
+blob store, its parameters checked, and its runner bound to them.
+
+`prepare_job` raises ValueError (bad input, a missing image) or NotImplementedError (a task
+this worker does not run, or one whose pipeline its profile lacks) before anything runs, so
+the job fails with that message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from services.common.blob_store import RedisBlobStore
+from services.common.contract import GenerationRequest, task_name
+from services.worker.loading import MISSING_COMPONENT, LoadedModels
+from services.worker.pipelines.common import GenerationResult, ProgressCallback, ResolvedParams
+from services.worker.task_table import TaskContext, task_entry
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A checked job: what it will run and on which weights (recorded when it starts), and
+    how to run it."""
+
+    params: ResolvedParams
+    run: Callable[[ProgressCallback | None], GenerationResult]
+    model_revision: str
+
+
+def prepare_job(
+    request: GenerationRequest,
+    models: LoadedModels,
+    blobs: RedisBlobStore,
+    restore_colors: bool = True,
+) -> PreparedJob:
+    """Check `request` and bind it to the runner of its task. `restore_colors`: the
+    colour fallback restores inpaint/outpaint results when no DiffRIR is loaded."""
+    entry = task_entry(request.task)
+    for component in sorted(entry.models):
+        if not models.has(component):
+            raise NotImplementedError(
+                f"task {task_name(request.task)} is not available: profile "
+                f"{models.profile.name} has no {MISSING_COMPONENT[component]}"
+            )
+    context = TaskContext(request, models, blobs, restore_colors)
+    params = entry.resolve(context)
+    return PreparedJob(
+        params=params,
+        run=partial(entry.run, context, params),
+        model_revision=entry.revision(models, request),
+    )
