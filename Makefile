@@ -41,9 +41,9 @@ TORCH_WHEELS ?= /opt/wheels
 UV_COMPILE := $(VENV)/bin/uv pip compile pyproject.toml --quiet --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --no-emit-package torch \
 	--find-links $(TORCH_WHEELS) --custom-compile-command 'make lock'
-lock:  ## re-resolve deploy/lock/*.txt from pyproject.toml (newest versions that fit)
+lock:  ## re-resolve deploy/lock/*.txt from pyproject.toml (UPGRADE=1: newest versions that fit)
 	@test -x $(VENV)/bin/uv || (echo "run make install first (uv comes with the dev tools)"; exit 1)
-	$(UV_COMPILE) --upgrade --extra gateway --extra worker --extra mllm --extra dev -o $(LOCK)
+	$(UV_COMPILE) $(if $(UPGRADE),--upgrade) --extra gateway --extra worker --extra mllm --extra dev -o $(LOCK)
 	for extra in gateway worker mllm; do \
 		$(UV_COMPILE) --extra $$extra -c $(LOCK) -o deploy/lock/$$extra.txt || exit 1; \
 	done
