@@ -11,16 +11,21 @@ every job a worker still has to finish, whoever submitted it:
 The check runs before anything is written or sent to the mllm, so a refused request
 changes nothing and the client retries after `Retry-After`. When the broker cannot be
 read the check lets the request through (fail open; sending the job then fails with
-503). It is a soft limit: requests checked at the same moment may all pass, so the queue
-can exceed the limit by the number of concurrent submissions. Accepted jobs are never
+503). It is a soft limit: the depth is read at most every LLMGA_QUEUE_DEPTH_REFRESH_S
+(one read shared by every request checking meanwhile, so a burst costs one round trip,
+not one per request), and this process adds the requests it admitted since. Other
+gateway processes' admissions in that window are not seen, and a chat turn admitted
+counts as one job whatever its reply holds, until the next read. Accepted jobs are never
 dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -47,9 +52,30 @@ JOB_CREATING_ROUTES = frozenset({("POST", "/v1/images"), ("POST", "/v1/chat")})
 class QueueDepth:
     """Counts the jobs in one Celery queue on a Redis broker: waiting + unacknowledged."""
 
-    def __init__(self, broker: aioredis.Redis, queue_name: str) -> None:
+    def __init__(self, broker: aioredis.Redis, queue_name: str, refresh_s: float = 0.0) -> None:
         self._broker = broker
         self._queue_name = queue_name
+        self._refresh_s = refresh_s
+        self._read_lock = asyncio.Lock()
+        self._read_at = -math.inf  # time.monotonic() of the last read
+        self._last_read = 0
+        self._admitted = 0  # jobs admitted by this process since the last read
+
+    async def estimate(self) -> int:
+        """The depth as read at most `refresh_s` ago, plus the jobs admitted since
+        (`admitted`). Requests that find it stale wait for one shared read."""
+        if time.monotonic() - self._read_at >= self._refresh_s:
+            async with self._read_lock:
+                # Another request may have read it while this one waited for the lock.
+                if time.monotonic() - self._read_at >= self._refresh_s:
+                    self._last_read = await self.depth()
+                    self._read_at = time.monotonic()
+                    self._admitted = 0
+        return self._last_read + self._admitted
+
+    def admitted(self) -> None:
+        """Count one admitted job-creating request until the next read."""
+        self._admitted += 1
 
     async def depth(self) -> int:
         """Waiting messages plus messages delivered but not acknowledged (running jobs).
@@ -105,7 +131,7 @@ async def require_queue_capacity(request: Request) -> None:
     state = request.app.state.gateway
     settings = state.settings
     try:
-        depth = await state.queue.depth()
+        depth = await state.queue.estimate()
     except redis.RedisError as exc:
         # Fail open: the submission itself then meets the broker (503, job marked failed
         # when it cannot be sent), so an unreadable depth never refuses a sendable job.
@@ -113,3 +139,4 @@ async def require_queue_capacity(request: Request) -> None:
         return
     if depth >= settings.max_queued_jobs:
         raise queue_full(depth, settings.max_queued_jobs, settings.queue_full_retry_after_s)
+    state.queue.admitted()

@@ -146,13 +146,16 @@ async def run_idempotent(
     store: IdempotencyStore,
     tenant: str,
     key: str | None,
-    digest: str,
+    route: str,
+    body: BaseModel,
     handle: Callable[[], Awaitable[JSONResponse]],
 ) -> Response:
     """Answer with `handle()` once per key; replay its response for retries of the same
-    request; 409 for another request under the key or while the first still runs."""
+    request (`route` with `body`, see `fingerprint`); 409 for another request under the
+    key or while the first still runs. Without a key nothing is stored or digested."""
     if key is None:
         return await handle()
+    digest = fingerprint(route, body)
     entry, claimed = await store.claim(tenant, key, digest)
     if not claimed:
         return _answer_existing(entry, digest)

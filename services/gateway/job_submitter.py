@@ -63,6 +63,13 @@ def make_celery_producer(settings: GatewaySettings) -> Celery:
     return app
 
 
+def task_argsrepr(request: GenerationRequest) -> str:
+    """What monitoring tools (Flower, `celery inspect`, worker logs) show as the task's
+    arguments: the job, not Celery's repr of the encoded request (long, and costly to
+    build on every submission)."""
+    return f"[GenerationRequest {request.job_id} ({task_name(request.task)})]"
+
+
 class TaskPublisher:
     """Puts generate tasks on the queue: built by Celery, pushed with redis.asyncio onto
     the Redis broker (`stage` in a caller's MULTI on the same Redis, or `send`)."""
@@ -83,6 +90,8 @@ class TaskPublisher:
             root_id=request.job_id,
             reply_to=self._producer.thread_oid,
             ignore_result=None,  # as `send_task` leaves it: the worker's setting decides
+            argsrepr=task_argsrepr(request),
+            kwargsrepr="{}",
         )
         content_type, content_encoding, body = serialize(task.body, serializer="json")
         raw = body.encode(content_encoding) if isinstance(body, str) else body

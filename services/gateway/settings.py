@@ -145,6 +145,14 @@ class GatewaySettings(StateSettings):
         ge=1,
         description="Most jobs waiting or running in the queue; more submissions get 429.",
     )
+    queue_depth_refresh_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=5,
+        description="How old the queue depth that admits a job may be: it is read from the "
+        "broker at most this often (one read shared by the requests checking meanwhile), and "
+        "the jobs this process admitted since are added to it. 0: read for every request.",
+    )
     queue_full_retry_after_s: int = Field(
         default=10, ge=1, description="Retry-After of a 429 answered because the queue is full."
     )

@@ -112,7 +112,7 @@ class GatewayState:
                 # A claim outlives the longest request (mllm call + wait), then lapses.
                 pending_ttl_s=int(settings.mllm_timeout_s + settings.max_wait_s) + 60,
             ),
-            queue=QueueDepth(broker, settings.queue_name),
+            queue=QueueDepth(broker, settings.queue_name, settings.queue_depth_refresh_s),
             rate_limiter=RequestRateLimiter(
                 client, keys, settings.rate_limit_requests, settings.rate_limit_window_s
             ),

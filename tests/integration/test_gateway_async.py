@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from deploy.local.stack import ManagedProcess
 from services.common.contract import GENERATE_TASK_NAME, GenerationRequest, encode_request
 from services.gateway.backpressure import UNACKED_KEY, QueueDepth
-from services.gateway.job_submitter import TaskPublisher, make_celery_producer
+from services.gateway.job_submitter import TaskPublisher, make_celery_producer, task_argsrepr
 from services.gateway.settings import GatewaySettings
 from tests.support.http_api import server_sent_events
 from tests.support.processes import free_port, http_ok, python_module, running
@@ -156,7 +156,7 @@ def test_pushed_task_message_is_what_celerys_producer_writes(
 ) -> None:
     """The gateway's message (TaskPublisher) against the one `send_task` puts on the same
     Redis list: equal but for what is unique per message (the delivery tag, the origin
-    host:pid). Workers consuming it are tested with real worker processes
+    host:pid) and the display-only `argsrepr`. Workers consuming it are tested with real worker processes
     (test_job_control.py, test_end_to_end.py)."""
     queue = f"{namespace.queue_name}.format"
     settings = GatewaySettings(redis_url=REDIS_URL, queue_name=queue)
@@ -176,9 +176,13 @@ def test_pushed_task_message_is_what_celerys_producer_writes(
     finally:
         producer.close()
         redis_client.delete(queue, f"_kombu.binding.{queue}")
+    # What monitoring shows as the arguments: ours names the job instead of Celery's
+    # repr of the encoded request.
+    assert ours["headers"]["argsrepr"] == task_argsrepr(request)
     for message in (ours, theirs):
         message["properties"].pop("delivery_tag")
         message["headers"].pop("origin")
+        message["headers"].pop("argsrepr")
     assert ours == theirs
 
 

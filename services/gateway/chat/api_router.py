@@ -11,7 +11,7 @@ from services.gateway.chat.protocol import ChatRequest, ChatResponse
 from services.gateway.chat.serving import chat_turn, start_chat_stream
 from services.gateway.errors import invalid
 from services.gateway.event_streams import event_stream
-from services.gateway.idempotency import HEADER, IdempotencyKey, fingerprint, run_idempotent
+from services.gateway.idempotency import HEADER, IdempotencyKey, run_idempotent
 from services.gateway.protocol import ErrorResponse
 from services.gateway.state import GatewayState, get_state, get_tenant
 
@@ -71,5 +71,6 @@ async def chat(
         answer = await chat_turn(state, tenant, request)
         return JSONResponse(answer.model_dump(mode="json"))
 
-    digest = fingerprint("POST /v1/chat", request)
-    return await run_idempotent(state.idempotency, tenant, idempotency_key, digest, handle)
+    return await run_idempotent(
+        state.idempotency, tenant, idempotency_key, "POST /v1/chat", request, handle
+    )

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.responses import JSONResponse
 
-from services.gateway.idempotency import IdempotencyKey, fingerprint, run_idempotent
+from services.gateway.idempotency import IdempotencyKey, run_idempotent
 from services.gateway.images.protocol import (
     ImagesRequest,
     ImagesResponse,
@@ -70,8 +70,9 @@ async def create_images(
         mark_applied(response, wait)
         return response
 
-    digest = fingerprint("POST /v1/images", request)
-    return await run_idempotent(state.idempotency, tenant, idempotency_key, digest, handle)
+    return await run_idempotent(
+        state.idempotency, tenant, idempotency_key, "POST /v1/images", request, handle
+    )
 
 
 @router.get(
