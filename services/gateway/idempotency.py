@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import anyio
 import redis.asyncio as aioredis
 from fastapi import Depends, Header
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from services.common.redis_keys import RedisKeys
@@ -148,7 +148,7 @@ async def run_idempotent(
     key: str | None,
     route: str,
     body: BaseModel,
-    handle: Callable[[], Awaitable[JSONResponse]],
+    handle: Callable[[], Awaitable[Response]],
 ) -> Response:
     """Answer with `handle()` once per key; replay its response for retries of the same
     request (`route` with `body`, see `fingerprint`); 409 for another request under the

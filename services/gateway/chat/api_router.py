@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import JSONResponse
 
 from services.gateway.chat.protocol import ChatRequest, ChatResponse
 from services.gateway.chat.serving import chat_turn, start_chat_stream
@@ -13,6 +12,7 @@ from services.gateway.errors import invalid
 from services.gateway.event_streams import event_stream
 from services.gateway.idempotency import HEADER, IdempotencyKey, run_idempotent
 from services.gateway.protocol import ErrorResponse
+from services.gateway.responses import ModelResponse
 from services.gateway.state import GatewayState, get_state, get_tenant
 
 router = APIRouter(tags=["chat"])
@@ -67,9 +67,8 @@ async def chat(
             raise invalid(f"{HEADER} cannot be combined with stream: true", HEADER)
         return event_stream(await start_chat_stream(state, tenant, request), state.settings)
 
-    async def handle() -> JSONResponse:
-        answer = await chat_turn(state, tenant, request)
-        return JSONResponse(answer.model_dump(mode="json"))
+    async def handle() -> Response:
+        return ModelResponse(await chat_turn(state, tenant, request))
 
     return await run_idempotent(
         state.idempotency, tenant, idempotency_key, "POST /v1/chat", request, handle

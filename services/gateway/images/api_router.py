@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
-from fastapi.responses import JSONResponse
 
 from services.gateway.idempotency import IdempotencyKey, run_idempotent
 from services.gateway.images.protocol import (
@@ -16,6 +15,7 @@ from services.gateway.images.protocol import (
 )
 from services.gateway.images.serving import create_images_job_waiting, read_image, upload_image
 from services.gateway.protocol import ErrorResponse
+from services.gateway.responses import ModelResponse
 from services.gateway.state import GatewayState, get_state, get_tenant
 from services.gateway.waiting import WaitSeconds, mark_applied
 
@@ -60,10 +60,10 @@ async def create_images(
     `Prefer: wait=N` answers when the job ends or after N seconds (still 202); an
     `Idempotency-Key` makes retries return the first answer."""
 
-    async def handle() -> JSONResponse:
+    async def handle() -> Response:
         job = await create_images_job_waiting(state, tenant, request, wait)
-        response = JSONResponse(
-            job.model_dump(mode="json"),
+        response = ModelResponse(
+            job,
             status_code=status.HTTP_202_ACCEPTED,
             headers={"Location": f"/v1/jobs/{job.id}"},
         )
