@@ -41,7 +41,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.protocol import GenerationOptions
 from services.gateway.rate_limits import ImageQuota
 from services.gateway.settings import GatewaySettings
-from services.gateway.task_inputs import TaskInputs
+from services.gateway.tasks.inputs import TaskInputs
 
 logger = logging.getLogger(__name__)
 

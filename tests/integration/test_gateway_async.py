@@ -156,8 +156,8 @@ def test_pushed_task_message_is_what_celerys_producer_writes(
 ) -> None:
     """The gateway's message (TaskPublisher) against the one `send_task` puts on the same
     Redis list: equal but for what is unique per message (the delivery tag, the origin
-    host:pid) and the display-only `argsrepr`. Workers consuming it are tested with real worker processes
-    (test_job_control.py, test_end_to_end.py)."""
+    host:pid) and the display-only `argsrepr`. Workers consuming it are tested with real
+    worker processes (test_job_control.py, test_end_to_end.py)."""
     queue = f"{namespace.queue_name}.format"
     settings = GatewaySettings(redis_url=REDIS_URL, queue_name=queue)
     producer = make_celery_producer(settings)

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from services.gateway.edit import DESCRIBE_MESSAGE
+from services.gateway.tasks.edit import DESCRIBE_MESSAGE
 from tests.support.http_api import assert_error, server_sent_events, wait_for_job
 from tests.support.images import fetch_pixels, noise, png_b64, sent_image
 from tests.support.scripted_mllm import ScriptedMllm

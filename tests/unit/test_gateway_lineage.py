@@ -6,7 +6,7 @@ import pytest
 
 from services.gateway.chat.protocol import ChatRequest
 from services.gateway.chat.serving import turn_task
-from services.gateway.similar import similar_size
+from services.gateway.tasks.similar import similar_size
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
-"""The gateway's checks of inpaint/outpaint inputs (services/gateway/task_inputs.py): the
+"""The gateway's checks of task inputs (services/gateway/tasks/): the
 mask rule is the worker's exactly, outpaint geometry rounds as the worker does, and
 task-specific fields that do not fit the task are 422 naming the field."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pytest
@@ -15,15 +15,10 @@ from services.common.contract import Control, Edit, EditMethod, GenerationReques
 from services.common.image_rules import mask_selection, outpaint_sides
 from services.gateway.errors import ApiError
 from services.gateway.mllm_client import ChatMessage
-from services.gateway.protocol import ControlInput, ImageInput, OutpaintInput
-from services.gateway.task_inputs import (
-    CONTRACT_TASKS,
-    FIELD_TASKS,
-    TaskInputs,
-    check_mask,
-    check_task_fields,
-    outpaint_message,
-)
+from services.gateway.protocol import ControlInput, ImageInput, OutpaintInput, TaskName
+from services.gateway.tasks.inputs import TaskInputs, check_mask
+from services.gateway.tasks.outpaint import outpaint_message
+from services.gateway.tasks.table import FIELD_TASKS, TASKS, check_task_fields
 from services.worker.masks import binarize_mask
 
 
@@ -155,7 +150,11 @@ def test_fields_that_fit_the_task_pass(task: str, fields: dict[str, Any]) -> Non
 
 def test_every_task_specific_field_names_only_known_tasks() -> None:
     assert set(FIELD_TASKS) >= {"mask", "reference", "control", "edit_method", "restore"}
-    assert {task for tasks in FIELD_TASKS.values() for task in tasks} <= set(CONTRACT_TASKS)
+    assert {task for tasks in FIELD_TASKS.values() for task in tasks} <= set(TASKS)
+
+
+def test_the_request_schemas_name_exactly_the_tables_tasks() -> None:
+    assert set(get_args(TaskName)) == set(TASKS)
 
 
 def test_task_inputs_fill_the_request() -> None:

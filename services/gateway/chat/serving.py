@@ -32,15 +32,8 @@ from services.gateway.chat.protocol import (
     ChunkDelta,
     UsageView,
 )
-from services.gateway.controlnet import ControlInputs, prepare_control
 from services.gateway.conversation_store import StoredConversation, StoredTurn
 from services.gateway.conversations.lineage import latest_result_image
-from services.gateway.edit import (
-    DESCRIBE_MESSAGE,
-    EditInputs,
-    prepare_edit,
-    target_caption_messages,
-)
 from services.gateway.errors import (
     ApiError,
     error_body,
@@ -53,15 +46,11 @@ from services.gateway.job_submitter import GenerationParams, checked_params
 from services.gateway.jobs.serving import job_view
 from services.gateway.mllm_client import ChatMessage, ChatResult, ChatStream, MllmError
 from services.gateway.protocol import ImageInput
-from services.gateway.similar import SimilarInputs, describe_image, prepare_similar
 from services.gateway.state import GatewayState
-from services.gateway.task_inputs import (
-    CONTRACT_TASKS,
-    PreparedInputs,
-    TaskInputs,
-    check_task_fields,
-    prepare_inputs,
-)
+from services.gateway.tasks import edit
+from services.gateway.tasks.base import CheckedInputs, ImageTask, MllmRole, TaskArgs
+from services.gateway.tasks.inputs import TaskInputs
+from services.gateway.tasks.table import TASKS, check_task_fields
 from services.gateway.webhooks.targets import accepted_webhook
 
 logger = logging.getLogger(__name__)
@@ -102,18 +91,11 @@ def turn_task(request: ChatRequest) -> str:
     return "similar" if request.images else "t2i"
 
 
-# Tasks that work on one image; in a conversation, without `images`, they take the
-# conversation's latest result image.
-_SOURCE_TASKS = ("inpaint", "outpaint", "similar", "edit", "controlnet")
-
-TurnInputs = PreparedInputs | SimilarInputs | EditInputs | ControlInputs
-
-
 async def turn_source(
     state: GatewayState,
     tenant: str,
     request: ChatRequest,
-    task: str,
+    task: ImageTask,
     conversation: StoredConversation | None,
 ) -> tuple[ImageInput | None, str]:
     """The image the turn works on and the field to name in errors about it: `images[0]`,
@@ -121,16 +103,18 @@ async def turn_source(
     conversation's most recent succeeded job; 409 if none has succeeded yet."""
     if request.images:
         if len(request.images) > 1:
-            raise invalid(f"{task} takes exactly one image, not {len(request.images)}", "images")
+            raise invalid(
+                f"{task.name} takes exactly one image, not {len(request.images)}", "images"
+            )
         return request.images[0], "images[0]"
-    if conversation is None or task not in _SOURCE_TASKS:
+    if conversation is None or not task.works_on_latest_image:
         return None, "images"
     image_id = await latest_result_image(state, tenant, conversation)
     if image_id is None:
         raise ApiError(
             409,
             "no_result_image",
-            f"{task} without `images` works on the conversation's latest result image, "
+            f"{task.name} without `images` works on the conversation's latest result image, "
             "but no job of this conversation has succeeded yet; wait for a job to "
             "succeed or name the image in `images`",
             "images",
@@ -143,21 +127,17 @@ async def check_turn_inputs(
     tenant: str,
     request: ChatRequest,
     conversation: StoredConversation | None,
-) -> tuple[str, TurnInputs | None]:
+) -> tuple[ImageTask, CheckedInputs | None]:
     """The turn's task and its checked image inputs (None for t2i). Fields that do not
-    fit the task are 422 (so is 'restore': it has no mllm step, POST /v1/images serves
-    it); input images are checked (413/422 for a bad one, 404 for an unknown id).
-    Nothing is stored."""
-    task = turn_task(request)
-    if task == "restore":
-        raise invalid(
-            "task 'restore' is served by POST /v1/images only (no mllm step); inpaint and "
-            "outpaint turns restore their result unless restore is false",
-            "task",
-        )
-    implicit = not request.images and conversation is not None and task in _SOURCE_TASKS
-    check_task_fields(
-        task,
+    fit the task are 422 (so is a task chat does not serve: restore has no mllm step,
+    POST /v1/images serves it); input images are checked (413/422 for a bad one, 404 for
+    an unknown id). Nothing is stored."""
+    name = turn_task(request)
+    if TASKS[name].not_in_chat:
+        raise invalid(TASKS[name].not_in_chat, "task")
+    implicit = not request.images and conversation is not None and TASKS[name].works_on_latest_image
+    task = check_task_fields(
+        name,
         image_field="images",
         has_image=bool(request.images) or implicit,
         given={
@@ -173,37 +153,10 @@ async def check_turn_inputs(
         n=request.n,
     )
     source, field_name = await turn_source(state, tenant, request, task, conversation)
-    if source is None:
+    if source is None or task.prepare is None:
         return task, None
-    if task == "similar":
-        return task, await prepare_similar(
-            state, tenant, source, field_name, request.width, request.height
-        )
-    if task == "edit":
-        return task, await prepare_edit(
-            state,
-            tenant,
-            source,
-            field_name,
-            instruction=request.message,
-            method=request.edit_method,
-        )
-    if task == "controlnet":
-        return task, await prepare_control(
-            state, tenant, source, field_name, request.control, request.width, request.height
-        )
-    inputs = await prepare_inputs(
-        state,
-        tenant,
-        CONTRACT_TASKS[task],
-        source,
-        mask=request.mask,
-        outpaint=request.outpaint,
-        strength=request.strength,
-        restore=request.restore,
-        image_field=field_name,
-    )
-    return task, inputs
+    args = TaskArgs(options=request, mask=request.mask, instruction=request.message)
+    return task, await task.prepare(state, tenant, source, field_name, args)
 
 
 @dataclass(frozen=True)
@@ -216,7 +169,7 @@ class PreparedTurn:
     user_at: float
     task: int
     # image tasks: checked, stored (once) with the turn; edit: with its source caption
-    inputs: TurnInputs | None
+    inputs: CheckedInputs | None
     # every job of the turn notifies it (allow-listed before the mllm is asked)
     webhook: Webhook | None = None
 
@@ -237,18 +190,21 @@ async def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -
     task, inputs = await check_turn_inputs(state, tenant, request, conversation)
     # After validation, before the mllm is asked; one job's images: the reply may hold more.
     await state.quota.admit(tenant, params.n)
-    if isinstance(inputs, (SimilarInputs, ControlInputs)):
-        params = replace(params, width=inputs.width, height=inputs.height)
+    if inputs is not None and inputs.output_size is not None:
+        params = replace(params, width=inputs.output_size[0], height=inputs.output_size[1])
     messages = history_messages(conversation, settings.chat_history_messages)
     # The current turn carries its image (inpaint/outpaint: masked, holes black); the
     # history stays text (images by id only).
-    if isinstance(inputs, EditInputs):
+    if task.mllm is MllmRole.CAPTIONS_IMAGE and inputs is not None:
         # The mllm describes the image first (the source caption), then answers the
-        # message right after that description (edit.py); only the turn itself is stored.
-        preview = await inputs.preview_data_uri()
-        source_caption = await describe_image(state, preview, DESCRIBE_MESSAGE)
-        inputs = replace(inputs, source_caption=source_caption)
-        messages.extend(target_caption_messages(preview, inputs.source_caption, request.message))
+        # message right after that description (tasks/edit.py); only the turn is stored.
+        captioned = await edit.with_source_caption(state, inputs)
+        inputs = captioned
+        messages.extend(
+            edit.target_caption_messages(
+                await captioned.preview_data_uri(), captioned.source_caption, request.message
+            )
+        )
     else:
         images = (await inputs.preview_data_uri(),) if inputs is not None else ()
         messages.append(ChatMessage("user", request.message, image_urls=images))
@@ -257,7 +213,7 @@ async def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -
         messages=messages,
         params=params,
         user_at=time.time(),
-        task=CONTRACT_TASKS[task],
+        task=task.contract_task,
         inputs=inputs,
         webhook=webhook,
     )
@@ -320,9 +276,7 @@ async def complete_turn(
         generation_prompts=parsed.prompts,
         jobs=[job_view(record) for record in records],
         source_image_id=source_image_id,
-        source_caption=(
-            turn.inputs.source_caption if isinstance(turn.inputs, EditInputs) else None
-        ),
+        source_caption=turn.inputs.source_caption if turn.inputs is not None else None,
         usage=UsageView(
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
         ),

@@ -8,38 +8,19 @@ import anyio
 
 from services.common.blob_store import Blob
 from services.gateway.assistant import ask_mllm
-from services.gateway.controlnet import ControlInputs, prepare_control
-from services.gateway.edit import (
-    DESCRIBE_MESSAGE,
-    EditInputs,
-    no_target_caption,
-    prepare_edit,
-    target_caption_messages,
-)
 from services.gateway.errors import invalid, not_found
 from services.gateway.generation_tags import parse_reply
 from services.gateway.images.protocol import ImagesRequest, ImagesResponse, UploadResponse
 from services.gateway.job_submitter import checked_params
 from services.gateway.jobs.serving import image_url, job_view
 from services.gateway.mllm_client import ChatMessage
-from services.gateway.restoration import RestoreInputs, prepare_restore
-from services.gateway.similar import SimilarInputs, describe_image, prepare_similar
 from services.gateway.state import GatewayState
-from services.gateway.task_inputs import (
-    CONTRACT_TASKS,
-    PreparedInputs,
-    check_task_fields,
-    prepare_inputs,
-)
+from services.gateway.tasks import edit
+from services.gateway.tasks.base import CheckedInputs, ImageTask, MllmRole, TaskArgs
+from services.gateway.tasks.similar import describe_image
+from services.gateway.tasks.table import TASKS, check_task_fields
 from services.gateway.uploads import decode_image
 from services.gateway.webhooks.targets import accepted_webhook
-
-ImagesInputs = PreparedInputs | SimilarInputs | EditInputs | ControlInputs | RestoreInputs
-
-# Tasks that run without a prompt, and those that take no `refine` (the mllm writes their
-# prompt anyway, or there is none).
-_NO_PROMPT = ("restore",)
-_NO_REFINE = ("similar", "edit", "restore")
 
 
 async def refine_prompt(
@@ -59,32 +40,34 @@ async def refine_prompt(
 
 
 def check_prompt(request: ImagesRequest, max_chars: int) -> None:
-    """422 naming the field: `prompt` missing where the task needs it (edit: unless
-    target_caption is given) or given where it has none (restore, which takes no
-    generation option but `seed` either), over the length limit, or `refine` asked where
-    it does not apply."""
-    task, prompt = request.task, request.prompt
-    if task in _NO_PROMPT:
+    """422 naming the field: `prompt` missing where the task needs it (similar: never;
+    edit: unless target_caption is given) or given where it has none (restore, which
+    takes no generation option but `seed` either), over the length limit, or `refine`
+    asked where the mllm does not write the prompt."""
+    task = TASKS[request.task]
+    if not task.takes_prompt:
         for name in ("prompt", "negative_prompt", "steps", "guidance_scale"):
             if getattr(request, name) not in (None, ""):
-                raise invalid(f"{task} takes no {name}", name)
-    optional = (*_NO_PROMPT, "similar") + (("edit",) if request.target_caption else ())
-    if prompt is None and task not in optional:
-        needs = "the instruction" if task == "edit" else "a prompt"
-        raise invalid(f"prompt is required for task {task!r} ({needs})", "prompt")
+                raise invalid(f"{task.name} takes no {name}", name)
+    needs_prompt = task.mllm is MllmRole.WRITES_PROMPT or (
+        task.mllm is MllmRole.CAPTIONS_IMAGE and request.target_caption is None
+    )
+    if request.prompt is None and needs_prompt:
+        needs = "the instruction" if task.mllm is MllmRole.CAPTIONS_IMAGE else "a prompt"
+        raise invalid(f"prompt is required for task {task.name!r} ({needs})", "prompt")
     for name in ("prompt", "source_caption", "target_caption"):
         value = getattr(request, name)
         if value is not None and len(value) > max_chars:
             raise invalid(f"{name} is longer than {max_chars} characters", name)
-    if request.refine and task in _NO_REFINE:
-        raise invalid(f"refine does not apply to {task!r}", "refine")
+    if request.refine and task.mllm is not MllmRole.WRITES_PROMPT:
+        raise invalid(f"refine does not apply to {task.name!r}", "refine")
 
 
 async def check_images_inputs(
-    state: GatewayState, tenant: str, request: ImagesRequest
-) -> ImagesInputs | None:
-    """Check the task's fields and input images (4xx naming the field; nothing stored).
-    Returns the task's inputs, None for t2i."""
+    state: GatewayState, tenant: str, task: ImageTask, request: ImagesRequest
+) -> CheckedInputs | None:
+    """The task's fields and input images checked (4xx naming the field; nothing stored).
+    None for a task without an input image (t2i)."""
     check_task_fields(
         request.task,
         image_field="image",
@@ -104,56 +87,40 @@ async def check_images_inputs(
         height=request.height,
         n=request.n,
     )
-    task, image = request.task, request.image
-    if image is None:  # t2i (every other task needs an image: checked above)
+    if task.prepare is None or request.image is None:
         return None
-    if task == "similar":
-        return await prepare_similar(state, tenant, image, "image", request.width, request.height)
-    if task == "edit":
-        return await prepare_edit(
-            state,
-            tenant,
-            image,
-            "image",
-            instruction=request.prompt or "",
-            method=request.edit_method,
-            source_caption=request.source_caption,
-        )
-    if task == "controlnet":
-        return await prepare_control(
-            state, tenant, image, "image", request.control, request.width, request.height
-        )
-    if task == "restore":
-        assert request.reference is not None and request.mask is not None  # checked above
-        return await prepare_restore(state, tenant, image, request.reference, request.mask)
-    return await prepare_inputs(
-        state,
-        tenant,
-        CONTRACT_TASKS[task],
-        image,
+    args = TaskArgs(
+        options=request,
         mask=request.mask,
-        outpaint=request.outpaint,
-        strength=request.strength,
-        restore=request.restore,
+        reference=request.reference,
+        instruction=request.prompt or "",
+        source_caption=request.source_caption,
     )
+    return await task.prepare(state, tenant, request.image, "image", args)
 
 
-async def edit_captions(
-    state: GatewayState, inputs: EditInputs, target_caption: str | None
-) -> tuple[EditInputs, str]:
-    """The edit with its source caption, and the target caption: each as given, else
-    written by the mllm (source: its description of the image, 502 if it wrote none;
-    target: its answer to the instruction right after that description, 502 if it wrote
-    none)."""
-    preview = await inputs.preview_data_uri()
-    source = inputs.source_caption or await describe_image(state, preview, DESCRIBE_MESSAGE)
-    if target_caption is None:
-        messages = target_caption_messages(preview, source, inputs.instruction)
-        prompts = parse_reply((await ask_mllm(state, messages)).content).prompts
-        if not prompts:
-            raise no_target_caption()
-        target_caption = prompts[0]
-    return replace(inputs, source_caption=source), target_caption
+async def job_prompt(
+    state: GatewayState, task: ImageTask, request: ImagesRequest, inputs: CheckedInputs | None
+) -> tuple[CheckedInputs | None, str, str | None, str | None]:
+    """The job's prompt, as the task's mllm role has it written: returns (inputs, prompt,
+    refined_prompt, refine_note). similar: the mllm's description of the image; edit: the
+    target caption (given, or the mllm's answer to the instruction), the inputs carrying
+    the source caption; a prompt the mllm writes: the caller's, refined on request."""
+    prompt = request.prompt or ""
+    if task.mllm is MllmRole.DESCRIBES_IMAGE and inputs is not None:
+        described = await describe_image(state, await inputs.preview_data_uri(), request.prompt)
+        return inputs, described, described, None
+    if task.mllm is MllmRole.CAPTIONS_IMAGE and inputs is not None:
+        captioned = await edit.with_source_caption(state, inputs)
+        if request.target_caption is not None:
+            return captioned, request.target_caption, None, None
+        target = await edit.target_caption(state, captioned)
+        return captioned, target, target, None
+    if task.mllm is MllmRole.WRITES_PROMPT and request.refine:
+        preview = await inputs.preview_data_uri() if inputs is not None else None
+        refined, note = await refine_prompt(state, prompt, preview)
+        return inputs, refined, refined if note is None else None, note
+    return inputs, prompt, None, None
 
 
 async def create_images_job(
@@ -163,35 +130,19 @@ async def create_images_job(
     are stored only once the job is queued. similar: a t2i job from the mllm's description
     of the image, recording the image in its `input_image_ids`; edit: the target caption is
     the job's prompt, the source caption goes in `request.edit`."""
+    task = TASKS[request.task]
     check_prompt(request, state.settings.max_prompt_chars)
     params = checked_params(request, state.settings)
     webhook = accepted_webhook(request.webhook, state.settings)
-    inputs = await check_images_inputs(state, tenant, request)
+    inputs = await check_images_inputs(state, tenant, task, request)
     # After validation (bad input is a 422 whatever the quota), before the mllm is asked.
     await state.quota.admit(tenant, params.n)
-
-    prompt, refined, note = request.prompt or "", None, None
-    if isinstance(inputs, SimilarInputs):  # always described by the mllm
-        params = replace(params, width=inputs.width, height=inputs.height)
-        prompt = refined = await describe_image(
-            state, await inputs.preview_data_uri(), request.prompt
-        )
-    elif isinstance(inputs, EditInputs):
-        inputs, prompt = await edit_captions(state, inputs, request.target_caption)
-        refined = prompt if request.target_caption is None else None
-    elif request.refine:
-        preview = (
-            await inputs.preview_data_uri()
-            if isinstance(inputs, (PreparedInputs, ControlInputs))
-            else None
-        )
-        prompt, note = await refine_prompt(state, prompt, preview)
-        refined = prompt if note is None else None
-    if isinstance(inputs, ControlInputs):
-        params = replace(params, width=inputs.width, height=inputs.height)
+    inputs, prompt, refined, note = await job_prompt(state, task, request, inputs)
+    if inputs is not None and inputs.output_size is not None:
+        params = replace(params, width=inputs.output_size[0], height=inputs.output_size[1])
     record = await state.submitter.submit(
         tenant=tenant,
-        task=CONTRACT_TASKS[request.task],
+        task=task.contract_task,
         prompt=prompt,
         params=params,
         inputs=await inputs.store(state, tenant) if inputs is not None else None,

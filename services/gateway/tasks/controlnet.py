@@ -6,7 +6,7 @@ worker by id as `input_image_ids[0]`, the options as the contract's `Control`. T
 size defaults to the control image's, snapped as for similar images (similar.py), so the
 edges line up with the output without being stretched.
 
-Shared by `POST /v1/images` (`task: "controlnet"`) and `POST /v1/chat`, where the mllm sees
+Served by `POST /v1/images` (`task: "controlnet"`) and `POST /v1/chat`, where the mllm sees
 the control image and writes the prompt.
 """
 
@@ -23,11 +23,9 @@ from services.common.image_rules import (
 )
 from services.gateway.errors import invalid
 from services.gateway.protocol import ControlInput, ImageInput
-from services.gateway.similar import SourceImageInputs, sized_source_image
-from services.gateway.task_inputs import (
-    TaskInputs,
-    stored_id,
-)
+from services.gateway.tasks.base import ImageTask, MllmRole, TaskArgs
+from services.gateway.tasks.inputs import TaskInputs, stored_id
+from services.gateway.tasks.similar import SourceImageInputs, sized_source_image
 
 if TYPE_CHECKING:
     from services.gateway.state import GatewayState
@@ -73,7 +71,6 @@ class ControlInputs(SourceImageInputs):
     """A checked control image, its options and the output size to use."""
 
     control: Control = field(default_factory=Control)
-    task: int = Task.TASK_CONTROLNET
 
     async def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store an inline control image (once); the job gets it by id and the options."""
@@ -82,20 +79,25 @@ class ControlInputs(SourceImageInputs):
         )
 
 
-async def prepare_control(
-    state: GatewayState,
-    tenant: str,
-    image: ImageInput,
-    field_name: str,
-    spec: ControlInput | None,
-    width: int | None = None,
-    height: int | None = None,
+async def prepare(
+    state: GatewayState, tenant: str, image: ImageInput, field_name: str, args: TaskArgs
 ) -> ControlInputs:
     """Check the control options (422 naming the field) and the image (4xx naming
     `field_name`); fix the output size: `width`/`height` where given, else the image's
     (see `similar_size`). Nothing stored."""
-    control = control_message(spec)
-    checked, out_width, out_height = await sized_source_image(
-        state, tenant, image, field_name, width, height
+    options = args.options
+    control = control_message(options.control)
+    checked, width, height = await sized_source_image(
+        state, tenant, image, field_name, options.width, options.height
     )
-    return ControlInputs(checked, out_width, out_height, control)
+    return ControlInputs(image=checked, width=width, height=height, control=control)
+
+
+TASK = ImageTask(
+    name="controlnet",
+    contract_task=Task.TASK_CONTROLNET,
+    mllm=MllmRole.WRITES_PROMPT,
+    prepare=prepare,
+    fields=frozenset({"control"}),
+    works_on_latest_image=True,
+)

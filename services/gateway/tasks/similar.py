@@ -7,7 +7,7 @@ also carries the source image in `input_image_ids` (the worker ignores it for T2
 job view shows which image it was made from. The output size defaults to the input
 image's, scaled into the gateway's size limits and snapped to a multiple of 8.
 
-Shared by `POST /v1/chat` and `POST /v1/images` (`task: "similar"`).
+Served by `POST /v1/chat` and `POST /v1/images` (`task: "similar"`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from services.gateway.errors import ApiError
 from services.gateway.generation_tags import parse_reply
 from services.gateway.mllm_client import ChatMessage
 from services.gateway.protocol import ImageInput
-from services.gateway.task_inputs import (
+from services.gateway.tasks.base import ImageTask, MllmRole, TaskArgs
+from services.gateway.tasks.inputs import (
     CheckedImage,
     TaskInputs,
     load_input_image,
@@ -60,6 +61,12 @@ class SourceImageInputs:
     image: CheckedImage
     width: int
     height: int
+    source_caption: str | None = None
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The size of the job's output."""
+        return self.width, self.height
 
     async def preview_data_uri(self) -> str:
         """The image as a PNG data URI for the mllm (shrunk like other previews)."""
@@ -69,8 +76,6 @@ class SourceImageInputs:
 @dataclass(frozen=True)
 class SimilarInputs(SourceImageInputs):
     """A checked source image of a similar turn/job and the output size to use."""
-
-    task: int = Task.TASK_T2I
 
     async def store(self, state: GatewayState, tenant: str) -> TaskInputs:
         """Store an inline source image (once); the job records it by id."""
@@ -114,13 +119,20 @@ async def sized_source_image(
     return checked, width or default_w, height or default_h
 
 
-async def prepare_similar(
-    state: GatewayState,
-    tenant: str,
-    image: ImageInput,
-    field_name: str,
-    width: int | None = None,
-    height: int | None = None,
+async def prepare(
+    state: GatewayState, tenant: str, image: ImageInput, field_name: str, args: TaskArgs
 ) -> SimilarInputs:
     """The checked source image of a similar job and its output size (`sized_source_image`)."""
-    return SimilarInputs(*await sized_source_image(state, tenant, image, field_name, width, height))
+    options = args.options
+    return SimilarInputs(
+        *await sized_source_image(state, tenant, image, field_name, options.width, options.height)
+    )
+
+
+TASK = ImageTask(
+    name="similar",
+    contract_task=Task.TASK_T2I,
+    mllm=MllmRole.DESCRIBES_IMAGE,
+    prepare=prepare,
+    works_on_latest_image=True,
+)

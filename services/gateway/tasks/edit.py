@@ -10,26 +10,33 @@ carries the target caption as its prompt and the source caption, the instruction
 method in `request.edit`; the worker inverts the image under the source caption and
 regenerates it under the target caption.
 
-Shared by `POST /v1/images` (`task: "edit"`, captions optional) and `POST /v1/chat`.
+Served by `POST /v1/images` (`task: "edit"`, captions optional) and `POST /v1/chat`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from services.common.contract import Edit, EditMethod, Task
+from services.gateway.assistant import ask_mllm
 from services.gateway.errors import ApiError
+from services.gateway.generation_tags import parse_reply
 from services.gateway.mllm_client import ChatMessage
 from services.gateway.protocol import EditMethodName, ImageInput
-from services.gateway.similar import DEFAULT_SIMILAR_MESSAGE, describe_request
-from services.gateway.task_inputs import (
+from services.gateway.tasks.base import CheckedInputs, ImageTask, MllmRole, TaskArgs
+from services.gateway.tasks.inputs import (
     CheckedImage,
     TaskInputs,
     check_image_sides,
     load_input_image,
     png_data_uri,
     stored_id,
+)
+from services.gateway.tasks.similar import (
+    DEFAULT_SIMILAR_MESSAGE,
+    describe_image,
+    describe_request,
 )
 
 if TYPE_CHECKING:
@@ -64,7 +71,7 @@ class EditInputs:
     instruction: str
     method: int
     source_caption: str = ""
-    task: int = Task.TASK_EDIT
+    output_size: tuple[int, int] | None = None  # the image's
 
     async def preview_data_uri(self) -> str:
         """The image as a PNG data URI for the mllm (shrunk like other previews)."""
@@ -80,21 +87,15 @@ class EditInputs:
         return TaskInputs(input_image_ids=[await stored_id(state, tenant, self.image)], edit=edit)
 
 
-async def prepare_edit(
-    state: GatewayState,
-    tenant: str,
-    image: ImageInput,
-    field_name: str,
-    *,
-    instruction: str,
-    method: EditMethodName | None,
-    source_caption: str | None = None,
+async def prepare(
+    state: GatewayState, tenant: str, image: ImageInput, field_name: str, args: TaskArgs
 ) -> EditInputs:
     """Check the image (4xx naming `field_name`: unknown, over a limit, a side outside
     LLMGA_MIN_SIZE..LLMGA_MAX_SIZE); nothing stored, the mllm not asked yet."""
     checked = await load_input_image(state, tenant, image, field_name)
     check_image_sides(state, checked.image, field_name)
-    return EditInputs(checked, instruction, edit_method(method), source_caption or "")
+    method = edit_method(args.options.edit_method)
+    return EditInputs(checked, args.instruction, method, args.source_caption or "")
 
 
 def target_caption_messages(
@@ -113,3 +114,36 @@ def target_caption_messages(
 def no_target_caption() -> ApiError:
     """502: the mllm answered the instruction without a generation prompt."""
     return ApiError(502, "upstream_error", NO_TARGET_CAPTION)
+
+
+async def with_source_caption(state: GatewayState, inputs: CheckedInputs) -> EditInputs:
+    """The edit with its source caption: as given, else the mllm's description of the
+    image (502 if it wrote none)."""
+    assert isinstance(inputs, EditInputs)  # this task's prepare made them
+    if inputs.source_caption:
+        return inputs
+    caption = await describe_image(state, await inputs.preview_data_uri(), DESCRIBE_MESSAGE)
+    return replace(inputs, source_caption=caption)
+
+
+async def target_caption(state: GatewayState, inputs: EditInputs) -> str:
+    """The mllm's answer to the instruction right after its description of the image
+    (`target_caption_messages`); 502 if it wrote no generation prompt."""
+    messages = target_caption_messages(
+        await inputs.preview_data_uri(), inputs.source_caption, inputs.instruction
+    )
+    prompts = parse_reply((await ask_mllm(state, messages)).content).prompts
+    if not prompts:
+        raise no_target_caption()
+    return prompts[0]
+
+
+TASK = ImageTask(
+    name="edit",
+    contract_task=Task.TASK_EDIT,
+    mllm=MllmRole.CAPTIONS_IMAGE,
+    prepare=prepare,
+    fields=frozenset({"edit_method", "source_caption", "target_caption"}),
+    single_image="the edit is deterministic (inversion), more images would be copies",
+    works_on_latest_image=True,
+)
