@@ -9,18 +9,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from services.gateway.apikeys import ApiKeyMiddleware
-from services.gateway.backpressure import require_queue_capacity
-from services.gateway.body_limit import BodyLimitMiddleware
 from services.gateway.chat.api_router import router as chat_router
 from services.gateway.conversations.api_router import router as conversations_router
-from services.gateway.errors import install_error_handlers
 from services.gateway.health.api_router import router as health_router
+from services.gateway.http.apikeys import ApiKeyMiddleware
+from services.gateway.http.backpressure import require_queue_capacity
+from services.gateway.http.body_limit import BodyLimitMiddleware
+from services.gateway.http.errors import install_error_handlers
+from services.gateway.http.rate_limits import RateLimitMiddleware
+from services.gateway.http.request_context import RequestIdMiddleware
 from services.gateway.images.api_router import router as images_router
 from services.gateway.jobs.api_router import router as jobs_router
 from services.gateway.metrics import GatewayMetrics, RequestMetricsMiddleware
-from services.gateway.rate_limits import RateLimitMiddleware
-from services.gateway.request_context import RequestIdMiddleware
 from services.gateway.settings import GatewaySettings, load_settings
 from services.gateway.state import GatewayState
 from services.gateway.webhooks.dispatcher import WebhookDispatcher

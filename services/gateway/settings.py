@@ -38,7 +38,7 @@ class GatewaySettings(StateSettings):
     auth_required: bool = Field(
         default=False,
         description="Require `Authorization: Bearer <API key>` on every route but /healthz, "
-        "/readyz, /metrics; the key decides the tenant (services/gateway/apikeys.py).",
+        "/readyz, /metrics; the key decides the tenant (services/gateway/http/apikeys.py).",
     )
 
     # The mllm (OpenAI Chat Completions).

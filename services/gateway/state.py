@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
 
 import redis.asyncio as aioredis
 from celery import Celery
-from fastapi import Depends, Request
 
 from services.common.blob_store import AsyncRedisBlobStore
 from services.common.job_store import AsyncJobStore
 from services.common.redis_keys import RedisKeys
 from services.common.workers import AsyncWorkerRegistry
-from services.gateway.apikeys import TENANT_SCOPE_KEY
-from services.gateway.backpressure import QueueDepth
-from services.gateway.conversation_store import ConversationStore
-from services.gateway.errors import ApiError
-from services.gateway.idempotency import IdempotencyStore
-from services.gateway.job_events import JobEvents
-from services.gateway.job_submitter import JobSubmitter, TaskPublisher, make_celery_producer
+from services.gateway.http.backpressure import QueueDepth
+from services.gateway.http.idempotency import IdempotencyStore
+from services.gateway.http.rate_limits import ImageQuota, RequestRateLimiter
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.mllm_client import MllmClient
-from services.gateway.rate_limits import ImageQuota, RequestRateLimiter
+from services.gateway.mllm.client import MllmClient
 from services.gateway.settings import GatewaySettings
+from services.gateway.stores.conversations import ConversationStore
+from services.gateway.stores.job_events import JobEvents
+from services.gateway.stores.job_submitter import JobSubmitter, TaskPublisher, make_celery_producer
 from services.gateway.uploads import ImageLimits
 
 
@@ -126,26 +122,3 @@ class GatewayState:
         if self.broker is not self.redis:
             await self.broker.aclose()
         await self.redis.aclose()
-
-
-# The dependencies are `async def` although they do no I/O: FastAPI runs a plain `def`
-# dependency in its thread pool, a thread hop per request for nothing.
-
-
-async def get_state(request: Request) -> GatewayState:
-    """FastAPI dependency: the app's GatewayState."""
-    state = request.app.state.gateway
-    assert isinstance(state, GatewayState)
-    return state
-
-
-async def get_tenant(request: Request, state: Annotated[GatewayState, Depends(get_state)]) -> str:
-    """FastAPI dependency: the caller's tenant: its API key's when auth is required (set
-    by `ApiKeyMiddleware`, which answered 401 without a valid key), else the default."""
-    settings = state.settings
-    if settings.auth_required:
-        tenant = request.scope.get(TENANT_SCOPE_KEY)
-        if not isinstance(tenant, str):  # a route the middleware let through as public
-            raise ApiError(401, "unauthorized", "this route needs an API key")
-        return tenant
-    return settings.default_tenant

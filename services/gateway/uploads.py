@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.ImageFile import ImageFile
 
-from services.gateway.errors import invalid, too_large
+from services.gateway.http.errors import invalid, too_large
 
 # Formats a browser or phone produces; exotic decoders are an attack surface we avoid.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")

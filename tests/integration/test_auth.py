@@ -14,7 +14,7 @@ import pytest
 import redis
 from PIL import Image
 
-from services.gateway.apikeys import key_hash
+from services.gateway.http.apikeys import key_hash
 from tests.support.http_api import assert_error
 from tests.support.images import png_b64
 from tests.support.processes import REPO_ROOT
@@ -124,7 +124,7 @@ def test_a_revoked_key_is_401(gateway: HttpService, namespace: Namespace) -> Non
     with _client(gateway, key) as api:
         assert api.get("/v1/jobs/job_x").status_code == 404  # valid key, unknown job
         subprocess.run(
-            [sys.executable, "-m", "services.gateway.apikeys", "revoke", "--key", key],
+            [sys.executable, "-m", "services.gateway.http.apikeys", "revoke", "--key", key],
             cwd=REPO_ROOT,
             env={**os.environ, **namespace.env()},
             timeout=60,
@@ -135,7 +135,7 @@ def test_a_revoked_key_is_401(gateway: HttpService, namespace: Namespace) -> Non
 
 def test_a_bad_tenant_name_is_refused_by_the_cli(namespace: Namespace) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "services.gateway.apikeys", "create", "--tenant", "a:b"],
+        [sys.executable, "-m", "services.gateway.http.apikeys", "create", "--tenant", "a:b"],
         cwd=REPO_ROOT,
         env={**os.environ, **namespace.env()},
         capture_output=True,

@@ -32,7 +32,7 @@ from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
 from services.gateway.app import create_app
-from services.gateway.generation_tags import tidy_text
+from services.gateway.mllm.generation_tags import tidy_text
 from services.gateway.settings import GatewaySettings
 from tests.support.http_api import assert_error, server_sent_events
 from tests.support.images import png_b64

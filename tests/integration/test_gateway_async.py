@@ -22,9 +22,9 @@ import redis.asyncio as aioredis
 
 from deploy.local.stack import ManagedProcess
 from services.common.contract import GENERATE_TASK_NAME, GenerationRequest, encode_request
-from services.gateway.backpressure import UNACKED_KEY, QueueDepth
-from services.gateway.job_submitter import TaskPublisher, make_celery_producer, task_argsrepr
+from services.gateway.http.backpressure import UNACKED_KEY, QueueDepth
 from services.gateway.settings import GatewaySettings
+from services.gateway.stores.job_submitter import TaskPublisher, make_celery_producer, task_argsrepr
 from tests.support.http_api import server_sent_events
 from tests.support.processes import free_port, http_ok, python_module, running
 from tests.support.scripted_mllm import ScriptedMllm

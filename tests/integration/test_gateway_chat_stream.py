@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from services.gateway.generation_tags import tidy_text
+from services.gateway.mllm.generation_tags import tidy_text
 from tests.support.http_api import server_sent_events
 from tests.support.services import REDIS_URL, HttpService, Namespace, start_gateway
 

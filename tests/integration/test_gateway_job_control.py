@@ -22,7 +22,7 @@ from services.common.blob_store import RedisBlobStore
 from services.common.contract import JobRecord, JobStatus
 from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
-from services.gateway.conversation_store import ConversationStore, StoredTurn
+from services.gateway.stores.conversations import ConversationStore, StoredTurn
 from tests.support.http_api import assert_error, job_events, server_sent_events
 from tests.support.scripted_mllm import ScriptedMllm
 from tests.support.services import REDIS_URL, HttpService, Namespace, start_gateway

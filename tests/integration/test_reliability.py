@@ -24,7 +24,7 @@ from deploy.local.stack import ManagedProcess
 from services.common.contract import JobStatus
 from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
-from services.gateway.backpressure import QueueDepth
+from services.gateway.http.backpressure import QueueDepth
 from tests.support.http_api import assert_error, wait_for_job
 from tests.support.processes import free_port, http_ok, python_module, running
 from tests.support.scripted_mllm import ScriptedMllm

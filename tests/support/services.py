@@ -54,9 +54,9 @@ class Namespace:
 
 
 def apikeys_cli(namespace: Namespace, *args: str) -> str:
-    """Run `python -m services.gateway.apikeys ARGS` in the namespace's Redis; its stdout."""
+    """Run `python -m services.gateway.http.apikeys ARGS` in the namespace's Redis; its stdout."""
     result = subprocess.run(
-        [sys.executable, "-m", "services.gateway.apikeys", *args],
+        [sys.executable, "-m", "services.gateway.http.apikeys", *args],
         cwd=REPO_ROOT,
         env={**os.environ, **namespace.env()},
         capture_output=True,
@@ -68,7 +68,7 @@ def apikeys_cli(namespace: Namespace, *args: str) -> str:
 
 
 def create_api_key(namespace: Namespace, tenant: str, *options: str) -> str:
-    """A key made by the real CLI (`python -m services.gateway.apikeys create --tenant T
+    """A key made by the real CLI (`python -m services.gateway.http.apikeys create --tenant T
     OPTIONS`) in the namespace's Redis: the one line it prints."""
     (key,) = apikeys_cli(namespace, "create", "--tenant", tenant, *options).split()
     assert key.startswith("llmga_")

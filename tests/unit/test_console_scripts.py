@@ -10,7 +10,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from services.gateway import apikeys
+from services.gateway.http import apikeys
 from tests.support.processes import REPO_ROOT
 
 

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from services.common.redis_keys import RedisKeys
-from services.gateway.apikeys import apikey_redis_key, bearer_token, key_hash
+from services.gateway.http.apikeys import apikey_redis_key, bearer_token, key_hash
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from services.gateway.backpressure import QueueDepth
+from services.gateway.http.backpressure import QueueDepth
 from tests.support.services import REDIS_URL
 
 

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
-from services.gateway.errors import ApiError
-from services.gateway.idempotency import HEADER, fingerprint, idempotency_key
+from services.gateway.http.errors import ApiError
+from services.gateway.http.idempotency import HEADER, fingerprint, idempotency_key
+from services.gateway.http.waiting import parse_prefer_wait
 from services.gateway.images.protocol import ImagesRequest
-from services.gateway.waiting import parse_prefer_wait
 
 
 @pytest.mark.parametrize(

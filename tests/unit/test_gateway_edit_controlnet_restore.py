@@ -23,11 +23,11 @@ from services.common.contract import (
 )
 from services.gateway.chat.protocol import ChatRequest
 from services.gateway.chat.serving import turn_task
-from services.gateway.errors import ApiError
-from services.gateway.generation_tags import parse_reply
+from services.gateway.http.errors import ApiError
 from services.gateway.images.protocol import ImagesRequest
 from services.gateway.images.serving import check_prompt
 from services.gateway.jobs.serving import job_view
+from services.gateway.mllm.generation_tags import parse_reply
 from services.gateway.protocol import MAX_CANNY_THRESHOLD, MAX_CONDITIONING_SCALE, ControlInput
 from services.gateway.tasks.controlnet import control_message
 from services.gateway.tasks.edit import DESCRIBE_MESSAGE, edit_method, target_caption_messages

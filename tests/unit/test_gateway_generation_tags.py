@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.gateway.generation_tags import VisibleTextFilter, parse_reply, tidy_text
+from services.gateway.mllm.generation_tags import VisibleTextFilter, parse_reply, tidy_text
 
 
 def test_released_checkpoint_spelling() -> None:

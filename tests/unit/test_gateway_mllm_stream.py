@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from services.gateway.mllm_client import ChatResult, MllmBadResponse, MllmClient
+from services.gateway.mllm.client import ChatResult, MllmBadResponse, MllmClient
 
 
 def _client(handler: Callable[[httpx.Request], httpx.Response]) -> MllmClient:

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from services.gateway.apikeys import TENANT_SCOPE_KEY, key_hash, parse_rate_limit
-from services.gateway.rate_limits import (
+from services.gateway.http.apikeys import TENANT_SCOPE_KEY, key_hash, parse_rate_limit
+from services.gateway.http.rate_limits import (
     _api_key_digest,
     _identity,
     _seconds_to_utc_midnight,

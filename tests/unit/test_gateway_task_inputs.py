@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from services.common.contract import Control, Edit, EditMethod, GenerationRequest, Outpaint, Task
 from services.common.image_rules import mask_selection, outpaint_sides
-from services.gateway.errors import ApiError
-from services.gateway.mllm_client import ChatMessage
+from services.gateway.http.errors import ApiError
+from services.gateway.mllm.client import ChatMessage
 from services.gateway.protocol import ControlInput, ImageInput, OutpaintInput, TaskName
 from services.gateway.tasks.inputs import TaskInputs, check_mask
 from services.gateway.tasks.outpaint import outpaint_message

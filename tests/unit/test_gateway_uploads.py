@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.gateway.errors import ApiError
+from services.gateway.http.errors import ApiError
 from services.gateway.uploads import ImageLimits, check_image, decode_image
 
 LIMITS = ImageLimits(max_bytes=10 * 1024 * 1024, max_pixels=4096 * 4096, max_side=8192)

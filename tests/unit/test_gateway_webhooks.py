@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.common.contract import GenerationRequest, JobRecord, JobStatus, Webhook
 from services.common.webhook_outbox import OutboxEntry, transition_event
-from services.gateway.errors import ApiError
+from services.gateway.http.errors import ApiError
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks.dispatcher import backoff_delay
 from services.gateway.webhooks.protocol import MAX_WEBHOOK_URL_CHARS, WebhookInput

@@ -1,5 +1,5 @@
 """Structured logs (services/common/logs.py), the gateway's request ids
-(services/gateway/request_context.py) and the worker's metrics helpers."""
+(services/gateway/http/request_context.py) and the worker's metrics helpers."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from services.common.logs import (
     log_context,
     redact,
 )
-from services.gateway.request_context import RequestIdMiddleware
+from services.gateway.http.request_context import RequestIdMiddleware
 
 KEY = "llmga_" + "A1b2C3d4" * 5 + "xyz"
 B64 = "iVBORw0KGgo" + "AAAA" * 100

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from services.gateway.chat.protocol import ChatRequest, ChatResponse
 from services.gateway.chat.serving import chat_turn, start_chat_stream
-from services.gateway.errors import invalid
-from services.gateway.event_streams import event_stream
-from services.gateway.idempotency import HEADER, IdempotencyKey, run_idempotent
+from services.gateway.deps import StateDep, TenantDep
+from services.gateway.http.errors import invalid
+from services.gateway.http.event_streams import event_stream
+from services.gateway.http.idempotency import HEADER, IdempotencyKey, run_idempotent
+from services.gateway.http.responses import ModelResponse
 from services.gateway.protocol import ErrorResponse
-from services.gateway.responses import ModelResponse
-from services.gateway.state import GatewayState, get_state, get_tenant
 
 router = APIRouter(tags=["chat"])
 
@@ -47,8 +45,8 @@ router = APIRouter(tags=["chat"])
 )
 async def chat(
     request: ChatRequest,
-    state: Annotated[GatewayState, Depends(get_state)],
-    tenant: Annotated[str, Depends(get_tenant)],
+    state: StateDep,
+    tenant: TenantDep,
     idempotency_key: IdempotencyKey,
 ) -> Response:
     """Send a message to the assistant. Each `<gen_image>` block of its reply starts one

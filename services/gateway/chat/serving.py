@@ -18,12 +18,6 @@ from sse_starlette import ServerSentEvent
 
 from services.common.contract import Webhook
 from services.common.ids import new_id
-from services.gateway.assistant import (
-    ask_mllm,
-    record_mllm_failure,
-    record_mllm_success,
-    start_mllm_stream,
-)
 from services.gateway.chat.protocol import (
     ChatCompletionChunk,
     ChatRequest,
@@ -32,21 +26,27 @@ from services.gateway.chat.protocol import (
     ChunkDelta,
     UsageView,
 )
-from services.gateway.conversation_store import StoredConversation, StoredTurn
 from services.gateway.conversations.lineage import latest_result_image
-from services.gateway.errors import (
+from services.gateway.http.errors import (
     ApiError,
     error_body,
     invalid,
     mllm_error_status,
     not_found,
 )
-from services.gateway.generation_tags import VisibleTextFilter, parse_reply
-from services.gateway.job_submitter import GenerationParams, checked_params
 from services.gateway.jobs.serving import job_view
-from services.gateway.mllm_client import ChatMessage, ChatResult, ChatStream, MllmError
+from services.gateway.mllm.assistant import (
+    ask_mllm,
+    record_mllm_failure,
+    record_mllm_success,
+    start_mllm_stream,
+)
+from services.gateway.mllm.client import ChatMessage, ChatResult, ChatStream, MllmError
+from services.gateway.mllm.generation_tags import VisibleTextFilter, parse_reply
 from services.gateway.protocol import ImageInput
 from services.gateway.state import GatewayState
+from services.gateway.stores.conversations import StoredConversation, StoredTurn
+from services.gateway.stores.job_submitter import GenerationParams, checked_params
 from services.gateway.tasks import edit
 from services.gateway.tasks.base import CheckedInputs, ImageTask, MllmRole, TaskArgs
 from services.gateway.tasks.inputs import TaskInputs

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from services.gateway.conversations.protocol import ConversationView
 from services.gateway.conversations.serving import delete_conversation, get_conversation
+from services.gateway.deps import StateDep, TenantDep
 from services.gateway.protocol import ErrorResponse
-from services.gateway.state import GatewayState, get_state, get_tenant
 
 router = APIRouter(tags=["conversations"])
 
@@ -26,8 +26,8 @@ router = APIRouter(tags=["conversations"])
 )
 async def read_conversation(
     conversation_id: str,
-    state: Annotated[GatewayState, Depends(get_state)],
-    tenant: Annotated[str, Depends(get_tenant)],
+    state: StateDep,
+    tenant: TenantDep,
     image_id: Annotated[
         str | None,
         Query(
@@ -49,8 +49,8 @@ async def read_conversation(
 )
 async def remove_conversation(
     conversation_id: str,
-    state: Annotated[GatewayState, Depends(get_state)],
-    tenant: Annotated[str, Depends(get_tenant)],
+    state: StateDep,
+    tenant: TenantDep,
 ) -> Response:
     """Delete the conversation and what only it refers to: its jobs (queued ones never
     start, running ones stop) with their result images, and images uploaded for its turns

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.contract import JobRecord, JobStatus
-from services.gateway.conversation_store import StoredConversation
 from services.gateway.state import GatewayState
+from services.gateway.stores.conversations import StoredConversation
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import cast
 
 from services.common.contract import task_name
-from services.gateway.conversation_store import StoredConversation
 from services.gateway.conversations.lineage import known_image_ids, produced_images
 from services.gateway.conversations.protocol import ConversationView, LineageStep, TurnView
-from services.gateway.errors import ApiError, not_found
+from services.gateway.http.errors import ApiError, not_found
 from services.gateway.protocol import TaskName
 from services.gateway.state import GatewayState
+from services.gateway.stores.conversations import StoredConversation
 
 
 async def image_lineage(

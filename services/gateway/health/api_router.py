@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.gateway.deps import StateDep
 from services.gateway.health.protocol import Liveness, Readiness
 from services.gateway.health.serving import readiness
-from services.gateway.state import GatewayState, get_state
 
 router = APIRouter(tags=["health"])
 
@@ -26,14 +24,14 @@ async def healthz() -> Liveness:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "A dependency is not ready."}},
 )
-async def readyz(state: Annotated[GatewayState, Depends(get_state)]) -> JSONResponse:
+async def readyz(state: StateDep) -> JSONResponse:
     """Readiness: Redis answers PING, the mllm lists a model, a worker heartbeats."""
     result = await readiness(state)
     return JSONResponse(result.model_dump(), status_code=200 if result.status == "ready" else 503)
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(state: Annotated[GatewayState, Depends(get_state)]) -> Response:
+async def metrics(state: StateDep) -> Response:
     """Prometheus metrics of this process."""
     # The queue depth is read from the broker at every scrape (asyncio: no callback).
     state.metrics.queue_depth.set(await state.queue.depth_or_nan())

@@ -7,7 +7,7 @@ import asyncio
 import redis
 
 from services.gateway.health.protocol import DependencyCheck, Readiness
-from services.gateway.mllm_client import MllmError
+from services.gateway.mllm.client import MllmError
 from services.gateway.state import GatewayState
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response, status
 
-from fastapi import APIRouter, Depends, Response, status
-
-from services.gateway.idempotency import IdempotencyKey, run_idempotent
+from services.gateway.deps import StateDep, TenantDep
+from services.gateway.http.idempotency import IdempotencyKey, run_idempotent
+from services.gateway.http.responses import ModelResponse
+from services.gateway.http.waiting import WaitSeconds, mark_applied
 from services.gateway.images.protocol import (
     ImagesRequest,
     ImagesResponse,
@@ -15,9 +16,6 @@ from services.gateway.images.protocol import (
 )
 from services.gateway.images.serving import create_images_job_waiting, read_image, upload_image
 from services.gateway.protocol import ErrorResponse
-from services.gateway.responses import ModelResponse
-from services.gateway.state import GatewayState, get_state, get_tenant
-from services.gateway.waiting import WaitSeconds, mark_applied
 
 router = APIRouter(tags=["images"])
 
@@ -47,8 +45,8 @@ _INVALID = {"model": ErrorResponse, "description": "Invalid field (named in `fie
 )
 async def create_images(
     request: ImagesRequest,
-    state: Annotated[GatewayState, Depends(get_state)],
-    tenant: Annotated[str, Depends(get_tenant)],
+    state: StateDep,
+    tenant: TenantDep,
     wait: WaitSeconds,
     idempotency_key: IdempotencyKey,
 ) -> Response:
@@ -85,8 +83,8 @@ async def create_images(
 )
 async def download_image(
     image_id: str,
-    state: Annotated[GatewayState, Depends(get_state)],
-    tenant: Annotated[str, Depends(get_tenant)],
+    state: StateDep,
+    tenant: TenantDep,
 ) -> Response:
     """The image (PNG). Images never change, so clients may cache them."""
     blob = await read_image(state, tenant, image_id)
@@ -111,8 +109,8 @@ async def download_image(
 )
 async def create_upload(
     request: UploadRequest,
-    state: Annotated[GatewayState, Depends(get_state)],
-    tenant: Annotated[str, Depends(get_tenant)],
+    state: StateDep,
+    tenant: TenantDep,
 ) -> UploadResponse:
     """Store an input image once; refer to it by id afterwards."""
     return await upload_image(state, tenant, request.image)

@@ -7,14 +7,14 @@ from dataclasses import replace
 import anyio
 
 from services.common.blob_store import Blob
-from services.gateway.assistant import ask_mllm
-from services.gateway.errors import invalid, not_found
-from services.gateway.generation_tags import parse_reply
+from services.gateway.http.errors import invalid, not_found
 from services.gateway.images.protocol import ImagesRequest, ImagesResponse, UploadResponse
-from services.gateway.job_submitter import checked_params
 from services.gateway.jobs.serving import image_url, job_view
-from services.gateway.mllm_client import ChatMessage
+from services.gateway.mllm.assistant import ask_mllm
+from services.gateway.mllm.client import ChatMessage
+from services.gateway.mllm.generation_tags import parse_reply
 from services.gateway.state import GatewayState
+from services.gateway.stores.job_submitter import checked_params
 from services.gateway.tasks import edit
 from services.gateway.tasks.base import CheckedInputs, ImageTask, MllmRole, TaskArgs
 from services.gateway.tasks.similar import describe_image

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from sse_starlette import EventSourceResponse
 
-from services.gateway.event_streams import event_stream
+from services.gateway.deps import StateDep, TenantDep
+from services.gateway.http.event_streams import event_stream
+from services.gateway.http.waiting import WaitSeconds, mark_applied
 from services.gateway.jobs.protocol import JobView
 from services.gateway.jobs.serving import cancel_job, get_job, get_job_waiting, job_event_stream
 from services.gateway.protocol import ErrorResponse
-from services.gateway.state import GatewayState, get_state, get_tenant
-from services.gateway.waiting import WaitSeconds, mark_applied
 
 router = APIRouter(tags=["jobs"])
 
@@ -30,8 +28,8 @@ _NOT_FOUND = {"model": ErrorResponse, "description": "Unknown or expired job."}
 async def read_job(
     job_id: str,
     response: Response,
-    state: Annotated[GatewayState, Depends(get_state)],
-    tenant: Annotated[str, Depends(get_tenant)],
+    state: StateDep,
+    tenant: TenantDep,
     wait: WaitSeconds,
 ) -> JobView:
     """Status, progress and results of a generation job. With `Prefer: wait=N` or
@@ -51,8 +49,8 @@ async def read_job(
 )
 async def cancel(
     job_id: str,
-    state: Annotated[GatewayState, Depends(get_state)],
-    tenant: Annotated[str, Depends(get_tenant)],
+    state: StateDep,
+    tenant: TenantDep,
 ) -> JobView:
     """Cancel a queued or running job: a queued job is never started, a running one stops
     at its next denoising step (the worker keeps running other jobs). Answers the job,
@@ -73,8 +71,8 @@ async def cancel(
 )
 async def job_events(
     job_id: str,
-    state: Annotated[GatewayState, Depends(get_state)],
-    tenant: Annotated[str, Depends(get_tenant)],
+    state: StateDep,
+    tenant: TenantDep,
 ) -> EventSourceResponse:
     """Follow a job: first its current state (`event: status`), then one event per change
     (`status` when the status changed, `progress` per denoising step); the stream ends

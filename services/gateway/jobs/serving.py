@@ -21,7 +21,7 @@ from services.common.contract import (
     status_name,
     task_name,
 )
-from services.gateway.errors import conflict, not_found
+from services.gateway.http.errors import conflict, not_found
 from services.gateway.jobs.protocol import (
     ImageView,
     JobStatusName,

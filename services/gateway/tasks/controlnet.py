@@ -21,7 +21,7 @@ from services.common.image_rules import (
     DEFAULT_LOW_THRESHOLD,
     CannyThresholds,
 )
-from services.gateway.errors import invalid
+from services.gateway.http.errors import invalid
 from services.gateway.protocol import ControlInput, ImageInput
 from services.gateway.tasks.base import ImageTask, MllmRole, TaskArgs
 from services.gateway.tasks.inputs import TaskInputs, stored_id

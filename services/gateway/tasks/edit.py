@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from services.common.contract import Edit, EditMethod, Task
-from services.gateway.assistant import ask_mllm
-from services.gateway.errors import ApiError
-from services.gateway.generation_tags import parse_reply
-from services.gateway.mllm_client import ChatMessage
+from services.gateway.http.errors import ApiError
+from services.gateway.mllm.assistant import ask_mllm
+from services.gateway.mllm.client import ChatMessage
+from services.gateway.mllm.generation_tags import parse_reply
 from services.gateway.protocol import EditMethodName, ImageInput
 from services.gateway.tasks.base import CheckedInputs, ImageTask, MllmRole, TaskArgs
 from services.gateway.tasks.inputs import (

@@ -9,7 +9,7 @@ import anyio
 from PIL import Image
 
 from services.common.contract import Task
-from services.gateway.errors import invalid
+from services.gateway.http.errors import invalid
 from services.gateway.protocol import ImageInput
 from services.gateway.tasks.base import ImageTask, MllmRole, TaskArgs
 from services.gateway.tasks.inputs import (

@@ -30,7 +30,7 @@ from services.common.image_rules import (
     mask_selection,
     side_within,
 )
-from services.gateway.errors import invalid, not_found
+from services.gateway.http.errors import invalid, not_found
 from services.gateway.protocol import ImageInput
 from services.gateway.uploads import DecodedImage, ImageLimits, check_image, decode_image
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from services.common.contract import Outpaint, Task
 from services.common.image_rules import resolve_extension
-from services.gateway.errors import invalid
+from services.gateway.http.errors import invalid
 from services.gateway.protocol import ImageInput, OutpaintInput
 from services.gateway.tasks.base import ImageTask, MllmRole, TaskArgs
 from services.gateway.tasks.inputs import MaskedInputs, check_side, load_input_image

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from services.common.contract import Task
-from services.gateway.assistant import ask_mllm
-from services.gateway.errors import ApiError
-from services.gateway.generation_tags import parse_reply
-from services.gateway.mllm_client import ChatMessage
+from services.gateway.http.errors import ApiError
+from services.gateway.mllm.assistant import ask_mllm
+from services.gateway.mllm.client import ChatMessage
+from services.gateway.mllm.generation_tags import parse_reply
 from services.gateway.protocol import ImageInput
 from services.gateway.tasks.base import ImageTask, MllmRole, TaskArgs
 from services.gateway.tasks.inputs import (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.gateway.errors import invalid
+from services.gateway.http.errors import invalid
 from services.gateway.tasks import controlnet, edit, inpaint, outpaint, restore, similar, t2i
 from services.gateway.tasks.base import ImageTask
 

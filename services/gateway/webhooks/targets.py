@@ -14,7 +14,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from services.common.contract import Webhook
-from services.gateway.errors import invalid
+from services.gateway.http.errors import invalid
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks.protocol import WebhookInput
 

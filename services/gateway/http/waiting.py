@@ -13,8 +13,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Response
 
-from services.gateway.errors import invalid
-from services.gateway.state import GatewayState, get_state
+from services.gateway.deps import StateDep
+from services.gateway.http.errors import invalid
 
 PREFER_FIELD = "Prefer"
 
@@ -30,7 +30,7 @@ def parse_prefer_wait(prefer: str) -> str | None:
 
 
 async def wait_seconds(
-    state: Annotated[GatewayState, Depends(get_state)],
+    state: StateDep,
     wait: Annotated[
         int | None,
         Query(

@@ -3,7 +3,7 @@
 A key is `llmga_` + 256 random bits (URL-safe base64). Only its SHA-256 is stored, as
 `{prefix}:apikey:{sha256 hex}` -> tenant (no TTL), so a leaked Redis dump holds no usable
 key; the key itself is printed once, when it is created (`llmga-keys` is the package's
-console script; `python -m services.gateway.apikeys` is the same command):
+console script; `python -m services.gateway.http.apikeys` is the same command):
 
     llmga-keys create --tenant acme   # prints the key
     llmga-keys revoke --key llmga_...
@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.redis_keys import RedisKeys
 from services.common.settings import StateSettings
-from services.gateway.errors import error_body
+from services.gateway.http.errors import error_body
 
 KEY_PREFIX = "llmga_"
 # Tenants are part of Redis keys: no ':' or spaces.
@@ -157,7 +157,7 @@ class ApiKeyMiddleware:
         if token is None:
             response = _unauthorized(
                 "missing API key: send 'Authorization: Bearer <key>' "
-                "(create one with `python -m services.gateway.apikeys create --tenant T`)"
+                "(create one with `python -m services.gateway.http.apikeys create --tenant T`)"
             )
             await response(scope, receive, send)
             return
@@ -183,7 +183,7 @@ class ApiKeyMiddleware:
 
 def main(argv: list[str] | None = None) -> int:
     """`llmga-keys create --tenant T [--rate-limit N/S] | revoke --key K |
-    rate-limit --key K (--set N/S | --clear)` (also `python -m services.gateway.apikeys`)."""
+    rate-limit --key K (--set N/S | --clear)` (also `python -m services.gateway.http.apikeys`)."""
     parser = argparse.ArgumentParser(description="Manage the gateway's API keys.")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create a key for a tenant; prints it once")

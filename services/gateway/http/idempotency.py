@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from services.common.redis_keys import RedisKeys
-from services.gateway.errors import conflict, invalid
+from services.gateway.http.errors import conflict, invalid
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255

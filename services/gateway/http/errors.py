@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.gateway.mllm_client import MllmError, MllmTimeout, MllmUnavailable
+from services.gateway.mllm.client import MllmError, MllmTimeout, MllmUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import redis
 import redis.asyncio as aioredis
 from fastapi import Request
 
-from services.gateway.errors import ApiError
+from services.gateway.http.errors import ApiError
 
 logger = logging.getLogger(__name__)
 

@@ -36,10 +36,10 @@ from services.common.ids import new_id
 from services.common.job_store import AsyncJobStore, stage_create
 from services.common.logs import current_request_id
 from services.common.redis_keys import RedisKeys
-from services.gateway.errors import ApiError, invalid
+from services.gateway.http.errors import ApiError, invalid
+from services.gateway.http.rate_limits import ImageQuota
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.protocol import GenerationOptions
-from services.gateway.rate_limits import ImageQuota
 from services.gateway.settings import GatewaySettings
 from services.gateway.tasks.inputs import TaskInputs
 

@@ -4,7 +4,7 @@ gateway replica counts against the same numbers (docs/api.md "Rate limits and qu
 - **Requests**: at most `LLMGA_RATE_LIMIT_REQUESTS` per `LLMGA_RATE_LIMIT_WINDOW_S` per API
   key (with auth off: per tenant, i.e. one budget for the whole local stack), on every
   route but /healthz, /readyz and /metrics. A key may carry its own limit instead
-  (`python -m services.gateway.apikeys rate-limit --key K --set N/S`). The limiter is
+  (`python -m services.gateway.http.apikeys rate-limit --key K --set N/S`). The limiter is
   GCRA (a token bucket of `requests` tokens refilled evenly over the window), run as one
   Lua script on Redis' clock: a full burst of `requests` passes at once, and after that
   one request per window/requests seconds. A refusal is 429 `rate_limited` with `Retry-After`: the
@@ -35,13 +35,13 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.redis_keys import RedisKeys
-from services.gateway.apikeys import (
+from services.gateway.http.apikeys import (
     PUBLIC_PATHS,
     TENANT_SCOPE_KEY,
     bearer_token,
     key_hash,
 )
-from services.gateway.errors import ApiError, error_body
+from services.gateway.http.errors import ApiError, error_body
 from services.gateway.metrics import GatewayMetrics
 
 logger = logging.getLogger(__name__)

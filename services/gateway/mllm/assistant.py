@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from services.gateway.mllm_client import ChatMessage, ChatResult, ChatStream, MllmError
+from services.gateway.mllm.client import ChatMessage, ChatResult, ChatStream, MllmError
 from services.gateway.state import GatewayState
 
 
