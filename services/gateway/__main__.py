@@ -17,6 +17,7 @@ def main() -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
+        workers=settings.workers,
         proxy_headers=True,
         log_config=None,  # keep configure_logging's handler (uvicorn's loggers propagate)
         # SIGTERM: stop accepting, let in-flight requests finish (up to this long), then

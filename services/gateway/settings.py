@@ -31,6 +31,14 @@ class GatewaySettings(StateSettings):
         validation_alias="LLMGA_GATEWAY_PORT",
         description="Port uvicorn listens on.",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        validation_alias="LLMGA_GATEWAY_WORKERS",
+        description="uvicorn worker processes (one event loop each); one per CPU core of "
+        "the pod (docs/deploy.md, 'Sizing').",
+    )
 
     default_tenant: str = Field(
         default="local", min_length=1, description="Tenant of every request when auth is off."
