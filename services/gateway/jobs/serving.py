@@ -3,19 +3,18 @@ them (bounded waits and server-sent events)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import cast
 
 from sse_starlette import ServerSentEvent
 
+from services.common import job_states
 from services.common.contract import (
     TERMINAL_STATUSES,
     Control,
     EditMethod,
     JobRecord,
-    JobStatus,
     Outpaint,
     Task,
     status_name,
@@ -161,12 +160,10 @@ async def cancel_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
     ended_as: list[str] = []
 
     def mutate(record: JobRecord) -> None:
-        if record.status in TERMINAL_STATUSES:
+        if job_states.is_terminal(record):
             ended_as.append(status_name(record.status))
             return
-        record.status = JobStatus.JOB_STATUS_CANCELED
-        record.error = CANCELED_ERROR
-        record.timings.finished_at = time.time()
+        job_states.cancel(record, CANCELED_ERROR)
 
     record = await state.jobs.update(tenant, job_id, mutate)
     if record is None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,11 +23,11 @@ from celery import Celery
 from kombu.serialization import dumps as serialize
 from kombu.utils.json import dumps as json_dumps
 
+from services.common import job_states
 from services.common.contract import (
     GENERATE_TASK_NAME,
     GenerationRequest,
     JobRecord,
-    JobStatus,
     Webhook,
     encode_request,
     task_name,
@@ -199,8 +199,7 @@ class JobSubmitter:
             inputs.apply_to(request)
         if webhook is not None:
             request.webhook.CopyFrom(webhook)
-        record = JobRecord(request=request, status=JobStatus.JOB_STATUS_QUEUED)
-        record.timings.created_at = time.time()
+        record = job_states.new_record(request)
         if self._shared_broker:
             await self._create_and_enqueue(record)
         else:
@@ -230,13 +229,13 @@ class JobSubmitter:
             await self._publisher.send(request)
         except Exception as exc:
             logger.error("could not enqueue job %s: %r", request.job_id, exc)
-
-            def mark_failed(stored: JobRecord) -> None:
-                stored.status = JobStatus.JOB_STATUS_FAILED
-                stored.error = "could not enqueue the job: the broker is unavailable"
-                stored.timings.finished_at = time.time()
-
-            await self._jobs.update(request.tenant, request.job_id, mark_failed)
+            await self._jobs.update(
+                request.tenant,
+                request.job_id,
+                partial(
+                    job_states.fail, error="could not enqueue the job: the broker is unavailable"
+                ),
+            )
             raise ApiError(
                 503, "service_unavailable", "the job queue is unavailable; try again later"
             ) from exc
