@@ -140,7 +140,9 @@ def test_the_control_image_changes_the_output(models: LoadedModels) -> None:
     first = run_controlnet(models.controlnet, outline, lambda d, t: progress.append((d, t)))
     assert first.images[0].size == (64, 64) and progress[-1] == (3, 3)
     assert np.array_equal(pixels(first), pixels(run_controlnet(models.controlnet, outline)))
-    assert not np.array_equal(pixels(first), pixels(run_controlnet(models.controlnet, shifted)))
+    moved = pixels(run_controlnet(models.controlnet, shifted))
+    # Not a rounding accident: the edges moved, so a good share of the pixels did.
+    assert (pixels(first) != moved).mean() > 0.05
 
 
 def test_conditioning_scale_zero_is_plain_text_to_image(models: LoadedModels) -> None:
