@@ -31,6 +31,26 @@ class GatewaySettings(StateSettings):
         validation_alias="LLMGA_GATEWAY_PORT",
         description="Port uvicorn listens on.",
     )
+    redis_max_connections: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Connections a gateway process opens to Redis for commands; requests "
+        "beyond them wait for a free one (LLMGA_REDIS_POOL_TIMEOUT_S) instead of failing.",
+    )
+    redis_pool_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long a request waits for a free Redis connection before its 503.",
+    )
+    max_event_subscriptions: int = Field(
+        default=5000,
+        ge=1,
+        le=100_000,
+        description="Open job subscriptions (event streams and `Prefer: wait`) per gateway "
+        "process, each a Redis pub/sub connection of its own; more get 503 + Retry-After.",
+    )
     workers: int = Field(
         default=1,
         ge=1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from celery import Celery
@@ -23,15 +24,22 @@ from services.gateway.stores.job_submitter import JobSubmitter, TaskPublisher, m
 from services.gateway.uploads import ImageLimits
 
 
-def _redis(url: str) -> aioredis.Redis:
-    """An asyncio client: its pool hands every concurrent request a connection of its own."""
-    return aioredis.Redis.from_url(
-        url,
-        decode_responses=False,  # the common stores read and write bytes
-        socket_connect_timeout=3,
-        socket_timeout=10,
-        health_check_interval=30,
-    )
+def _redis(url: str, max_connections: int, wait_s: float | None = None) -> aioredis.Redis:
+    """An asyncio client whose pool opens at most `max_connections`. With `wait_s`, a
+    request finding them all busy waits that long for one (a burst queues instead of
+    failing); without, it fails at once (MaxConnectionsError: 503)."""
+    options: dict[str, Any] = {
+        "max_connections": max_connections,
+        "decode_responses": False,  # the common stores read and write bytes
+        "socket_connect_timeout": 3,
+        "socket_timeout": 10,
+        "health_check_interval": 30,
+    }
+    if wait_s is None:
+        pool = aioredis.ConnectionPool.from_url(url, **options)
+    else:
+        pool = aioredis.BlockingConnectionPool.from_url(url, timeout=wait_s, **options)
+    return aioredis.Redis.from_pool(pool)
 
 
 @dataclass
@@ -69,14 +77,27 @@ class GatewayState:
     def open(cls, settings: GatewaySettings, metrics: GatewayMetrics) -> GatewayState:
         """Create the clients (they connect lazily, so a missing Redis or mllm does not
         stop the gateway from starting; /readyz reports it)."""
-        client = _redis(settings.redis_url)
+        client = _redis(
+            settings.redis_url, settings.redis_max_connections, settings.redis_pool_timeout_s
+        )
+        # Pub/sub holds a connection for as long as a subscriber listens (an event stream
+        # for minutes): its own pool, so open streams never starve commands.
+        subscriptions = _redis(settings.redis_url, settings.max_event_subscriptions)
         keys = RedisKeys(settings.key_prefix)
         producer = make_celery_producer(settings)
         jobs = AsyncJobStore(client, keys, settings.job_ttl_s)
         # The broker may be another Redis than the state store (LLMGA_BROKER_URL); when it
         # is the same, one client serves both and a job is queued in one MULTI.
         shared_broker = settings.effective_broker_url == settings.redis_url
-        broker = client if shared_broker else _redis(settings.effective_broker_url)
+        broker = (
+            client
+            if shared_broker
+            else _redis(
+                settings.effective_broker_url,
+                settings.redis_max_connections,
+                settings.redis_pool_timeout_s,
+            )
+        )
         quota = ImageQuota(client, keys, settings.quota_images_per_day, metrics)
         publisher = TaskPublisher(producer, broker, settings.queue_name)
         return cls(
@@ -100,7 +121,7 @@ class GatewayState:
             submitter=JobSubmitter(
                 client, keys, jobs, publisher, metrics, quota, shared_broker=shared_broker
             ),
-            events=JobEvents(client, keys, jobs, settings.job_events_poll_s),
+            events=JobEvents(subscriptions, keys, jobs, settings.job_events_poll_s),
             idempotency=IdempotencyStore(
                 client,
                 keys,
@@ -121,4 +142,5 @@ class GatewayState:
         self.producer.close()
         if self.broker is not self.redis:
             await self.broker.aclose()
+        await self.events.aclose()
         await self.redis.aclose()

@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -48,7 +48,11 @@ def gateway(namespace: Namespace, scripted: ScriptedMllm, logs: Path) -> Iterato
 
 @contextmanager
 def _gateway(
-    namespace: Namespace, scripted: ScriptedMllm, logs: Path, name: str
+    namespace: Namespace,
+    scripted: ScriptedMllm,
+    logs: Path,
+    name: str,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, ManagedProcess]]:
     """A gateway process (streams bounded to STREAM_MAX_S): its URL and the process."""
     port = free_port()
@@ -59,6 +63,7 @@ def _gateway(
         "LLMGA_GATEWAY_PORT": str(port),
         "LLMGA_EVENT_STREAM_MAX_S": str(STREAM_MAX_S),
         "LLMGA_JOB_EVENTS_KEEPALIVE_S": str(KEEPALIVE_S),
+        **(extra_env or {}),
     }
     url = f"http://127.0.0.1:{port}"
     ready = http_ok(f"{url}/healthz")
@@ -149,6 +154,31 @@ def test_job_reads_are_answered_while_many_chats_wait_on_a_slow_mllm(
 
     asyncio.run(scenario())
     assert finished == ["job"] * JOB_READS + ["chat"] * CHATS
+
+
+def test_a_burst_beyond_the_redis_pool_waits_for_connections_and_streams_use_their_own(
+    namespace: Namespace, scripted: ScriptedMllm, logs: Path
+) -> None:
+    """100 submissions at once on a pool of 4 Redis connections, with more event streams
+    open than that: every submission is accepted (they queue for a connection), and the
+    streams, on pub/sub connections of their own, take none of the 4."""
+    small_pool = {"LLMGA_REDIS_MAX_CONNECTIONS": "4"}
+    with _gateway(namespace, scripted, logs, "gateway-small-pool", small_pool) as (url, _):
+        job_id = _queued_job(url)
+
+        async def scenario() -> list[int]:
+            limits = httpx.Limits(max_connections=200)
+            async with (
+                httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client,
+                AsyncExitStack() as streams,
+            ):
+                for _ in range(6):
+                    stream = client.stream("GET", f"/v1/jobs/{job_id}/events")
+                    assert (await streams.enter_async_context(stream)).status_code == 200
+                burst = [client.post("/v1/images", json={"prompt": f"owl {i}"}) for i in range(100)]
+                return [response.status_code for response in await asyncio.gather(*burst)]
+
+        assert asyncio.run(scenario()) == [202] * 100
 
 
 def test_pushed_task_message_is_what_celerys_producer_writes(

@@ -49,8 +49,9 @@ class JobSubscription:
 
 
 class JobEvents:
-    """Subscriptions to job channels over the gateway's asyncio Redis client (pub/sub
-    needs a connection of its own per subscriber; the pool hands them out)."""
+    """Subscriptions to job channels over an asyncio Redis client of their own (pub/sub
+    needs a connection per subscriber, held while it listens: a pool apart from the
+    commands', bounded by LLMGA_MAX_EVENT_SUBSCRIPTIONS)."""
 
     def __init__(
         self, client: aioredis.Redis, keys: RedisKeys, jobs: AsyncJobStore, poll_s: float
@@ -59,6 +60,10 @@ class JobEvents:
         self._keys = keys
         self._jobs = jobs
         self.poll_s = poll_s
+
+    async def aclose(self) -> None:
+        """Close the subscriptions' connections."""
+        await self._client.aclose()
 
     @asynccontextmanager
     async def subscribe(self, tenant: str, job_id: str) -> AsyncIterator[JobSubscription]:
