@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sse_starlette import ServerSentEvent
 
@@ -59,12 +60,21 @@ logger = logging.getLogger(__name__)
 def history_messages(conversation: StoredConversation | None, limit: int) -> list[ChatMessage]:
     """The last `limit` earlier turns as OpenAI messages; assistant turns are the raw
     replies (with their tags), exactly as the model produced them."""
-    if conversation is None or limit == 0:
+    if conversation is None:
         return []
-    messages = [
-        ChatMessage(turn.role, turn.raw if turn.role == "assistant" and turn.raw else turn.text)
-        for turn in conversation.turns
-    ]
+    return trimmed_history(
+        [
+            ChatMessage(turn.role, turn.raw if turn.role == "assistant" and turn.raw else turn.text)
+            for turn in conversation.turns
+        ],
+        limit,
+    )
+
+
+def trimmed_history(messages: list[ChatMessage], limit: int) -> list[ChatMessage]:
+    """The last `limit` of `messages`, starting with a user message."""
+    if limit == 0:
+        return []
     messages = messages[-limit:]
     # A history must not start with an assistant turn (chat templates reject that).
     while messages and messages[0].role != "user":
@@ -174,8 +184,15 @@ class PreparedTurn:
     webhook: Webhook | None = None
 
 
-async def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -> PreparedTurn:
-    """Check the request (4xx before anything is stored) and build the messages."""
+async def prepare_turn(
+    state: GatewayState,
+    tenant: str,
+    request: ChatRequest,
+    history: list[ChatMessage] | None = None,
+) -> PreparedTurn:
+    """Check the request (4xx before anything is stored) and build the messages. The
+    earlier messages are the stored conversation's (`conversation_id`), else `history`
+    as given (the OpenAI dialect: the client sends the whole exchange), else none."""
     settings = state.settings
     if len(request.message) > settings.max_message_chars:
         raise invalid(f"message is longer than {settings.max_message_chars} characters", "message")
@@ -192,7 +209,10 @@ async def prepare_turn(state: GatewayState, tenant: str, request: ChatRequest) -
     await state.quota.admit(tenant, params.n)
     if inputs is not None and inputs.output_size is not None:
         params = replace(params, width=inputs.output_size[0], height=inputs.output_size[1])
-    messages = history_messages(conversation, settings.chat_history_messages)
+    if conversation is not None or history is None:
+        messages = history_messages(conversation, settings.chat_history_messages)
+    else:
+        messages = list(history)
     # The current turn carries its image (inpaint/outpaint: masked, holes black); the
     # history stays text (images by id only).
     if task.mllm is MllmRole.CAPTIONS_IMAGE and inputs is not None:
@@ -283,21 +303,16 @@ async def complete_turn(
     )
 
 
-async def chat_turn(state: GatewayState, tenant: str, request: ChatRequest) -> ChatResponse:
+async def chat_turn(
+    state: GatewayState,
+    tenant: str,
+    request: ChatRequest,
+    history: list[ChatMessage] | None = None,
+) -> ChatResponse:
     """Answer one user turn and start one job per generation prompt in the reply."""
-    turn = await prepare_turn(state, tenant, request)
+    turn = await prepare_turn(state, tenant, request, history)
     result = await ask_mllm(state, turn.messages)
     return await complete_turn(state, tenant, request, turn, result)
-
-
-async def start_chat_stream(
-    state: GatewayState, tenant: str, request: ChatRequest
-) -> AsyncGenerator[ServerSentEvent, None]:
-    """Check the turn and start the mllm's stream; errors up to here are ordinary HTTP
-    errors (4xx, 502/503/504). Returns the server-sent events of the turn."""
-    turn = await prepare_turn(state, tenant, request)
-    stream = await start_mllm_stream(state, turn.messages)
-    return _chat_events(state, tenant, request, turn, stream)
 
 
 def _sse_data(data: str, event: str | None = None) -> ServerSentEvent:
@@ -305,28 +320,72 @@ def _sse_data(data: str, event: str | None = None) -> ServerSentEvent:
     return ServerSentEvent(data=data, event=event, sep="\n")
 
 
+def _result_events(last: ChatCompletionChunk, answer: ChatResponse) -> list[ServerSentEvent]:
+    """POST /v1/chat: the last chunk (finish_reason), then `event: chat.result`."""
+    return [
+        _sse_data(last.model_dump_json()),
+        _sse_data(answer.model_dump_json(), event="chat.result"),
+    ]
+
+
+def _error_event(status: int, body: dict[str, Any]) -> ServerSentEvent:
+    """POST /v1/chat: a failure after the stream started, as `event: error`."""
+    return _sse_data(json.dumps(body), event="error")
+
+
+@dataclass(frozen=True)
+class StreamStyle:
+    """How a streamed turn ends, for each API dialect: the chunks of the visible reply
+    are the same (`chat.completion.chunk`), the closing events and errors differ."""
+
+    # the chunks' `model`; None: the mllm's
+    model: str | None = None
+    # the events after the reply, given its last chunk (finish_reason) and the answer
+    # (jobs queued, turns stored); `data: [DONE]` follows
+    closing: Callable[[ChatCompletionChunk, ChatResponse], list[ServerSentEvent]] = _result_events
+    # a failure after the stream started, given its HTTP status and the gateway's body
+    error: Callable[[int, dict[str, Any]], ServerSentEvent] = _error_event
+
+
+async def start_chat_stream(
+    state: GatewayState,
+    tenant: str,
+    request: ChatRequest,
+    history: list[ChatMessage] | None = None,
+    style: StreamStyle | None = None,
+) -> AsyncGenerator[ServerSentEvent, None]:
+    """Check the turn and start the mllm's stream; errors up to here are ordinary HTTP
+    errors (4xx, 502/503/504). Returns the server-sent events of the turn."""
+    turn = await prepare_turn(state, tenant, request, history)
+    stream = await start_mllm_stream(state, turn.messages)
+    return _chat_events(state, tenant, request, turn, stream, style or StreamStyle())
+
+
 async def _chat_events(
-    state: GatewayState, tenant: str, request: ChatRequest, turn: PreparedTurn, stream: ChatStream
+    state: GatewayState,
+    tenant: str,
+    request: ChatRequest,
+    turn: PreparedTurn,
+    stream: ChatStream,
+    style: StreamStyle,
 ) -> AsyncGenerator[ServerSentEvent, None]:
     """Chunks of the visible reply as the mllm writes it, then the turn's result (jobs,
-    stored turns) and `[DONE]`. A failure after the stream started is reported in band as
-    `event: error` (the status line has been sent); nothing is stored then if the mllm
-    failed."""
+    stored turns) and `[DONE]`. A failure after the stream started is reported in band
+    (the status line has been sent); nothing is stored then if the mllm failed."""
     chunk_id, created = new_id("chatcmpl"), int(time.time())
     visible = VisibleTextFilter()
     first = True
 
-    def chunk(content: str | None, finish_reason: str | None = None) -> ServerSentEvent:
+    def chunk(content: str | None, finish_reason: str | None = None) -> ChatCompletionChunk:
         nonlocal first
         delta = ChunkDelta(role="assistant" if first else None, content=content)
         first = False
-        body = ChatCompletionChunk(
+        return ChatCompletionChunk(
             id=chunk_id,
             created=created,
-            model=stream.model,
+            model=style.model or stream.model,
             choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
         )
-        return _sse_data(body.model_dump_json())
 
     started = time.perf_counter()
     try:
@@ -334,27 +393,24 @@ async def _chat_events(
             async for piece in stream:
                 text = visible.feed(piece)
                 if text:
-                    yield chunk(text)
+                    yield _sse_data(chunk(text).model_dump_json())
         assert stream.result is not None  # set once the stream is read to its end
         result = stream.result
         record_mllm_success(state, result)
         rest = visible.flush()
         if rest:
-            yield chunk(rest)
-        yield chunk(None, result.finish_reason or "stop")
+            yield _sse_data(chunk(rest).model_dump_json())
+        last = chunk(None, result.finish_reason or "stop")
         answer = await complete_turn(state, tenant, request, turn, result)
-        yield _sse_data(answer.model_dump_json(), event="chat.result")
+        for event in style.closing(last, answer):
+            yield event
         yield _sse_data("[DONE]")
     except MllmError as error:
         record_mllm_failure(state, error, started)
-        _, kind = mllm_error_status(error)
-        yield _sse_data(json.dumps(error_body(kind, str(error))), event="error")
+        status, kind = mllm_error_status(error)
+        yield style.error(status, error_body(kind, str(error)))
     except ApiError as error:
-        yield _sse_data(
-            json.dumps(error_body(error.type, error.message, error.field)), event="error"
-        )
+        yield style.error(error.status_code, error_body(error.type, error.message, error.field))
     except Exception:  # a bug: log it, tell the client no more than the API would
         logger.exception("chat stream failed")
-        yield _sse_data(
-            json.dumps(error_body("internal_error", "internal server error")), event="error"
-        )
+        yield style.error(500, error_body("internal_error", "internal server error"))
