@@ -21,6 +21,8 @@ from services.gateway.http.request_context import RequestIdMiddleware
 from services.gateway.images.api_router import router as images_router
 from services.gateway.jobs.api_router import router as jobs_router
 from services.gateway.metrics import GatewayMetrics, RequestMetricsMiddleware
+from services.gateway.openai_chat.api_router import router as openai_router
+from services.gateway.openai_chat.errors import OpenAIErrorMiddleware
 from services.gateway.settings import GatewaySettings, load_settings
 from services.gateway.state import GatewayState
 from services.gateway.webhooks.dispatcher import WebhookDispatcher
@@ -61,7 +63,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # Job-creating routes answer 429 while the generation queue is full (backpressure.py).
     for router in (chat_router, images_router):
         app.include_router(router, dependencies=[Depends(require_queue_capacity)])
-    for router in (jobs_router, conversations_router, health_router):
+    # OpenAI's dialect; its chat completions route checks the queue itself.
+    for router in (openai_router, jobs_router, conversations_router, health_router):
         app.include_router(router)
     # Innermost: a caller over its request budget gets 429 (rate_limits.py); it runs
     # after the key check, so a request without a valid key is a 401 that costs nothing.
@@ -70,6 +73,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(ApiKeyMiddleware, required=settings.auth_required)
     # Added last = outermost: metrics also time requests the body limit refuses.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    # Outside the key check and the body limit: errors of the OpenAI-compatible routes,
+    # theirs included, get OpenAI's body (openai_chat/errors.py).
+    app.add_middleware(OpenAIErrorMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     # Outermost: every response (a 401, a 413 too) carries X-Request-ID, and every log
     # line of the request its id (request_context.py).

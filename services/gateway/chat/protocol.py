@@ -97,6 +97,10 @@ class ChatResponse(BaseModel):
         "caption; the generation prompts are the target captions).",
     )
     usage: UsageView
+    finish_reason: str = Field(
+        default="stop",
+        description="Why the mllm stopped: `stop`, or `length` (the reply hit its token limit).",
+    )
 
 
 class ChunkDelta(BaseModel):

@@ -300,6 +300,7 @@ async def complete_turn(
         usage=UsageView(
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
         ),
+        finish_reason=result.finish_reason or "stop",
     )
 
 
