@@ -287,3 +287,36 @@ def test_mllm_failure_mid_request_is_an_openai_server_error(
         client.chat.completions.create(model="llmga", messages=[{"role": "user", "content": "x"}])
     assert raised.value.status_code == 502
     assert isinstance(raised.value.body, dict) and raised.value.body["code"] == "upstream_error"
+
+
+def test_earlier_images_are_dropped_and_n_must_be_1(
+    client: openai.OpenAI, mllm: ScriptedMllm
+) -> None:
+    image = f"data:image/png;base64,{png_b64(Image.new('RGB', (64, 64), 'red'))}"
+    client.chat.completions.create(
+        model="llmga",
+        messages=[
+            {"role": "developer", "content": "Draw."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": image}},
+                    {"type": "text", "text": "like this"},
+                ],
+            },
+            {"role": "assistant", "content": "Done."},
+            {"role": "user", "content": "again"},
+        ],
+    )
+    sent = mllm.requests()[-1]["messages"]
+    assert sent == [
+        {"role": "system", "content": "Draw."},
+        {"role": "user", "content": "like this"},
+        {"role": "assistant", "content": "Done."},
+        {"role": "user", "content": "again"},
+    ]
+    with pytest.raises(openai.UnprocessableEntityError) as raised:
+        client.chat.completions.create(
+            model="llmga", messages=[{"role": "user", "content": "hi"}], n=2
+        )
+    assert isinstance(raised.value.body, dict) and raised.value.body["param"] == "n"
