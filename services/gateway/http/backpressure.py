@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, cast
 
 import redis
@@ -98,6 +98,26 @@ class QueueDepth:
         except redis.RedisError as exc:
             logger.warning("queue depth unavailable: %r", exc)
             return math.nan
+
+    async def positions(self, job_ids: Collection[str]) -> dict[str, int]:
+        """Where each job's message waits in the queue's list: how many messages are ahead
+        of it (the list is pushed on the left and consumed from the right), 0 at its end.
+        A job whose message is not in the list (delivered to a worker) is left out. One
+        LRANGE of the whole list, whose length the queue limit bounds."""
+        if not job_ids:
+            return {}
+        messages = await self._broker.lrange(self._queue_name, 0, -1)
+        wanted = {job_id.encode(): job_id for job_id in job_ids}
+        found: dict[str, int] = {}
+        # From the right: the next message a worker takes first.
+        for ahead, message in enumerate(reversed(messages)):
+            for raw_id, job_id in wanted.items():
+                # The task id (= job id) is in the message's plain-JSON headers.
+                if job_id not in found and raw_id in message:
+                    found[job_id] = ahead
+            if len(found) == len(wanted):
+                break
+        return found
 
     def _count_ours(self, entries: Mapping[Any, Any]) -> int:
         """How many kombu `unacked` entries (an HSCAN page) were routed to this queue."""
