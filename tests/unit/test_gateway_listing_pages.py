@@ -93,6 +93,9 @@ def _with_tie(order: list[str]) -> list[str]:
         encode_cursor("other", Position(1.0, "x")),
         base64.urlsafe_b64encode(b'["things", "nan", "x"]').decode(),
         base64.urlsafe_b64encode(b'["things", 1.0, ""]').decode(),
+        base64.urlsafe_b64encode(b'["things", 1' + b"0" * 400 + b', "x"]').decode(),
+        base64.urlsafe_b64encode(b'["things", true, "x"]').decode(),
+        base64.urlsafe_b64encode(b'"things"').decode(),
     ],
 )
 def test_malformed_cursors_name_the_field(cursor: str) -> None:

@@ -54,18 +54,14 @@ def decode_cursor(kind: str, cursor: str) -> Position:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         got_kind, score, id_ = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
+        if not isinstance(score, int | float) or isinstance(score, bool):
+            raise TypeError("score")
+        score = float(score)  # OverflowError for a huge integer
+    except (binascii.Error, ValueError, TypeError, OverflowError):
         raise invalid("cursor is not a cursor this API returned", "cursor") from None
-    if (
-        got_kind != kind
-        or not isinstance(score, int | float)
-        or isinstance(score, bool)
-        or not math.isfinite(score)
-        or not isinstance(id_, str)
-        or not id_
-    ):
+    if got_kind != kind or not math.isfinite(score) or not isinstance(id_, str) or not id_:
         raise invalid(f"cursor is not a cursor of this list ({kind})", "cursor")
-    return Position(float(score), id_)
+    return Position(score, id_)
 
 
 @dataclass(frozen=True)
