@@ -253,6 +253,25 @@ def test_delete_a_queued_job_cancels_it(
     assert_error(api.delete("/v1/jobs/job_unknown"), 404)
 
 
+def test_delete_a_running_job_stops_it(
+    clients: dict[str, httpx.Client], redis_client: redis.Redis, keys: RedisKeys
+) -> None:
+    api = clients["acme"]
+    job_id = _submit(api, "an owl half made")
+    store = JobStore(redis_client, keys, ttl_s=600)
+
+    def start(record: JobRecord) -> None:
+        record.status = JobStatus.JOB_STATUS_RUNNING
+        record.timings.started_at = time.time()
+
+    assert store.update("acme", job_id, start) is not None
+    assert api.get(f"/v1/jobs/{job_id}").json()["queue_position"] is None  # running
+    assert api.delete(f"/v1/jobs/{job_id}").status_code == 204
+    # The worker's next progress write finds the record gone, and so stops the job.
+    assert store.update("acme", job_id, lambda record: None) is None
+    assert_error(api.get(f"/v1/jobs/{job_id}"), 404)
+
+
 def test_delete_an_upload_and_a_generated_image(
     clients: dict[str, httpx.Client], redis_client: redis.Redis, keys: RedisKeys
 ) -> None:
