@@ -97,7 +97,8 @@ class JobView(BaseModel):
         default=None,
         description="Queued jobs, in GET /v1/jobs and GET /v1/jobs/{id}: how many messages "
         "of the generation queue (all tenants') are ahead of this job's; 0 when it is next, "
-        "or already handed to a worker that has not started it. Null otherwise.",
+        "or already handed to a worker that has not started it. Null otherwise (also "
+        "while the broker cannot be read).",
     )
     estimated_start_s: float | None = Field(
         default=None,

@@ -3,10 +3,12 @@ them (bounded waits and server-sent events)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import cast
 
+import redis
 from sse_starlette import ServerSentEvent
 
 from services.common import job_states
@@ -34,6 +36,8 @@ from services.gateway.jobs.protocol import (
 from services.gateway.protocol import ControlInput, EditMethodName, OutpaintInput, TaskName
 from services.gateway.state import GatewayState
 from services.gateway.stores.listing import read_page
+
+logger = logging.getLogger(__name__)
 
 
 def image_url(image_id: str) -> str:
@@ -175,8 +179,14 @@ async def with_queue_positions(
     queued = [view for view in views if view.status == "queued"]
     if not queued:
         return views
-    positions = await state.queue.positions([view.id for view in queued])
-    run_s = await mean_run_s(state, tenant)
+    try:
+        positions = await state.queue.positions([view.id for view in queued])
+        run_s = await mean_run_s(state, tenant)
+    except redis.RedisError as exc:
+        # The broker may be another Redis: its outage leaves the fields null, it does not
+        # fail the read of the job.
+        logger.warning("queue positions unavailable: %r", exc)
+        return views
     for view in queued:
         position = positions.get(view.id, 0)  # not in the list: handed to a worker
         view.queue_position = position
