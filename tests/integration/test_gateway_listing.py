@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ import pytest
 import redis
 from PIL import Image
 
+from services.common import job_states
 from services.common.blob_store import RedisBlobStore
-from services.common.contract import JobRecord, JobStatus
+from services.common.contract import GenerationRequest, JobRecord, JobStatus, Task
 from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
 from tests.support.http_api import assert_error
@@ -356,3 +358,29 @@ def test_conversations_are_listed_by_latest_update(
     others = clients["acme"].get("/v1/conversations").json()["data"]
     assert not set(ids) & set(_ids(others))
     assert_error(api.get("/v1/conversations", params={"cursor": "%%%"}), 422, "cursor")
+
+
+def test_an_unreadable_broker_leaves_the_queue_fields_null(
+    namespace: Namespace,
+    scripted: ScriptedMllm,
+    redis_client: redis.Redis,
+    keys: RedisKeys,
+    tmp_path: Path,
+) -> None:
+    """With the broker on another Redis that is down, a queued job is still answered."""
+    env = {
+        **namespace.env(),
+        "LLMGA_MLLM_BASE_URL": scripted.base_url,
+        "LLMGA_BROKER_URL": "redis://127.0.0.1:1/0",  # nothing listens there
+    }
+    request = GenerationRequest(
+        job_id=f"job_{uuid.uuid4().hex}", tenant="local", task=Task.TASK_T2I
+    )
+    assert JobStore(redis_client, keys, ttl_s=600).create(job_states.new_record(request))
+    with start_gateway(env, tmp_path) as service, httpx.Client(base_url=service.url) as api:
+        response = api.get(f"/v1/jobs/{request.job_id}")
+        assert response.status_code == 200, response.text
+        view = response.json()
+        assert view["status"] == "queued"
+        assert view["queue_position"] is None and view["estimated_start_s"] is None
+        assert _ids(api.get("/v1/jobs").json()["data"]) == [request.job_id]
