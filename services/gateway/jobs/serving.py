@@ -181,7 +181,8 @@ async def with_queue_positions(
         return views
     try:
         positions = await state.queue.positions([view.id for view in queued])
-        run_s = await mean_run_s(state, tenant)
+        # Nothing ahead: the estimate is 0 whatever the run time.
+        run_s = await mean_run_s(state, tenant) if any(positions.values()) else 0.0
     except redis.RedisError as exc:
         # The broker may be another Redis: its outage leaves the fields null, it does not
         # fail the read of the job.
