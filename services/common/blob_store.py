@@ -79,3 +79,11 @@ class AsyncRedisBlobStore:
         """The blob, or None if it is unknown or expired."""
         fields = await self._client.hmget(self._keys.blob(tenant, blob_id), *_FIELDS)
         return blob_from_fields(*fields)
+
+    async def delete(self, tenant: str, blob_id: str) -> bool:
+        """Remove the blob and its conversation references; False if it was unknown."""
+        async with self._client.pipeline() as pipe:
+            pipe.delete(self._keys.blob(tenant, blob_id))
+            pipe.delete(self._keys.blob_refs(tenant, blob_id))
+            removed, _ = await pipe.execute()
+        return bool(removed)

@@ -32,11 +32,16 @@ def parse_record(data: object) -> JobRecord:
 
 
 def stage_create(pipe: Any, keys: RedisKeys, record: JobRecord, ttl_s: int) -> None:
-    """Queue the writes of a new record on `pipe` (sync or asyncio, in MULTI): SET NX and
-    the notification. Their replies are [created, receivers]."""
+    """Queue the writes of a new record on `pipe` (sync or asyncio, in MULTI): SET NX, the
+    notification, and the entry of the tenant's job index (`RedisKeys.job_index`, scored
+    by `created_at`, its TTL renewed to the job TTL: it outlives no job it lists). Their
+    replies are [created, receivers, added, renewed]."""
     tenant, job_id = record.request.tenant, record.request.job_id
     pipe.set(keys.job(tenant, job_id), record.SerializeToString(), ex=ttl_s, nx=True)
     pipe.publish(keys.job_events(tenant, job_id), _notification(record))
+    index = keys.job_index(tenant)
+    pipe.zadd(index, {job_id: record.timings.created_at})
+    pipe.expire(index, ttl_s)
 
 
 def stage_update(pipe: Any, keys: RedisKeys, before: int, record: JobRecord) -> None:
@@ -53,9 +58,11 @@ def stage_update(pipe: Any, keys: RedisKeys, before: int, record: JobRecord) -> 
 
 
 def stage_delete(pipe: Any, keys: RedisKeys, tenant: str, job_id: str) -> None:
-    """Queue the removal of a record and its notification; replies [data, receivers]."""
+    """Queue the removal of a record, its notification and its job index entry; replies
+    [data, receivers, removed]."""
     pipe.getdel(keys.job(tenant, job_id))
     pipe.publish(keys.job_events(tenant, job_id), b"deleted")
+    pipe.zrem(keys.job_index(tenant), job_id)
 
 
 class JobStore:
@@ -71,7 +78,7 @@ class JobStore:
         """Store a new record; False if a record with this id already exists."""
         with self._client.pipeline() as pipe:
             stage_create(pipe, self._keys, record, self._ttl_s)
-            created, _ = pipe.execute()
+            created, *_ = pipe.execute()
         return bool(created)
 
     def get(self, tenant: str, job_id: str) -> JobRecord | None:
@@ -107,7 +114,7 @@ class JobStore:
         notified and find it gone. A worker running the job stops at its next step."""
         with self._client.pipeline() as pipe:
             stage_delete(pipe, self._keys, tenant, job_id)
-            data, _ = pipe.execute()
+            data, *_ = pipe.execute()
         return None if data is None else parse_record(data)
 
 
@@ -124,7 +131,7 @@ class AsyncJobStore:
         """Store a new record; False if a record with this id already exists."""
         async with self._client.pipeline() as pipe:
             stage_create(pipe, self._keys, record, self.ttl_s)
-            created, _ = await pipe.execute()
+            created, *_ = await pipe.execute()
         return bool(created)
 
     async def get(self, tenant: str, job_id: str) -> JobRecord | None:
@@ -159,7 +166,7 @@ class AsyncJobStore:
         """Remove the record and return it as it was (None if unknown); see JobStore."""
         async with self._client.pipeline() as pipe:
             stage_delete(pipe, self._keys, tenant, job_id)
-            data, _ = await pipe.execute()
+            data, *_ = await pipe.execute()
         return None if data is None else parse_record(data)
 
 

@@ -18,8 +18,18 @@ class RedisKeys:
         """Pub/sub channel: a notification after every change of the job's record."""
         return f"{self.prefix}:{tenant}:job-events:{job_id}"
 
+    def job_index(self, tenant: str) -> str:
+        """Sorted set: the tenant's job ids scored by creation time (Unix seconds), for
+        listing; written with the record, its TTL the job TTL from the newest job."""
+        return f"{self.prefix}:{tenant}:jobs"
+
     def conversation(self, tenant: str, conversation_id: str) -> str:
         return f"{self.prefix}:{tenant}:conv:{conversation_id}"
+
+    def conversation_index(self, tenant: str) -> str:
+        """Sorted set: the tenant's conversation ids scored by their last update (Unix
+        seconds), for listing; its TTL the conversation TTL from the latest turn."""
+        return f"{self.prefix}:{tenant}:convs"
 
     def blob_refs(self, tenant: str, blob_id: str) -> str:
         """Set of the conversations whose turns refer to an uploaded image."""

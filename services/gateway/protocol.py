@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Every task of the API, by its name ("similar" makes t2i jobs from the mllm's description
@@ -23,6 +24,19 @@ class ErrorDetail(BaseModel):
     type: str = Field(description="Machine-readable kind, e.g. invalid_request, not_found.")
     message: str = Field(description="Human-readable explanation.")
     field: str | None = Field(default=None, description="The offending request field, if any.")
+
+
+# Listings (GET /v1/jobs, GET /v1/conversations): cursor pages.
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+
+PageLimit = Annotated[
+    int, Query(ge=1, le=MAX_PAGE, description=f"Items per page, 1..{MAX_PAGE} (default 20).")
+]
+Cursor = Annotated[
+    str | None,
+    Query(description="`next_cursor` of the previous page; omitted: the first page."),
+]
 
 
 class ErrorResponse(BaseModel):

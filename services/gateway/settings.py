@@ -181,6 +181,12 @@ class GatewaySettings(StateSettings):
         "broker at most this often (one read shared by the requests checking meanwhile), and "
         "the jobs this process admitted since are added to it. 0: read for every request.",
     )
+    job_duration_estimate_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="The run time assumed per job for a queued job's `estimated_start_s` "
+        "when the tenant has no recent succeeded job to measure it from.",
+    )
     queue_full_retry_after_s: int = Field(
         default=10, ge=1, description="Retry-After of a 429 answered because the queue is full."
     )

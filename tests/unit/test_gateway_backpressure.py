@@ -51,3 +51,21 @@ def test_refresh_zero_reads_the_broker_for_every_check() -> None:
     assert first == 2
     assert later == 3  # read again: the admissions are in the list now, or not at all
     assert reads >= 2
+
+
+async def _positions(job_ids: list[str]) -> dict[str, int]:
+    queue = f"test-backpressure-{uuid.uuid4().hex}"
+    async with aioredis.Redis.from_url(REDIS_URL) as client:
+        try:
+            # Pushed oldest first on the left, as the gateway does; consumed from the right.
+            for job_id in ("job_first", "job_second", "job_third"):
+                await client.lpush(queue, f'{{"headers": {{"id": "{job_id}"}}}}')
+            return await QueueDepth(client, queue).positions(job_ids)
+        finally:
+            await client.delete(queue)
+
+
+def test_queue_positions_count_the_messages_ahead() -> None:
+    found = asyncio.run(_positions(["job_third", "job_first", "job_gone", "job_second"]))
+    assert found == {"job_first": 0, "job_second": 1, "job_third": 2}
+    assert asyncio.run(_positions([])) == {}

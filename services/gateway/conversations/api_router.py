@@ -6,12 +6,40 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from services.gateway.conversations.protocol import ConversationView
-from services.gateway.conversations.serving import delete_conversation, get_conversation
+from services.gateway.conversations.protocol import ConversationList, ConversationView
+from services.gateway.conversations.serving import (
+    delete_conversation,
+    get_conversation,
+    list_conversations,
+)
 from services.gateway.deps import StateDep, TenantDep
-from services.gateway.protocol import ErrorResponse
+from services.gateway.protocol import DEFAULT_PAGE, Cursor, ErrorResponse, PageLimit
 
 router = APIRouter(tags=["conversations"])
+
+
+@router.get(
+    "/v1/conversations",
+    response_model=ConversationList,
+    responses={
+        422: {
+            "model": ErrorResponse,
+            "description": "A malformed cursor, or a bad limit (named in `field`).",
+        }
+    },
+)
+async def read_conversations(
+    state: StateDep,
+    tenant: TenantDep,
+    limit: PageLimit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+) -> ConversationList:
+    """The tenant's conversations (until they expire, LLMGA_CONVERSATION_TTL_S after
+    their last turn), the most recently updated first, `limit` per page; follow
+    `next_cursor` for the next page. A conversation with a new turn moves to the front:
+    a client paging meanwhile may miss it (it is on the first page) but never sees an
+    item twice."""
+    return await list_conversations(state, tenant, limit=limit, cursor=cursor)
 
 
 @router.get(

@@ -55,3 +55,25 @@ class ConversationView(BaseModel):
         "the image itself first, each step's source next, ending at an image made without "
         "a source (t2i) or not made by this conversation (an upload).",
     )
+
+
+class ConversationSummary(BaseModel):
+    """A conversation in a listing (its turns: GET /v1/conversations/{id})."""
+
+    id: str
+    created_at: float = Field(description="Unix seconds.")
+    updated_at: float = Field(description="Unix seconds: the latest turn.")
+    turn_count: int = Field(description="Turns so far (user and assistant).")
+    title: str = Field(
+        description="The first user message, cut at 80 characters ('' if there is none)."
+    )
+
+
+class ConversationList(BaseModel):
+    """A page of the tenant's conversations, most recently updated first."""
+
+    data: list[ConversationSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null after the last page. A page "
+        "may hold fewer than `limit` items (expired conversations) while this is set."
+    )

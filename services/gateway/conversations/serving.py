@@ -6,11 +6,48 @@ from typing import cast
 
 from services.common.contract import task_name
 from services.gateway.conversations.lineage import known_image_ids, produced_images
-from services.gateway.conversations.protocol import ConversationView, LineageStep, TurnView
+from services.gateway.conversations.protocol import (
+    ConversationList,
+    ConversationSummary,
+    ConversationView,
+    LineageStep,
+    TurnView,
+)
 from services.gateway.http.errors import ApiError, not_found
 from services.gateway.protocol import TaskName
 from services.gateway.state import GatewayState
 from services.gateway.stores.conversations import StoredConversation
+from services.gateway.stores.listing import read_page
+
+TITLE_CHARS = 80
+
+
+def conversation_summary(conversation: StoredConversation) -> ConversationSummary:
+    """The listing's view of a conversation."""
+    first = next((turn.text for turn in conversation.turns if turn.role == "user"), "")
+    return ConversationSummary(
+        id=conversation.id,
+        created_at=conversation.created_at,
+        updated_at=conversation.updated_at,
+        turn_count=len(conversation.turns),
+        title=first[:TITLE_CHARS],
+    )
+
+
+async def list_conversations(
+    state: GatewayState, tenant: str, *, limit: int, cursor: str | None
+) -> ConversationList:
+    """A page of the tenant's conversations, latest update first (stores/listing.py)."""
+    page = await read_page(
+        state.redis,
+        kind="conversations",
+        index=state.keys.conversation_index(tenant),
+        record_key=lambda conversation_id: state.keys.conversation(tenant, conversation_id),
+        parse=lambda data: conversation_summary(StoredConversation.model_validate_json(data)),
+        limit=limit,
+        cursor=cursor,
+    )
+    return ConversationList(data=page.items, next_cursor=page.next_cursor)
 
 
 async def image_lineage(

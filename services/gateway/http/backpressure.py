@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import redis
@@ -40,6 +40,25 @@ logger = logging.getLogger(__name__)
 # kombu's Redis transport defaults (`unacked_key`); neither the gateway nor the worker
 # changes it.
 UNACKED_KEY = "unacked"
+# Messages ahead of each job's (ARGV) in the queue's list (KEYS[1]), -1 if it is not in
+# it: the task id (= the job id) is in a message's plain-JSON headers, and ids are 128
+# random bits, so a plain substring match finds exactly its message.
+_POSITIONS = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local result, left = {}, #ARGV
+for j = 1, #ARGV do result[j] = -1 end
+for i = #items, 1, -1 do
+  for j = 1, #ARGV do
+    if result[j] == -1 and string.find(items[i], ARGV[j], 1, true) then
+      result[j] = #items - i
+      left = left - 1
+    end
+  end
+  if left == 0 then break end
+end
+return result
+"""
+
 # Entries of `unacked` read per HSCAN round trip.
 _SCAN_PAGE = 500
 
@@ -60,6 +79,7 @@ class QueueDepth:
         self._read_at = -math.inf  # time.monotonic() of the last read
         self._last_read = 0
         self._admitted = 0  # jobs admitted by this process since the last read
+        self._positions = broker.register_script(_POSITIONS)
 
     async def estimate(self) -> int:
         """The depth as read at most `refresh_s` ago, plus the jobs admitted since
@@ -98,6 +118,21 @@ class QueueDepth:
         except redis.RedisError as exc:
             logger.warning("queue depth unavailable: %r", exc)
             return math.nan
+
+    async def positions(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """Where each job's message waits in the queue's list: how many messages are ahead
+        of it (the list is pushed on the left and consumed from the right), 0 at its end.
+        A job whose message is not in the list (delivered to a worker) is left out. One
+        script on the broker walks the list (whose length the queue limit bounds) from
+        the right, so no message travels to the gateway."""
+        if not job_ids:
+            return {}
+        found = await self._positions(keys=[self._queue_name], args=list(job_ids))
+        return {
+            job_id: int(ahead)
+            for job_id, ahead in zip(job_ids, cast(list[int], found), strict=True)
+            if int(ahead) >= 0
+        }
 
     def _count_ours(self, entries: Mapping[Any, Any]) -> int:
         """How many kombu `unacked` entries (an HSCAN page) were routed to this queue."""

@@ -14,7 +14,12 @@ from services.gateway.images.protocol import (
     UploadRequest,
     UploadResponse,
 )
-from services.gateway.images.serving import create_images_job_waiting, read_image, upload_image
+from services.gateway.images.serving import (
+    create_images_job_waiting,
+    delete_image,
+    read_image,
+    upload_image,
+)
 from services.gateway.protocol import ErrorResponse
 
 router = APIRouter(tags=["images"])
@@ -93,6 +98,24 @@ async def download_image(
         media_type=blob.content_type,
         headers={"Cache-Control": "private, max-age=86400, immutable"},
     )
+
+
+@router.delete(
+    "/v1/images/{image_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: {"model": ErrorResponse, "description": "Unknown or expired image."}},
+)
+async def remove_image(
+    image_id: str,
+    state: StateDep,
+    tenant: TenantDep,
+) -> Response:
+    """Delete an uploaded or generated image now, not at its expiry (LLMGA_IMAGE_TTL_S).
+    Jobs and conversations that name it keep its id; downloading it answers 404, and a
+    new job naming it as an input gets 404."""
+    await delete_image(state, tenant, image_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(

@@ -172,6 +172,12 @@ async def read_image(state: GatewayState, tenant: str, image_id: str) -> Blob:
     return blob
 
 
+async def delete_image(state: GatewayState, tenant: str, image_id: str) -> None:
+    """Delete the stored image; 404 if unknown or expired."""
+    if not await state.blobs.delete(tenant, image_id):
+        raise not_found(f"image {image_id!r} not found")
+
+
 async def upload_image(state: GatewayState, tenant: str, image_b64: str) -> UploadResponse:
     """Check an uploaded image (decoding in a worker thread: CPU only) and store it once,
     as PNG."""

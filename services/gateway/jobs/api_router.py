@@ -2,19 +2,64 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
 from sse_starlette import EventSourceResponse
 
 from services.gateway.deps import StateDep, TenantDep
 from services.gateway.http.event_streams import event_stream
 from services.gateway.http.waiting import WaitSeconds, mark_applied
-from services.gateway.jobs.protocol import JobView
-from services.gateway.jobs.serving import cancel_job, get_job, get_job_waiting, job_event_stream
-from services.gateway.protocol import ErrorResponse
+from services.gateway.jobs.protocol import JobList, JobStatusName, JobView
+from services.gateway.jobs.serving import (
+    cancel_job,
+    delete_job,
+    get_job_waiting,
+    job_event_stream,
+    list_jobs,
+    require_job,
+)
+from services.gateway.protocol import DEFAULT_PAGE, Cursor, ErrorResponse, PageLimit, TaskName
 
 router = APIRouter(tags=["jobs"])
 
 _NOT_FOUND = {"model": ErrorResponse, "description": "Unknown or expired job."}
+
+
+@router.get(
+    "/v1/jobs",
+    response_model=JobList,
+    responses={
+        422: {
+            "model": ErrorResponse,
+            "description": "A malformed cursor, or a bad filter or limit (named in `field`).",
+        }
+    },
+)
+async def read_jobs(
+    state: StateDep,
+    tenant: TenantDep,
+    limit: PageLimit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+    status: Annotated[JobStatusName | None, Query(description="Only jobs in this status.")] = None,
+    task: Annotated[TaskName | None, Query(description="Only jobs of this task.")] = None,
+    conversation_id: Annotated[
+        str | None, Query(description="Only the jobs this conversation started.")
+    ] = None,
+) -> JobList:
+    """The tenant's jobs (until they expire, LLMGA_JOB_TTL_S), newest first, `limit` per
+    page; follow `next_cursor` for the next page (cursors stay valid while new jobs are
+    created: a new job never shifts or repeats items of later pages). Queued jobs carry
+    `queue_position` and `estimated_start_s`."""
+    return await list_jobs(
+        state,
+        tenant,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        task=task,
+        conversation_id=conversation_id,
+    )
 
 
 @router.get(
@@ -32,7 +77,8 @@ async def read_job(
     tenant: TenantDep,
     wait: WaitSeconds,
 ) -> JobView:
-    """Status, progress and results of a generation job. With `Prefer: wait=N` or
+    """Status, progress and results of a generation job (a queued one with its
+    `queue_position` and `estimated_start_s`). With `Prefer: wait=N` or
     `?wait=N` the answer comes as soon as the job ends, or after N seconds."""
     view = await get_job_waiting(state, tenant, job_id, wait)
     mark_applied(response, wait)
@@ -58,6 +104,24 @@ async def cancel(
     return await cancel_job(state, tenant, job_id)
 
 
+@router.delete(
+    "/v1/jobs/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: _NOT_FOUND},
+)
+async def remove_job(
+    job_id: str,
+    state: StateDep,
+    tenant: TenantDep,
+) -> Response:
+    """Delete a job: cancel it first if it is queued or running (a queued job is never
+    started, a running one stops at its next step; a webhook asking for `canceled` gets
+    it), then delete its record and its result images."""
+    await delete_job(state, tenant, job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get(
     "/v1/jobs/{job_id}/events",
     response_class=EventSourceResponse,
@@ -79,5 +143,5 @@ async def job_events(
     after a terminal state. Streams carry `: keep-alive` comments every
     LLMGA_JOB_EVENTS_KEEPALIVE_S and end after LLMGA_EVENT_STREAM_MAX_S or at shutdown
     with a comment saying why (reconnect: the first event is the job as it is then)."""
-    await get_job(state, tenant, job_id)  # 404 before the stream starts
+    await require_job(state, tenant, job_id)  # 404 before the stream starts
     return event_stream(job_event_stream(state, tenant, job_id), state.settings)

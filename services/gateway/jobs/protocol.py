@@ -93,3 +93,28 @@ class JobView(BaseModel):
     control: ControlInput | None = Field(
         default=None, description="controlnet: the control options as requested."
     )
+    queue_position: int | None = Field(
+        default=None,
+        description="Queued jobs, in GET /v1/jobs and GET /v1/jobs/{id}: how many messages "
+        "of the generation queue (all tenants') are ahead of this job's; 0 when it is next, "
+        "or already handed to a worker that has not started it. Null otherwise (also "
+        "while the broker cannot be read).",
+    )
+    estimated_start_s: float | None = Field(
+        default=None,
+        description="With `queue_position`: a rough estimate of the seconds until the job "
+        "starts, queue_position x the mean run time (finished_at - started_at) of the "
+        "tenant's up to 20 most recent succeeded jobs, or LLMGA_JOB_DURATION_ESTIMATE_S "
+        "(10) when there is none. It assumes one worker taking one job at a time and "
+        "ignores how far the running job is.",
+    )
+
+
+class JobList(BaseModel):
+    """A page of the tenant's jobs, newest first."""
+
+    data: list[JobView]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null after the last page. A page "
+        "may hold fewer than `limit` jobs (filters, expired jobs) while this is set."
+    )

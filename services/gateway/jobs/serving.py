@@ -3,10 +3,12 @@ them (bounded waits and server-sent events)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import cast
 
+import redis
 from sse_starlette import ServerSentEvent
 
 from services.common import job_states
@@ -15,14 +17,17 @@ from services.common.contract import (
     Control,
     EditMethod,
     JobRecord,
+    JobStatus,
     Outpaint,
     Task,
     status_name,
     task_name,
 )
+from services.common.job_store import parse_record
 from services.gateway.http.errors import conflict, not_found
 from services.gateway.jobs.protocol import (
     ImageView,
+    JobList,
     JobStatusName,
     JobView,
     ProgressView,
@@ -30,6 +35,9 @@ from services.gateway.jobs.protocol import (
 )
 from services.gateway.protocol import ControlInput, EditMethodName, OutpaintInput, TaskName
 from services.gateway.state import GatewayState
+from services.gateway.stores.listing import read_page
+
+logger = logging.getLogger(__name__)
 
 
 def image_url(image_id: str) -> str:
@@ -130,12 +138,131 @@ def _outpaint_view(outpaint: Outpaint) -> OutpaintInput:
     )
 
 
+CANCELED_ERROR = "canceled by the client"
+
+# Succeeded jobs the estimate of a queued job's start averages over, and how many of the
+# tenant's newest jobs are looked at to find them.
+RECENT_RUNS = 20
+_RECENT_SCANNED = 100
+
+
+async def mean_run_s(state: GatewayState, tenant: str) -> float:
+    """The mean run time (finished_at - started_at) of the tenant's most recent succeeded
+    jobs (up to RECENT_RUNS of its newest _RECENT_SCANNED), else the configured guess."""
+    ids = await state.redis.zrevrange(state.keys.job_index(tenant), 0, _RECENT_SCANNED - 1)
+    runs: list[float] = []
+    if ids:
+        records = await state.redis.mget(
+            [state.keys.job(tenant, raw.decode()) for raw in cast(list[bytes], ids)]
+        )
+        for data in records:
+            if data is None:
+                continue
+            record = parse_record(data)
+            timings = record.timings
+            if (
+                record.status == JobStatus.JOB_STATUS_SUCCEEDED
+                and timings.started_at
+                and timings.finished_at >= timings.started_at
+            ):
+                runs.append(timings.finished_at - timings.started_at)
+                if len(runs) == RECENT_RUNS:
+                    break
+    return sum(runs) / len(runs) if runs else state.settings.job_duration_estimate_s
+
+
+async def with_queue_positions(
+    state: GatewayState, tenant: str, views: list[JobView]
+) -> list[JobView]:
+    """`views` with the queue position and estimated start of the queued ones (one read
+    of the queue and, when there is one, of the tenant's recent jobs)."""
+    queued = [view for view in views if view.status == "queued"]
+    if not queued:
+        return views
+    try:
+        positions = await state.queue.positions([view.id for view in queued])
+        # Nothing ahead: the estimate is 0 whatever the run time.
+        run_s = await mean_run_s(state, tenant) if any(positions.values()) else 0.0
+    except redis.RedisError as exc:
+        # The broker may be another Redis: its outage leaves the fields null, it does not
+        # fail the read of the job.
+        logger.warning("queue positions unavailable: %r", exc)
+        return views
+    for view in queued:
+        position = positions.get(view.id, 0)  # not in the list: handed to a worker
+        view.queue_position = position
+        view.estimated_start_s = round(position * run_s, 3)
+    return views
+
+
+async def require_job(state: GatewayState, tenant: str, job_id: str) -> None:
+    """404 if the job is unknown (or expired)."""
+    if not await state.redis.exists(state.keys.job(tenant, job_id)):
+        raise not_found(f"job {job_id!r} not found")
+
+
 async def get_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
-    """The job's view; 404 if it is unknown (or expired)."""
+    """The job's view (a queued one with its queue position); 404 if it is unknown (or
+    expired)."""
     record = await state.jobs.get(tenant, job_id)
     if record is None:
         raise not_found(f"job {job_id!r} not found")
-    return job_view(record)
+    (view,) = await with_queue_positions(state, tenant, [job_view(record)])
+    return view
+
+
+async def list_jobs(
+    state: GatewayState,
+    tenant: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: JobStatusName | None = None,
+    task: TaskName | None = None,
+    conversation_id: str | None = None,
+) -> JobList:
+    """A page of the tenant's jobs, newest first, filtered (stores/listing.py)."""
+
+    def parse(data: bytes) -> JobView | None:
+        record = parse_record(data)
+        if status is not None and status_name(record.status) != status:
+            return None
+        if task is not None and task_name(record.request.task) != task:
+            return None
+        if conversation_id is not None and record.request.conversation_id != conversation_id:
+            return None
+        return job_view(record)
+
+    page = await read_page(
+        state.redis,
+        kind="jobs",
+        index=state.keys.job_index(tenant),
+        record_key=lambda job_id: state.keys.job(tenant, job_id),
+        parse=parse,
+        limit=limit,
+        cursor=cursor,
+    )
+    views = await with_queue_positions(state, tenant, page.items)
+    return JobList(data=views, next_cursor=page.next_cursor)
+
+
+async def delete_job(state: GatewayState, tenant: str, job_id: str) -> None:
+    """Cancel the job if it is queued or running (the canceled transition, with its
+    webhook event), then delete its record (and index entry) and its result images; 404
+    if unknown. A queued job is never started and a running one stops at its next step."""
+
+    def mutate(record: JobRecord) -> None:
+        if not job_states.is_terminal(record):
+            job_states.cancel(record, CANCELED_ERROR)
+
+    if await state.jobs.update(tenant, job_id, mutate) is None:
+        raise not_found(f"job {job_id!r} not found")
+    record = await state.jobs.delete(tenant, job_id)
+    if record is not None and record.images:
+        # Result images belong to their job alone (the worker stores them per job).
+        await state.redis.delete(
+            *(state.keys.blob(tenant, image.image_id) for image in record.images)
+        )
 
 
 async def get_job_waiting(
@@ -147,10 +274,8 @@ async def get_job_waiting(
     record = await state.events.wait_until_done(tenant, job_id, wait_s)
     if record is None:
         raise not_found(f"job {job_id!r} not found")
-    return job_view(record)
-
-
-CANCELED_ERROR = "canceled by the client"
+    (view,) = await with_queue_positions(state, tenant, [job_view(record)])
+    return view
 
 
 async def cancel_job(state: GatewayState, tenant: str, job_id: str) -> JobView:

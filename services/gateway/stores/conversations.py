@@ -1,5 +1,6 @@
 """Conversations in Redis: one JSON document per conversation under
-`RedisKeys.conversation(tenant, id)`, its TTL refreshed on every turn.
+`RedisKeys.conversation(tenant, id)`, its TTL refreshed on every turn, and listed in the
+tenant's `RedisKeys.conversation_index` (scored by the last update, in the same MULTI).
 
 Uploaded images that turns refer to are counted in a reference set per image
 (`RedisKeys.blob_refs`: the ids of the conversations using it), so deleting a conversation
@@ -99,6 +100,10 @@ class ConversationStore:
                     conversation.updated_at = now
                     pipe.multi()
                     pipe.set(key, conversation.model_dump_json(), ex=self._ttl_s)
+                    # The tenant's listing: newest update first, as long as its newest.
+                    index = self._keys.conversation_index(tenant)
+                    pipe.zadd(index, {conversation_id: now})
+                    pipe.expire(index, self._ttl_s)
                     # Every reference lives as long as the conversation that holds it.
                     for image_id in {i for turn in turns for i in turn.image_ids}:
                         refs = self._keys.blob_refs(tenant, image_id)
@@ -112,7 +117,10 @@ class ConversationStore:
     async def delete(self, tenant: str, conversation_id: str) -> StoredConversation | None:
         """Remove the conversation and return it (None if it is unknown or expired), then
         drop its references to uploaded images, deleting those no other one uses."""
-        data = await self._client.getdel(self._keys.conversation(tenant, conversation_id))
+        async with self._client.pipeline() as pipe:
+            pipe.getdel(self._keys.conversation(tenant, conversation_id))
+            pipe.zrem(self._keys.conversation_index(tenant), conversation_id)
+            data, _ = await pipe.execute()
         if data is None:
             return None
         conversation = StoredConversation.model_validate_json(data)
