@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 from sse_starlette import EventSourceResponse
 
 from services.gateway.deps import StateDep, TenantDep
@@ -66,6 +68,10 @@ async def cancel(
             "content": {"text/event-stream": {}},
             "description": "Server-sent events; each `data` is a Job (JSON).",
         },
+        403: {
+            "model": ErrorResponse,
+            "description": "A `token` that does not match or has expired.",
+        },
         404: _NOT_FOUND,
     },
 )
@@ -73,6 +79,13 @@ async def job_events(
     job_id: str,
     state: StateDep,
     tenant: TenantDep,
+    token: Annotated[
+        str | None,
+        Query(
+            description="The short-lived token of the job's `events_url` (with "
+            "LLMGA_URL_SIGNING_SECRET set): lets an EventSource connect without an API key."
+        ),
+    ] = None,
 ) -> EventSourceResponse:
     """Follow a job: first its current state (`event: status`), then one event per change
     (`status` when the status changed, `progress` per denoising step); the stream ends

@@ -3,6 +3,8 @@ them (bounded waits and server-sent events)."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import cast
@@ -21,6 +23,7 @@ from services.common.contract import (
     task_name,
 )
 from services.gateway.http.errors import conflict, not_found
+from services.gateway.http.links import PLAIN, Links
 from services.gateway.jobs.protocol import (
     ImageView,
     JobStatusName,
@@ -32,13 +35,9 @@ from services.gateway.protocol import ControlInput, EditMethodName, OutpaintInpu
 from services.gateway.state import GatewayState
 
 
-def image_url(image_id: str) -> str:
-    """The API path of an image."""
-    return f"/v1/images/{image_id}"
-
-
-def job_view(record: JobRecord) -> JobView:
-    """The API view of a job record."""
+def job_view(record: JobRecord, links: Links = PLAIN) -> JobView:
+    """The API view of a job record; its URLs written by `links` (the caller's tenant's:
+    absolute and signed as configured; default: plain paths)."""
     request = record.request
     timings = record.timings
     edit = _edit_view(record)
@@ -47,10 +46,11 @@ def job_view(record: JobRecord) -> JobView:
         task=cast(TaskName, task_name(request.task)),
         status=cast(JobStatusName, status_name(record.status)),
         progress=ProgressView(step=record.progress.step, total=record.progress.total),
+        events_url=links.events(request.job_id),
         images=[
             ImageView(
                 id=image.image_id,
-                url=image_url(image.image_id),
+                url=links.image(image.image_id),
                 seed=image.seed,
                 width=image.width,
                 height=image.height,
@@ -135,7 +135,7 @@ async def get_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
     record = await state.jobs.get(tenant, job_id)
     if record is None:
         raise not_found(f"job {job_id!r} not found")
-    return job_view(record)
+    return job_view(record, state.links(tenant))
 
 
 async def get_job_waiting(
@@ -147,7 +147,7 @@ async def get_job_waiting(
     record = await state.events.wait_until_done(tenant, job_id, wait_s)
     if record is None:
         raise not_found(f"job {job_id!r} not found")
-    return job_view(record)
+    return job_view(record, state.links(tenant))
 
 
 CANCELED_ERROR = "canceled by the client"
@@ -170,7 +170,7 @@ async def cancel_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
         raise not_found(f"job {job_id!r} not found")
     if ended_as:
         raise conflict("job_finished", f"job {job_id!r} has already ended: {ended_as[0]}")
-    return job_view(record)
+    return job_view(record, state.links(tenant))
 
 
 async def job_event_stream(
@@ -181,11 +181,12 @@ async def job_event_stream(
     state or when the record is gone (keep-alives and bounds: event_streams.py)."""
     async with state.events.subscribe(tenant, job_id) as subscription:
         last_status, last_data = "", ""
+        links = dataclasses.replace(state.links(tenant), at=time.time())
         while True:
             record = await subscription.read()
             if record is None:
                 return
-            view = job_view(record)
+            view = job_view(record, links)
             data = view.model_dump_json()
             if data != last_data:
                 event = "status" if view.status != last_status else "progress"
