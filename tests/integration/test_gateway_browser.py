@@ -231,6 +231,21 @@ def test_uploads_have_the_same_limits_and_errors_in_both_forms(
             "/v1/uploads", content=b"{not json", headers={"Content-Type": "application/json"}
         )
         assert malformed.status_code == 400 and malformed.json()["error"]["type"] == "invalid_json"
+        for content_type in ("multipart/form-data", "multipart/form-data; boundary=xyz"):
+            broken = api.post(
+                "/v1/uploads",
+                content=b"--xyz\r\nnot a part",
+                headers={"Content-Type": content_type},
+            )
+            assert_error(broken, 400)
+        two_files = api.post(
+            "/v1/uploads",
+            files=[
+                ("image", ("a.png", _png(), "image/png")),
+                ("image", ("b.png", _png(), "image/png")),
+            ],
+        )
+        assert_error(two_files, 400)
 
 
 def test_urls_are_plain_paths_without_a_base_url_or_secret(plain: HttpService) -> None:
