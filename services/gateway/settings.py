@@ -9,6 +9,8 @@ from services.common.settings import StateSettings
 
 # Diffusion models work on latents 8x smaller than the image: sides must be multiples of 8.
 SIZE_MULTIPLE = 8
+# A signing secret shorter than this is refused at startup (brute-forceable).
+MIN_SIGNING_SECRET_CHARS = 32
 
 
 class GatewaySettings(StateSettings):
@@ -85,8 +87,8 @@ class GatewaySettings(StateSettings):
     url_signing_secret: SecretStr = Field(
         default=SecretStr(""),
         description="Per-deployment secret of signed image URLs and event-stream tokens "
-        "(HMAC-SHA256 under a key derived per tenant); empty: no signing, image URLs need "
-        "the API key like every route.",
+        "(HMAC-SHA256 under a key derived per tenant), at least 32 characters, the same on "
+        "every replica; empty: no signing, image URLs need the API key like every route.",
     )
     signed_url_ttl_s: int = Field(
         default=3600,
@@ -303,6 +305,16 @@ class GatewaySettings(StateSettings):
         if url and not (url.startswith(("https://", "http://")) and "?" not in url):
             raise ValueError(
                 f"LLMGA_PUBLIC_BASE_URL must be an http(s):// URL without a query, not {url!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _signing_secret_is_long_enough(self) -> GatewaySettings:
+        secret = self.url_signing_secret.get_secret_value()
+        if secret and len(secret) < MIN_SIGNING_SECRET_CHARS:
+            raise ValueError(
+                f"LLMGA_URL_SIGNING_SECRET must have at least {MIN_SIGNING_SECRET_CHARS} "
+                "characters (e.g. `openssl rand -hex 32`)"
             )
         return self
 

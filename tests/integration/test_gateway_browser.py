@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 ORIGIN = "https://app.example.com"
 BASE = "https://api.example.com/llmga"
-SECRET = "test-url-signing-secret"
+SECRET = "test-url-signing-secret-0123456789abcdef"
 MAX_UPLOAD = 100_000
 
 
@@ -355,7 +355,9 @@ def test_a_signature_opens_only_its_route_and_tenant(
         query = f"tenant=acme&expires={expires}&sig={sig}"
         assert_error(anonymous.get(f"/v1/images/{globex_image}?{query}"), 404)
         # Another deployment's secret.
-        foreign = UrlSigner("another-secret").signature("image", "globex", globex_image, expires)
+        foreign = UrlSigner("another-deployment-secret-0123456789").signature(
+            "image", "globex", globex_image, expires
+        )
         assert_error(
             anonymous.get(
                 f"/v1/images/{globex_image}?tenant=globex&expires={expires}&sig={foreign}"

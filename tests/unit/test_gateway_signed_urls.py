@@ -83,7 +83,7 @@ def test_links_are_paths_by_default_and_absolute_and_signed_when_configured() ->
     assert PLAIN.events("job_1") == "/v1/jobs/job_1/events"
     settings = GatewaySettings(
         public_base_url="https://api.example.com/llmga/",
-        url_signing_secret=SecretStr("s3cret"),
+        url_signing_secret=SecretStr("s" * 32),
     )
     links = Links.for_tenant(settings, url_signer(settings), "acme")
     image = urlsplit(links.image("img_1"))
@@ -105,3 +105,5 @@ def test_browser_settings() -> None:
     assert GatewaySettings().cors_origin_list == []
     with pytest.raises(ValidationError, match="LLMGA_PUBLIC_BASE_URL"):
         GatewaySettings(public_base_url="api.example.com")
+    with pytest.raises(ValidationError, match="LLMGA_URL_SIGNING_SECRET"):
+        GatewaySettings(url_signing_secret=SecretStr("short"))
