@@ -85,6 +85,7 @@ def test_health_and_documentation_routes_need_no_key(gateway: HttpService) -> No
         # The documentation holds nothing of a tenant's: a browser loads it without a key.
         assert api.get("/openapi.json").status_code == 200
         assert api.get("/docs").status_code == 200
+        assert api.get("/redoc").status_code == 200
 
 
 def test_tenants_see_only_their_own_jobs_conversations_and_images(

@@ -49,7 +49,15 @@ TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Routes a load balancer, Prometheus or a browser showing the API's documentation calls
 # without a key (the documentation holds nothing of a tenant's).
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"}
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
 )
 # Where the middleware leaves the tenant for `get_tenant`.
 TENANT_SCOPE_KEY = "llmga.tenant"
