@@ -77,8 +77,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # Added last = outermost: metrics also time requests the body limit refuses.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
-    # Outermost: every response (a 401, a 413 too) carries X-Request-ID, and every log
-    # line of the request its id (request_context.py).
+    # Outermost but CORS: every response (a 401, a 413 too; not a CORS preflight) carries
+    # X-Request-ID, and every log line of the request its id (request_context.py).
     app.add_middleware(RequestIdMiddleware)
     origins = settings.cors_origin_list
     if origins:
