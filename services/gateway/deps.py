@@ -27,13 +27,14 @@ StateDep = Annotated[GatewayState, Depends(get_state)]
 
 async def get_tenant(request: Request, state: StateDep) -> str:
     """FastAPI dependency: the caller's tenant: its API key's when auth is required (set
-    by `ApiKeyMiddleware`, which answered 401 without a valid key), else the default."""
+    by `ApiKeyMiddleware`, which answered 401 without a valid key) or a signed URL's, else
+    the default."""
     settings = state.settings
-    if settings.auth_required:
-        tenant = request.scope.get(TENANT_SCOPE_KEY)
-        if not isinstance(tenant, str):  # a route the middleware let through as public
-            raise ApiError(401, "unauthorized", "this route needs an API key")
+    tenant = request.scope.get(TENANT_SCOPE_KEY)
+    if isinstance(tenant, str):  # a key's, or a signed URL's (signed_urls.py)
         return tenant
+    if settings.auth_required:  # a route the middleware let through as public
+        raise ApiError(401, "unauthorized", "this route needs an API key")
     return settings.default_tenant
 
 

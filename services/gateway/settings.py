@@ -9,6 +9,8 @@ from services.common.settings import StateSettings
 
 # Diffusion models work on latents 8x smaller than the image: sides must be multiples of 8.
 SIZE_MULTIPLE = 8
+# A signing secret shorter than this is refused at startup (brute-forceable).
+MIN_SIGNING_SECRET_CHARS = 32
 
 
 class GatewaySettings(StateSettings):
@@ -66,7 +68,41 @@ class GatewaySettings(StateSettings):
     auth_required: bool = Field(
         default=False,
         description="Require `Authorization: Bearer <API key>` on every route but /healthz, "
-        "/readyz, /metrics; the key decides the tenant (services/gateway/http/apikeys.py).",
+        "/readyz, /metrics, /docs and /openapi.json (and signed image and event URLs); the "
+        "key decides the tenant (services/gateway/http/apikeys.py).",
+    )
+
+    # Browsers (docs/api.md "Browsers").
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins (`https://app.example.com`) whose pages may "
+        "call the API (CORS); empty: CORS is off (no Access-Control-* headers).",
+    )
+    public_base_url: str = Field(
+        default="",
+        description="The gateway's public URL as clients reach it, path prefix included "
+        "(`https://api.example.com/llmga`); image and event URLs in answers are absolute "
+        "under it. Empty: they are paths (`/v1/images/<id>`).",
+    )
+    url_signing_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Per-deployment secret of signed image URLs and event-stream tokens "
+        "(HMAC-SHA256 under a key derived per tenant), at least 32 characters, the same on "
+        "every replica; empty: no signing, image URLs need the API key like every route.",
+    )
+    signed_url_ttl_s: int = Field(
+        default=3600,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Lifetime of a signed image URL (seconds; up to a tenth more, so that "
+        "repeated job reads give the same URL and browsers cache the image).",
+    )
+    events_token_ttl_s: int = Field(
+        default=300,
+        ge=1,
+        le=24 * 3600,
+        description="Lifetime of the token in a job's `events_url` (seconds): the time "
+        "within which an EventSource must (re)connect.",
     )
 
     # The mllm (OpenAI Chat Completions).
@@ -248,6 +284,16 @@ class GatewaySettings(StateSettings):
     )
 
     @property
+    def cors_origin_list(self) -> list[str]:
+        """`cors_origins` as a list (trailing slashes dropped: an Origin has none)."""
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def url_signing_enabled(self) -> bool:
+        """Whether image URLs and event-stream tokens are signed."""
+        return bool(self.url_signing_secret.get_secret_value())
+
+    @property
     def webhooks_enabled(self) -> bool:
         """Whether any webhook URL can be accepted (some host is allow-listed)."""
         return bool(self.webhook_host_patterns)
@@ -258,6 +304,25 @@ class GatewaySettings(StateSettings):
         return tuple(
             host.strip().lower() for host in self.webhook_allowed_hosts.split(",") if host.strip()
         )
+
+    @model_validator(mode="after")
+    def _public_base_url_is_absolute(self) -> GatewaySettings:
+        url = self.public_base_url
+        if url and not (url.startswith(("https://", "http://")) and "?" not in url):
+            raise ValueError(
+                f"LLMGA_PUBLIC_BASE_URL must be an http(s):// URL without a query, not {url!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _signing_secret_is_long_enough(self) -> GatewaySettings:
+        secret = self.url_signing_secret.get_secret_value()
+        if secret and len(secret) < MIN_SIGNING_SECRET_CHARS:
+            raise ValueError(
+                f"LLMGA_URL_SIGNING_SECRET must have at least {MIN_SIGNING_SECRET_CHARS} "
+                "characters (e.g. `openssl rand -hex 32`)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _webhooks_need_a_secret(self) -> GatewaySettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -14,7 +15,9 @@ from services.common.redis_keys import RedisKeys
 from services.common.workers import AsyncWorkerRegistry
 from services.gateway.http.backpressure import QueueDepth
 from services.gateway.http.idempotency import IdempotencyStore
+from services.gateway.http.links import Links, url_signer
 from services.gateway.http.rate_limits import ImageQuota, RequestRateLimiter
+from services.gateway.http.signed_urls import UrlSigner
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.mllm.client import MllmClient
 from services.gateway.settings import GatewaySettings
@@ -72,6 +75,15 @@ class GatewayState:
         return ImageLimits(
             max_bytes=s.max_upload_bytes, max_pixels=s.max_image_pixels, max_side=s.max_image_side
         )
+
+    @cached_property
+    def url_signer(self) -> UrlSigner | None:
+        """The signer of image URLs and event tokens; None without LLMGA_URL_SIGNING_SECRET."""
+        return url_signer(self.settings)
+
+    def links(self, tenant: str) -> Links:
+        """How the tenant's image and event URLs are written in answers."""
+        return Links.for_tenant(self.settings, self.url_signer, tenant)
 
     @classmethod
     def open(cls, settings: GatewaySettings, metrics: GatewayMetrics) -> GatewayState:

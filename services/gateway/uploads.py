@@ -1,4 +1,5 @@
-"""Decode, check and store uploaded images (base64 in JSON bodies).
+"""Decode, check and store uploaded images (base64 in JSON bodies, or the bytes of a
+multipart file).
 
 Limits are enforced as early as possible: the byte limit from the base64 length before
 decoding, the pixel limit from the image header before any pixel is decoded, so neither a
@@ -69,6 +70,15 @@ def _strip_data_uri(value: str, field: str) -> str:
     return value[match.end() :]
 
 
+def check_size(size: int, field: str, max_bytes: int) -> None:
+    """413 naming `field` if an image of `size` bytes is over `max_bytes`."""
+    if size > max_bytes:
+        raise too_large(
+            f"{field}: image is {_mebibytes(size)}; the limit is {_mebibytes(max_bytes)}",
+            field,
+        )
+
+
 def decode_base64(value: str, field: str, max_bytes: int) -> bytes:
     """Decode raw base64 or a data URI; 413 over `max_bytes`, 422 if not valid base64."""
     payload = _strip_data_uri(value.strip(), field)
@@ -79,11 +89,7 @@ def decode_base64(value: str, field: str, max_bytes: int) -> bytes:
     raw = _WHITESPACE.sub(b"", raw)  # MIME-style line breaks are allowed
     # 4 base64 characters carry 3 bytes: refuse before spending memory on decoding.
     estimate = len(raw) * 3 // 4 - raw[-2:].count(b"=")
-    if estimate > max_bytes:
-        raise too_large(
-            f"{field}: image is {_mebibytes(estimate)}; the limit is {_mebibytes(max_bytes)}",
-            field,
-        )
+    check_size(estimate, field, max_bytes)
     if not raw:
         raise invalid(f"{field}: empty image", field)
     raw += b"=" * (-len(raw) % 4)  # tolerate missing padding
@@ -91,11 +97,7 @@ def decode_base64(value: str, field: str, max_bytes: int) -> bytes:
         data = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise invalid(f"{field}: not valid base64", field) from None
-    if len(data) > max_bytes:
-        raise too_large(
-            f"{field}: image is {_mebibytes(len(data))}; the limit is {_mebibytes(max_bytes)}",
-            field,
-        )
+    check_size(len(data), field, max_bytes)
     return data
 
 

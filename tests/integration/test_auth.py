@@ -66,7 +66,7 @@ def test_requests_without_a_valid_key_are_401(gateway: HttpService) -> None:
                 ("POST", "/v1/chat", {"message": "x"}),
                 ("GET", "/v1/jobs/job_x", None),
                 ("GET", "/v1/conversations/conv_x", None),
-                ("GET", "/openapi.json", None),
+                ("GET", "/v1/images/img_x", None),
             ]:
                 response = api.request(method, path, json=body)
                 message = assert_error(response, 401)
@@ -77,11 +77,15 @@ def test_requests_without_a_valid_key_are_401(gateway: HttpService) -> None:
         assert_error(response, 401)
 
 
-def test_health_routes_need_no_key(gateway: HttpService) -> None:
+def test_health_and_documentation_routes_need_no_key(gateway: HttpService) -> None:
     with _client(gateway, None) as api:
         assert api.get("/healthz").status_code == 200
         assert api.get("/readyz").status_code in (200, 503)  # no worker: not ready
         assert api.get("/metrics").status_code == 200
+        # The documentation holds nothing of a tenant's: a browser loads it without a key.
+        assert api.get("/openapi.json").status_code == 200
+        assert api.get("/docs").status_code == 200
+        assert api.get("/redoc").status_code == 200
 
 
 def test_tenants_see_only_their_own_jobs_conversations_and_images(

@@ -646,5 +646,6 @@ def test_job_view_reflects_worker_updates(api: httpx.Client, jobs: JobStore) -> 
     assert view["images"] == [
         {"id": "img_x", "url": "/v1/images/img_x", "seed": 99, "width": 512, "height": 512}
     ]
+    assert view["events_url"] == f"/v1/jobs/{job_id}/events"
     assert view["prompt"] == "a boat, refined" and view["model_profile"] == "tiny"
     assert view["timings"]["denoise_s"] == 1.5 and view["finished_at"] is not None

@@ -294,7 +294,7 @@ async def complete_turn(
         conversation_id=turn.conversation_id,
         reply=parsed.text,
         generation_prompts=parsed.prompts,
-        jobs=[job_view(record) for record in records],
+        jobs=[job_view(record, state.links(tenant)) for record in records],
         source_image_id=source_image_id,
         source_caption=turn.inputs.source_caption if turn.inputs is not None else None,
         usage=UsageView(

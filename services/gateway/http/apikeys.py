@@ -13,10 +13,16 @@ A key may carry its own request rate limit (`N/S`: N requests per S seconds, `0/
 unlimited), kept as `{prefix}:apikey-limits:{sha256 hex}` and used by rate_limits.py
 instead of the `LLMGA_RATE_LIMIT_*` defaults; `create --rate-limit N/S` sets it at once.
 
-With `LLMGA_AUTH_REQUIRED=true` every route but /healthz, /readyz and /metrics needs a
-valid key (401 otherwise), and a request sees only its key's tenant's jobs, conversations
-and images (another tenant's are 404: every key of tenant data carries the tenant). With
-the default `false` (the local stack) every request is the tenant `LLMGA_DEFAULT_TENANT`.
+With `LLMGA_AUTH_REQUIRED=true` every route but /healthz, /readyz, /metrics and the API's
+documentation (/docs, /openapi.json) needs a valid key (401 otherwise), and a request
+sees only its key's tenant's jobs, conversations and images (another tenant's are 404:
+every key of tenant data carries the tenant). With the default `false` (the local
+stack) every request is the tenant `LLMGA_DEFAULT_TENANT`.
+
+With `LLMGA_URL_SIGNING_SECRET` set, a GET of an image or of a job's events without an
+`Authorization` header may carry a signature instead (signed_urls.py): it is served as the
+signed tenant if the signature verifies, and refused with 403 naming the query field if
+not. A signature opens only the one resource it was made for.
 """
 
 from __future__ import annotations
@@ -35,12 +41,24 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from services.common.redis_keys import RedisKeys
 from services.common.settings import StateSettings
 from services.gateway.http.errors import error_body
+from services.gateway.http.signed_urls import SignatureError, UrlSigner, signed_tenant
 
 KEY_PREFIX = "llmga_"
 # Tenants are part of Redis keys: no ':' or spaces.
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# Routes a load balancer or Prometheus calls without a key.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Routes a load balancer, Prometheus or a browser showing the API's documentation calls
+# without a key (the documentation holds nothing of a tenant's).
+PUBLIC_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
+)
 # Where the middleware leaves the tenant for `get_tenant`.
 TENANT_SCOPE_KEY = "llmga.tenant"
 
@@ -141,18 +159,37 @@ def _unauthorized(message: str) -> JSONResponse:
 
 class ApiKeyMiddleware:
     """With auth required: 401 without a valid key, else the key's tenant in the scope.
-    Without: nothing (get_tenant answers the default tenant)."""
+    Without: nothing (get_tenant answers the default tenant). Either way, with a URL
+    signer: a signed image or event-stream request without a key runs as its signed
+    tenant, or is refused (403)."""
 
-    def __init__(self, app: ASGIApp, required: bool) -> None:
+    def __init__(self, app: ASGIApp, required: bool, signer: UrlSigner | None = None) -> None:
         self.app = app
         self._required = required
+        self._signer = signer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._required or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         raw = headers.get(b"authorization")
+        if raw is None and self._signer is not None:
+            try:
+                signed_as = signed_tenant(scope, self._signer)
+            except SignatureError as error:
+                forbidden = JSONResponse(
+                    error_body(error.type, error.message, error.field), status_code=403
+                )
+                await forbidden(scope, receive, send)
+                return
+            if signed_as is not None:
+                scope[TENANT_SCOPE_KEY] = signed_as
+                await self.app(scope, receive, send)
+                return
+        if not self._required or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
         token = bearer_token(raw.decode("latin-1") if raw is not None else None)
         if token is None:
             response = _unauthorized(

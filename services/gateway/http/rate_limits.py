@@ -136,10 +136,10 @@ def _api_key_digest(scope: Scope) -> str | None:
     return key_hash(token) if token is not None else None
 
 
-def _identity(key_digest: str | None, default_tenant: str) -> str:
-    """Whom a request counts against: its API key, else (auth off) the tenant it is
-    served as."""
-    return "key:" + key_digest if key_digest else "tenant:" + default_tenant
+def _identity(key_digest: str | None, tenant: str) -> str:
+    """Whom a request counts against: its API key, else the tenant it is served as (auth
+    off, or a signed URL's)."""
+    return "key:" + key_digest if key_digest else "tenant:" + tenant
 
 
 class RateLimitMiddleware:
@@ -160,7 +160,9 @@ class RateLimitMiddleware:
         if key_digest is None and not limiter.requests:  # no key of its own, no default
             await self.app(scope, receive, send)
             return
-        identity = _identity(key_digest, state.settings.default_tenant)
+        signed_as = scope.get(TENANT_SCOPE_KEY)
+        tenant = signed_as if isinstance(signed_as, str) else state.settings.default_tenant
+        identity = _identity(key_digest, tenant)
         try:
             decision = await limiter.check(identity, key_digest)
         except redis.RedisError as exc:

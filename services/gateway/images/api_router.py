@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from services.gateway.deps import StateDep, TenantDep
 from services.gateway.http.idempotency import IdempotencyKey, run_idempotent
@@ -19,6 +23,7 @@ from services.gateway.images.serving import (
     delete_image,
     read_image,
     upload_image,
+    upload_image_form,
 )
 from services.gateway.protocol import ErrorResponse
 
@@ -83,6 +88,11 @@ async def create_images(
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "The image bytes."},
+        403: {
+            "model": ErrorResponse,
+            "description": "A signed URL whose signature does not match or has expired "
+            "(the field is named).",
+        },
         404: {"model": ErrorResponse, "description": "Unknown or expired image."},
     },
 )
@@ -90,8 +100,20 @@ async def download_image(
     image_id: str,
     state: StateDep,
     tenant: TenantDep,
+    signed_tenant: Annotated[
+        str | None, Query(alias="tenant", description="Signed URLs: the signed tenant.")
+    ] = None,
+    expires: Annotated[
+        int | None, Query(description="Signed URLs: when the URL expires (Unix seconds).")
+    ] = None,
+    sig: Annotated[
+        str | None, Query(description="Signed URLs: the hex HMAC-SHA256 signature.")
+    ] = None,
 ) -> Response:
-    """The image (PNG). Images never change, so clients may cache them."""
+    """The image (PNG). Images never change, so clients may cache them. With
+    LLMGA_URL_SIGNING_SECRET set, the `url` of a job's or upload's image is signed
+    (`tenant`, `expires`, `sig`) and works without an API key (an `<img src>`) until it
+    expires; the middleware verifies it (docs/api.md "Browsers")."""
     blob = await read_image(state, tenant, image_id)
     return Response(
         content=blob.data,
@@ -123,17 +145,52 @@ async def remove_image(
     status_code=status.HTTP_201_CREATED,
     response_model=UploadResponse,
     responses={
+        400: {"model": ErrorResponse, "description": "Malformed JSON or multipart body."},
         413: {"model": ErrorResponse, "description": "Image over LLMGA_MAX_UPLOAD_BYTES."},
         422: {
             "model": ErrorResponse,
             "description": "Not base64, not an image, too many pixels or too long a side.",
         },
     },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": UploadRequest.model_json_schema()},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "image": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "The image file (a browser's File or Blob); "
+                                "the same formats and limits as the JSON form.",
+                            }
+                        },
+                        "required": ["image"],
+                    }
+                },
+            },
+        }
+    },
 )
 async def create_upload(
-    request: UploadRequest,
+    request: Request,
     state: StateDep,
     tenant: TenantDep,
 ) -> UploadResponse:
-    """Store an input image once; refer to it by id afterwards."""
-    return await upload_image(state, tenant, request.image)
+    """Store an input image once; refer to it by id afterwards. The body is JSON
+    (`{"image": base64}`) or `multipart/form-data` with the file field `image` (a
+    browser's `FormData`), under the same limits and errors."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        return await upload_image_form(state, tenant, request)
+    try:
+        upload = UploadRequest.model_validate_json(await request.body())
+    except ValidationError as error:
+        # The JSON form's errors as FastAPI's own body validation words them (400/422).
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_input=False)]
+        ) from None
+    return await upload_image(state, tenant, upload.image)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import anyio
+from fastapi import Request
 
 from services.common.blob_store import Blob
 from services.gateway.http.errors import invalid, not_found
 from services.gateway.images.protocol import ImagesRequest, ImagesResponse, UploadResponse
-from services.gateway.jobs.serving import image_url, job_view
+from services.gateway.jobs.serving import job_view
 from services.gateway.mllm.assistant import ask_mllm
 from services.gateway.mllm.client import ChatMessage
 from services.gateway.mllm.generation_tags import parse_reply
@@ -19,7 +20,7 @@ from services.gateway.tasks import edit
 from services.gateway.tasks.base import CheckedInputs, ImageTask, MllmRole, TaskArgs
 from services.gateway.tasks.similar import describe_image
 from services.gateway.tasks.table import TASKS, check_task_fields
-from services.gateway.uploads import decode_image
+from services.gateway.uploads import DecodedImage, check_image, check_size, decode_image
 from services.gateway.webhooks.targets import accepted_webhook
 
 
@@ -148,7 +149,11 @@ async def create_images_job(
         inputs=await inputs.store(state, tenant) if inputs is not None else None,
         webhook=webhook,
     )
-    return ImagesResponse(**job_view(record).model_dump(), refined_prompt=refined, refine_note=note)
+    return ImagesResponse(
+        **job_view(record, state.links(tenant)).model_dump(),
+        refined_prompt=refined,
+        refine_note=note,
+    )
 
 
 async def create_images_job_waiting(
@@ -161,7 +166,7 @@ async def create_images_job_waiting(
     record = await state.events.wait_until_done(tenant, created.id, wait_s)
     if record is None:  # expired or deleted while we waited: the creation still stands
         return created
-    return created.model_copy(update=job_view(record).model_dump())
+    return created.model_copy(update=job_view(record, state.links(tenant)).model_dump())
 
 
 async def read_image(state: GatewayState, tenant: str, image_id: str) -> Blob:
@@ -178,11 +183,48 @@ async def delete_image(state: GatewayState, tenant: str, image_id: str) -> None:
         raise not_found(f"image {image_id!r} not found")
 
 
+UPLOAD_FIELD = "image"
+
+
 async def upload_image(state: GatewayState, tenant: str, image_b64: str) -> UploadResponse:
     """Check an uploaded image (decoding in a worker thread: CPU only) and store it once,
     as PNG."""
     image = await anyio.to_thread.run_sync(decode_image, image_b64, "image", state.image_limits)
+    return await _store_upload(state, tenant, image)
+
+
+async def upload_image_form(state: GatewayState, tenant: str, request: Request) -> UploadResponse:
+    """`POST /v1/uploads` as `multipart/form-data`: the file field `image` (or a text field
+    `image` holding base64, as in JSON), with the JSON form's limits and errors (413/422
+    naming `image`). The body limit holds the whole form; a file part over 1 MiB is
+    spooled to a temporary file, not kept in memory."""
+    limits = state.image_limits
+    max_fields = 8
+    async with request.form(
+        max_files=1, max_fields=max_fields, max_part_size=state.settings.max_request_bytes
+    ) as form:
+        value = form.get(UPLOAD_FIELD)
+        if value is None:
+            raise invalid(
+                f"{UPLOAD_FIELD}: missing; send the image as the multipart file field "
+                f"{UPLOAD_FIELD!r}",
+                UPLOAD_FIELD,
+            )
+        if isinstance(value, str):
+            return await upload_image(state, tenant, value)
+        if value.size is not None:
+            check_size(value.size, UPLOAD_FIELD, limits.max_bytes)
+        data = await value.read(limits.max_bytes + 1)
+    check_size(len(data), UPLOAD_FIELD, limits.max_bytes)
+    if not data:
+        raise invalid(f"{UPLOAD_FIELD}: empty image", UPLOAD_FIELD)
+    image = await anyio.to_thread.run_sync(check_image, data, UPLOAD_FIELD, limits)
+    return await _store_upload(state, tenant, image)
+
+
+async def _store_upload(state: GatewayState, tenant: str, image: DecodedImage) -> UploadResponse:
+    """Store a checked upload once, as PNG."""
     image_id = await state.blobs.put(tenant, image.png, "image/png")
     return UploadResponse(
-        id=image_id, url=image_url(image_id), width=image.width, height=image.height
+        id=image_id, url=state.links(tenant).image(image_id), width=image.width, height=image.height
     )

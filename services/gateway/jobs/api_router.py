@@ -130,6 +130,10 @@ async def remove_job(
             "content": {"text/event-stream": {}},
             "description": "Server-sent events; each `data` is a Job (JSON).",
         },
+        403: {
+            "model": ErrorResponse,
+            "description": "A `token` that does not match or has expired.",
+        },
         404: _NOT_FOUND,
     },
 )
@@ -137,6 +141,13 @@ async def job_events(
     job_id: str,
     state: StateDep,
     tenant: TenantDep,
+    token: Annotated[
+        str | None,
+        Query(
+            description="The short-lived token of the job's `events_url` (with "
+            "LLMGA_URL_SIGNING_SECRET set): lets an EventSource connect without an API key."
+        ),
+    ] = None,
 ) -> EventSourceResponse:
     """Follow a job: first its current state (`event: status`), then one event per change
     (`status` when the status changed, `progress` per denoising step); the stream ends

@@ -22,7 +22,11 @@ class ImageView(BaseModel):
     """One generated image."""
 
     id: str
-    url: str = Field(description="Where to download the PNG: /v1/images/<id>.")
+    url: str = Field(
+        description="Where to download the PNG: /v1/images/<id>, absolute under "
+        "LLMGA_PUBLIC_BASE_URL when set; with LLMGA_URL_SIGNING_SECRET set it is signed "
+        "(`?tenant=&expires=&sig=`) and works without an API key until it expires."
+    )
     seed: int = Field(description="The seed that reproduces this image.")
     width: int
     height: int
@@ -43,6 +47,11 @@ class JobView(BaseModel):
     task: TaskName
     status: JobStatusName
     progress: ProgressView
+    events_url: str = Field(
+        description="The job's server-sent events (GET): /v1/jobs/<id>/events, absolute "
+        "under LLMGA_PUBLIC_BASE_URL when set; with LLMGA_URL_SIGNING_SECRET set it carries "
+        "a short-lived `token` that lets an EventSource connect without an API key."
+    )
     images: list[ImageView]
     prompt: str = Field(description="The prompt the pipeline used (or will use).")
     negative_prompt: str

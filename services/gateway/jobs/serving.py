@@ -3,7 +3,9 @@ them (bounded waits and server-sent events)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import cast
@@ -25,6 +27,7 @@ from services.common.contract import (
 )
 from services.common.job_store import parse_record
 from services.gateway.http.errors import conflict, not_found
+from services.gateway.http.links import PLAIN, Links
 from services.gateway.jobs.protocol import (
     ImageView,
     JobList,
@@ -40,13 +43,9 @@ from services.gateway.stores.listing import read_page
 logger = logging.getLogger(__name__)
 
 
-def image_url(image_id: str) -> str:
-    """The API path of an image."""
-    return f"/v1/images/{image_id}"
-
-
-def job_view(record: JobRecord) -> JobView:
-    """The API view of a job record."""
+def job_view(record: JobRecord, links: Links = PLAIN) -> JobView:
+    """The API view of a job record; its URLs written by `links` (the caller's tenant's:
+    absolute and signed as configured; default: plain paths)."""
     request = record.request
     timings = record.timings
     edit = _edit_view(record)
@@ -55,10 +54,11 @@ def job_view(record: JobRecord) -> JobView:
         task=cast(TaskName, task_name(request.task)),
         status=cast(JobStatusName, status_name(record.status)),
         progress=ProgressView(step=record.progress.step, total=record.progress.total),
+        events_url=links.events(request.job_id),
         images=[
             ImageView(
                 id=image.image_id,
-                url=image_url(image.image_id),
+                url=links.image(image.image_id),
                 seed=image.seed,
                 width=image.width,
                 height=image.height,
@@ -207,7 +207,7 @@ async def get_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
     record = await state.jobs.get(tenant, job_id)
     if record is None:
         raise not_found(f"job {job_id!r} not found")
-    (view,) = await with_queue_positions(state, tenant, [job_view(record)])
+    (view,) = await with_queue_positions(state, tenant, [job_view(record, state.links(tenant))])
     return view
 
 
@@ -223,6 +223,8 @@ async def list_jobs(
 ) -> JobList:
     """A page of the tenant's jobs, newest first, filtered (stores/listing.py)."""
 
+    links = state.links(tenant)
+
     def parse(data: bytes) -> JobView | None:
         record = parse_record(data)
         if status is not None and status_name(record.status) != status:
@@ -231,7 +233,7 @@ async def list_jobs(
             return None
         if conversation_id is not None and record.request.conversation_id != conversation_id:
             return None
-        return job_view(record)
+        return job_view(record, links)
 
     page = await read_page(
         state.redis,
@@ -274,7 +276,7 @@ async def get_job_waiting(
     record = await state.events.wait_until_done(tenant, job_id, wait_s)
     if record is None:
         raise not_found(f"job {job_id!r} not found")
-    (view,) = await with_queue_positions(state, tenant, [job_view(record)])
+    (view,) = await with_queue_positions(state, tenant, [job_view(record, state.links(tenant))])
     return view
 
 
@@ -295,7 +297,7 @@ async def cancel_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
         raise not_found(f"job {job_id!r} not found")
     if ended_as:
         raise conflict("job_finished", f"job {job_id!r} has already ended: {ended_as[0]}")
-    return job_view(record)
+    return job_view(record, state.links(tenant))
 
 
 async def job_event_stream(
@@ -306,11 +308,12 @@ async def job_event_stream(
     state or when the record is gone (keep-alives and bounds: event_streams.py)."""
     async with state.events.subscribe(tenant, job_id) as subscription:
         last_status, last_data = "", ""
+        links = dataclasses.replace(state.links(tenant), at=time.time())
         while True:
             record = await subscription.read()
             if record is None:
                 return
-            view = job_view(record)
+            view = job_view(record, links)
             data = view.model_dump_json()
             if data != last_data:
                 event = "status" if view.status != last_status else "progress"

@@ -44,6 +44,7 @@ import redis.asyncio as aioredis
 
 from services.common.redis_keys import RedisKeys
 from services.common.webhook_outbox import OutboxEntry
+from services.gateway.http.links import Links, url_signer
 from services.gateway.jobs.serving import job_view
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
@@ -87,6 +88,7 @@ class WebhookDispatcher:
     ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._signer = url_signer(settings)
         self._keys = RedisKeys(settings.key_prefix)
         self._stream = self._keys.webhook_outbox()
         # Unique per process: a restarted gateway is a new consumer, and the entries its
@@ -251,7 +253,10 @@ class WebhookDispatcher:
                 id=entry.event_id,
                 event=entry.event,  # type: ignore[arg-type]
                 occurred_at=entry.occurred_at,
-                job=job_view(entry.record),
+                job=job_view(
+                    entry.record,
+                    Links.for_tenant(self._settings, self._signer, entry.record.request.tenant),
+                ),
             )
         except ValueError as exc:  # pydantic's ValidationError: a record no API can show
             return f"the event cannot be built: {exc}"

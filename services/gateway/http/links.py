@@ -1,0 +1,70 @@
+"""The URLs answers carry (images, a job's events): paths, or absolute under
+`LLMGA_PUBLIC_BASE_URL`, and signed for the tenant when `LLMGA_URL_SIGNING_SECRET` is set
+(signed_urls.py)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from services.gateway.http.signed_urls import UrlSigner, expiry
+
+if TYPE_CHECKING:
+    from services.gateway.settings import GatewaySettings
+
+
+@dataclass(frozen=True)
+class Links:
+    """How one tenant's URLs are written. `Links()`: plain paths, unsigned."""
+
+    base_url: str = ""
+    signer: UrlSigner | None = None
+    tenant: str = ""
+    image_ttl_s: int = 3600
+    events_ttl_s: int = 300
+    # When the URLs are made (None: at each call). An event stream fixes it at its start,
+    # so that its events do not differ by their URLs alone.
+    at: float | None = None
+
+    def _now(self) -> float:
+        return time.time() if self.at is None else self.at
+
+    @classmethod
+    def for_tenant(cls, settings: GatewaySettings, signer: UrlSigner | None, tenant: str) -> Links:
+        """The tenant's links as the settings have them."""
+        return cls(
+            base_url=settings.public_base_url.rstrip("/"),
+            signer=signer,
+            tenant=tenant,
+            image_ttl_s=settings.signed_url_ttl_s,
+            events_ttl_s=settings.events_token_ttl_s,
+        )
+
+    def image(self, image_id: str) -> str:
+        """Where to download an image: `{base}/v1/images/{id}`, signed if configured."""
+        url = f"{self.base_url}/v1/images/{quote(image_id, safe='')}"
+        if self.signer is None:
+            return url
+        expires = expiry(self._now(), self.image_ttl_s)
+        return f"{url}?{self.signer.image_query(self.tenant, image_id, expires)}"
+
+    def events(self, job_id: str) -> str:
+        """A job's event stream: `{base}/v1/jobs/{id}/events`, with a `token` if configured."""
+        url = f"{self.base_url}/v1/jobs/{quote(job_id, safe='')}/events"
+        if self.signer is None:
+            return url
+        token = self.signer.events_token(
+            self.tenant, job_id, expiry(self._now(), self.events_ttl_s)
+        )
+        return f"{url}?token={token}"
+
+
+PLAIN = Links()
+
+
+def url_signer(settings: GatewaySettings) -> UrlSigner | None:
+    """The deployment's signer; None when LLMGA_URL_SIGNING_SECRET is unset."""
+    secret = settings.url_signing_secret.get_secret_value()
+    return UrlSigner(secret) if secret else None
