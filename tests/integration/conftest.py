@@ -93,3 +93,15 @@ def api(namespace: Namespace, scripted: ScriptedMllm, logs: Path) -> Iterator[ht
     env = {**namespace.env(), "LLMGA_MLLM_BASE_URL": scripted.base_url}
     with start_gateway(env, logs) as gateway, httpx.Client(base_url=gateway.url) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def auth_gateway(namespace: Namespace, scripted: ScriptedMllm, logs: Path) -> Iterator[HttpService]:
+    """A real gateway on the scripted mllm that requires an API key on every route."""
+    env = {
+        **namespace.env(),
+        "LLMGA_MLLM_BASE_URL": scripted.base_url,
+        "LLMGA_AUTH_REQUIRED": "true",
+    }
+    with start_gateway(env, logs) as service:
+        yield service

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +17,7 @@ from tests.support.http_api import assert_error
 from tests.support.images import png_b64
 from tests.support.processes import REPO_ROOT
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import HttpService, Namespace, create_api_key, start_gateway
+from tests.support.services import HttpService, Namespace, create_api_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -27,14 +25,9 @@ REPLY = "Sure. <gen_image>a red fox in snow</gen_image>"
 
 
 @pytest.fixture(scope="module")
-def gateway(namespace: Namespace, scripted: ScriptedMllm, logs: Path) -> Iterator[HttpService]:
-    env = {
-        **namespace.env(),
-        "LLMGA_MLLM_BASE_URL": scripted.base_url,
-        "LLMGA_AUTH_REQUIRED": "true",
-    }
-    with start_gateway(env, logs) as service:
-        yield service
+def gateway(auth_gateway: HttpService) -> HttpService:
+    """The module's gateway: API keys required (conftest.py)."""
+    return auth_gateway
 
 
 @pytest.fixture(scope="module")

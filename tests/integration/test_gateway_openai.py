@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from services.common.contract import Task
 from services.common.job_store import JobStore
 from tests.support.images import png_b64
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import HttpService, Namespace, create_api_key, start_gateway
+from tests.support.services import HttpService, Namespace, create_api_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -31,14 +30,9 @@ PROMPTS = ["a red fox in fresh snow", "a fox cub asleep"]
 
 
 @pytest.fixture(scope="module")
-def gateway(namespace: Namespace, scripted: ScriptedMllm, logs: Path) -> Iterator[HttpService]:
-    env = {
-        **namespace.env(),
-        "LLMGA_MLLM_BASE_URL": scripted.base_url,
-        "LLMGA_AUTH_REQUIRED": "true",
-    }
-    with start_gateway(env, logs) as service:
-        yield service
+def gateway(auth_gateway: HttpService) -> HttpService:
+    """The module's gateway: API keys required (conftest.py)."""
+    return auth_gateway
 
 
 @pytest.fixture(scope="module")
