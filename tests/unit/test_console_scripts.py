@@ -37,7 +37,10 @@ def test_llmga_keys_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) 
         main(["--help"])
     assert exit_info.value.code == 0
     usage = capsys.readouterr().out
-    assert all(command in usage for command in ("create", "revoke", "rate-limit"))
+    assert all(
+        command in usage
+        for command in ("create", "revoke", "rate-limit", "webhook-secret", "webhook-hosts")
+    )
 
 
 def test_llmga_keys_rejects_a_bad_rate_limit_before_touching_redis(
