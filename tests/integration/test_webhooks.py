@@ -22,6 +22,7 @@ from typing import Any, cast
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook as StandardWebhook
 from standardwebhooks import WebhookVerificationError
@@ -29,9 +30,12 @@ from standardwebhooks import WebhookVerificationError
 from services.common.contract import GenerationRequest, JobRecord, JobStatus, Task, Webhook
 from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
+from services.gateway.http.errors import ApiError
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks.dispatcher import CONSUMER_GROUP, ReadAnswer, WebhookDispatcher
+from services.gateway.webhooks.protocol import WebhookInput
+from services.gateway.webhooks.targets import accepted_webhook
 from services.gateway.webhooks.tenants import WebhookTenantStore, new_secret
 from tests.support.http_api import assert_error, wait_for_job
 from tests.support.scripted_mllm import ScriptedMllm
@@ -555,5 +559,31 @@ def test_the_dispatcher_checks_the_tenants_hosts_too(
         dead = keys.webhook_dead_letters()
         _run_dispatcher_until(settings, GatewayMetrics(), lambda: bool(redis_client.xlen(dead)))
         assert receiver.received(url) == []
+    finally:
+        namespace.cleanup(redis_client)
+
+
+def test_a_tenants_hosts_are_only_its_own(redis_client: redis.Redis) -> None:
+    """What job creation decides (`accepted_webhook`) for two tenants, one of which
+    listed a host: accepted for it, 422 on `webhook.url` for the other."""
+    namespace = Namespace.unique("webhook-host-tenants")
+    keys = RedisKeys(namespace.key_prefix)
+    WebhookTenantStore(redis_client, keys).add_host("tenant-a", "*.a.test")
+    settings = _dispatcher_settings(namespace, webhook_allowed_hosts="hooks.example.com")
+    webhook = WebhookInput(url="https://hooks.a.test/x")
+
+    async def accept(tenant: str) -> Webhook | None:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            return await accepted_webhook(webhook, settings, client, keys, tenant)
+        finally:
+            await client.aclose()
+
+    try:
+        accepted = asyncio.run(accept("tenant-a"))
+        assert accepted is not None and accepted.url == webhook.url
+        with pytest.raises(ApiError) as refused:
+            asyncio.run(accept("tenant-b"))
+        assert refused.value.status_code == 422 and refused.value.field == "webhook.url"
     finally:
         namespace.cleanup(redis_client)
