@@ -204,3 +204,9 @@ def test_outbox_entries_round_trip() -> None:
     fields = {key.encode(): value for key, value in entry.fields().items()}
     assert OutboxEntry.parse(fields) == entry
     assert entry.event_id.startswith("evt_")
+
+
+@pytest.mark.parametrize("secret", ["s3cret", "whsec_not base64!"])
+def test_a_secret_that_is_not_whsec_base64_is_refused(secret: str) -> None:
+    with pytest.raises(ValueError):
+        signed_headers([secret], "evt_1", b"{}")

@@ -294,13 +294,17 @@ class WebhookDispatcher:
         tenant = entry.record.request.tenant
         stored = await self._redis_retried(lambda: tenant_secrets(self._redis, self._keys, tenant))
         secrets = stored.signing(self._settings.webhook_rotation_grace_s)
+        try:
+            signed = signed_headers(secrets, entry.event_id, body)
+        except ValueError as exc:  # a secret edited by hand into something else
+            return f"tenant {tenant!r} has a malformed webhook secret: {exc}"
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "llmga-webhooks/1",
             "X-LLMGA-Event": entry.event,
             "X-LLMGA-Event-Id": entry.event_id,
             "X-LLMGA-Attempt": str(attempt),
-            **signed_headers(secrets, entry.event_id, body),
+            **signed,
         }
         started = time.perf_counter()
         try:
