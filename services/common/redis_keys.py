@@ -51,6 +51,18 @@ class RedisKeys:
         """Stream (capped): webhook events given up after their last attempt."""
         return f"{self.prefix}:webhooks:dead"
 
+    def webhook_secret(self, tenant: str) -> str:
+        """Hash `{current, previous, rotated_at}`: the secrets that sign the tenant's webhook
+        deliveries (`whsec_...`); `previous` signs too for LLMGA_WEBHOOK_ROTATION_GRACE_S
+        after `rotated_at` (Unix seconds). Created on first use (services/gateway/webhooks/
+        tenants.py)."""
+        return f"{self.prefix}:{tenant}:webhook-secret"
+
+    def webhook_hosts(self, tenant: str) -> str:
+        """Set: hosts (or `*.domain` patterns) the tenant's webhook URLs may use on top of
+        LLMGA_WEBHOOK_ALLOWED_HOSTS (`llmga-keys webhook-hosts`)."""
+        return f"{self.prefix}:{tenant}:webhook-hosts"
+
     def apikey_limits(self, key_digest: str) -> str:
         """Hash `{requests, window_ms}`: an API key's own request rate limit, if it has one
         (by the key's SHA-256, as `{prefix}:apikey:{sha256}`)."""

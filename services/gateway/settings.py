@@ -240,15 +240,17 @@ class GatewaySettings(StateSettings):
     webhook_allowed_hosts: str = Field(
         default="",
         description="Comma-separated hosts webhook URLs may point to (`hooks.example.com`, "
-        "or `*.example.com` for its subdomains); empty: webhooks are refused (422).",
+        "or `*.example.com` for its subdomains), for every tenant; each tenant may add its "
+        "own (`llmga-keys webhook-hosts`). Empty: webhooks are off (422).",
     )
     webhook_allow_http: bool = Field(
         default=False, description="Also accept `http://` webhook URLs (default: https only)."
     )
-    webhook_secret: SecretStr = Field(
-        default=SecretStr(""),
-        description="HMAC-SHA256 key of the `X-LLMGA-Signature` header; required when "
-        "webhook_allowed_hosts is set.",
+    webhook_rotation_grace_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="After `llmga-keys webhook-secret --rotate`, how long deliveries are "
+        "signed with the tenant's previous secret too (default: 24 h).",
     )
     webhook_max_attempts: int = Field(
         default=8, ge=1, le=50, description="Deliveries tried per event before it is given up."
@@ -322,12 +324,6 @@ class GatewaySettings(StateSettings):
                 f"LLMGA_URL_SIGNING_SECRET must have at least {MIN_SIGNING_SECRET_CHARS} "
                 "characters (e.g. `openssl rand -hex 32`)"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _webhooks_need_a_secret(self) -> GatewaySettings:
-        if self.webhooks_enabled and not self.webhook_secret.get_secret_value():
-            raise ValueError("LLMGA_WEBHOOK_SECRET must be set when webhook hosts are allowed")
         return self
 
 

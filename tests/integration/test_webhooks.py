@@ -1,12 +1,15 @@
-"""Webhooks end to end: a real gateway (with its dispatcher) and worker deliver signed
-events to an HTTP receiver run by the test; retries, giving up (dead letters), the
-`events` filter, cancels, the allow-list, and a dead dispatcher's events taken over by
-another one."""
+"""Webhooks end to end: a real gateway (with its dispatcher) and worker deliver events
+signed per Standard Webhooks (verified with the `standardwebhooks` package) to an HTTP
+receiver run by the test; retries, giving up (dead letters), the `events` filter,
+cancels, the allow-lists (the deployment's and a tenant's), secrets per tenant and their
+rotation, the `llmga-keys webhook-*` commands, and a dead dispatcher's events taken over
+by another one."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -19,22 +22,28 @@ from typing import Any, cast
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
+from standardwebhooks import Webhook as StandardWebhook
+from standardwebhooks import WebhookVerificationError
 
 from services.common.contract import GenerationRequest, JobRecord, JobStatus, Task, Webhook
 from services.common.job_store import JobStore
 from services.common.redis_keys import RedisKeys
+from services.gateway.http.errors import ApiError
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks.dispatcher import CONSUMER_GROUP, ReadAnswer, WebhookDispatcher
-from services.gateway.webhooks.signing import verify_signature
+from services.gateway.webhooks.protocol import WebhookInput
+from services.gateway.webhooks.targets import accepted_webhook
+from services.gateway.webhooks.tenants import WebhookTenantStore, new_secret
 from tests.support.http_api import assert_error, wait_for_job
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import REDIS_URL, HttpService, Namespace, start_gateway
+from tests.support.services import REDIS_URL, HttpService, Namespace, apikeys_cli, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-SECRET = "test-webhook-secret"
+TENANT = "local"  # every request's tenant: the gateway runs without auth
 TINY = {"width": 64, "height": 64, "steps": 2, "seed": 1}
 
 
@@ -109,7 +118,6 @@ def receiver() -> Iterator[Receiver]:
 WEBHOOK_ENV = {
     "LLMGA_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
     "LLMGA_WEBHOOK_ALLOW_HTTP": "true",
-    "LLMGA_WEBHOOK_SECRET": SECRET,
     "LLMGA_WEBHOOK_MAX_ATTEMPTS": "4",
     "LLMGA_WEBHOOK_BACKOFF_BASE_S": "0.2",
 }
@@ -147,21 +155,41 @@ def _wait_outbox_drained(client: redis.Redis, namespace: Namespace) -> None:
         time.sleep(0.05)
 
 
+def _verifies(secret: str, delivery: Delivery) -> bool:
+    """Whether the `standardwebhooks` package accepts `delivery` with `secret`."""
+    try:
+        StandardWebhook(secret).verify(delivery.body, delivery.headers)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+def _cli_secret(namespace: Namespace, tenant: str, *options: str) -> str:
+    (secret,) = apikeys_cli(namespace, "webhook-secret", "--tenant", tenant, *options).split()
+    return secret
+
+
 def test_started_and_succeeded_arrive_signed_and_in_order(
-    api: httpx.Client, receiver: Receiver
+    api: httpx.Client, receiver: Receiver, namespace: Namespace
 ) -> None:
     url = receiver.url()
     job_id = _create(api, {"url": url})
     deliveries = receiver.wait_for(url, 2)
     assert wait_for_job(api, job_id)["status"] == "succeeded"
 
+    # The dispatcher made the tenant's secret at the first delivery; the CLI prints it.
+    secret = _cli_secret(namespace, TENANT)
+    assert secret.startswith("whsec_")
     assert [d.event["event"] for d in deliveries] == ["started", "succeeded"]
     for delivery in deliveries:
-        signature = delivery.headers["X-LLMGA-Signature"]
-        assert verify_signature(SECRET, signature, delivery.body)
-        assert not verify_signature("another-secret", signature, delivery.body)
-        assert not verify_signature(SECRET, signature, delivery.body + b" ")
+        assert _verifies(secret, delivery)
+        assert not _verifies(new_secret(), delivery)
+        tampered = Delivery(delivery.path, delivery.headers, delivery.body + b" ")
+        assert not _verifies(secret, tampered)
+        assert "X-LLMGA-Signature" not in delivery.headers
+        assert delivery.headers["webhook-id"] == delivery.event["id"]
         assert delivery.headers["X-LLMGA-Event-Id"] == delivery.event["id"]
+        assert abs(int(delivery.headers["webhook-timestamp"]) - time.time()) < 60
         assert delivery.event["job"]["id"] == job_id
     started, succeeded = (d.event for d in deliveries)
     assert started["id"] != succeeded["id"]
@@ -171,14 +199,16 @@ def test_started_and_succeeded_arrive_signed_and_in_order(
 
 
 def test_a_failing_receiver_gets_the_event_on_the_third_attempt(
-    api: httpx.Client, receiver: Receiver
+    api: httpx.Client, receiver: Receiver, namespace: Namespace
 ) -> None:
     url = receiver.url("fail-2")
     _create(api, {"url": url, "events": ["succeeded"]})
     attempts = receiver.wait_for(url, 3)
     assert len({a.event["id"] for a in attempts}) == 1  # one event, sent three times
     assert [a.headers["X-LLMGA-Attempt"] for a in attempts] == ["1", "2", "3"]
-    assert all(verify_signature(SECRET, a.headers["X-LLMGA-Signature"], a.body) for a in attempts)
+    assert len({a.headers["webhook-id"] for a in attempts}) == 1  # stable across retries
+    secret = _cli_secret(namespace, TENANT)
+    assert all(_verifies(secret, a) for a in attempts)
     time.sleep(1)  # a 4th attempt would follow the 200 within ~0.8 s
     assert len(receiver.received(url)) == 3
 
@@ -303,19 +333,21 @@ def test_an_unknown_event_name_is_422(api: httpx.Client, receiver: Receiver) -> 
     assert_error(api.post("/v1/images", json=body), 422, "webhook.events[0]")
 
 
-def _write_started_event(client: redis.Redis, keys: RedisKeys, url: str) -> None:
+def _write_started_event(
+    client: redis.Redis, keys: RedisKeys, url: str, tenant: str = "t", job_id: str = "job_direct"
+) -> None:
     """Append a `started` event for `url` to the outbox, as the worker's start of a job
-    with that webhook does."""
+    of `tenant` with that webhook does."""
     jobs = JobStore(client, keys, ttl_s=60)
     request = GenerationRequest(
-        job_id="job_direct", tenant="t", task=Task.TASK_T2I, webhook=Webhook(url=url)
+        job_id=job_id, tenant=tenant, task=Task.TASK_T2I, webhook=Webhook(url=url)
     )
     jobs.create(JobRecord(request=request, status=JobStatus.JOB_STATUS_QUEUED))
 
     def start(record: JobRecord) -> None:
         record.status = JobStatus.JOB_STATUS_RUNNING
 
-    jobs.update("t", "job_direct", start)
+    jobs.update(tenant, job_id, start)
 
 
 def _run_dispatcher_until(
@@ -345,7 +377,6 @@ def _dispatcher_settings(namespace: Namespace, **overrides: Any) -> GatewaySetti
     webhooks: dict[str, Any] = {
         "webhook_allowed_hosts": "127.0.0.1",
         "webhook_allow_http": True,
-        "webhook_secret": SECRET,
     }
     return GatewaySettings(
         redis_url=REDIS_URL, key_prefix=namespace.key_prefix, **{**webhooks, **overrides}
@@ -402,5 +433,157 @@ def test_an_event_whose_url_is_no_longer_allowed_is_given_up_unsent(
         assert receiver.received(url) == []
         assert redis_client.xlen(keys.webhook_outbox()) == 0
         assert metrics.registry.get_sample_value("llmga_gateway_webhook_events_failed_total") == 1
+    finally:
+        namespace.cleanup(redis_client)
+
+
+def _deliver_one(
+    redis_client: redis.Redis,
+    namespace: Namespace,
+    receiver: Receiver,
+    tenant: str,
+    **overrides: Any,
+) -> Delivery:
+    """Write a `started` event of `tenant` and run an in-process dispatcher (settings:
+    `_dispatcher_settings(namespace, **overrides)`) until the receiver got it."""
+    url = receiver.url()
+    keys = RedisKeys(namespace.key_prefix)
+    _write_started_event(redis_client, keys, url, tenant, job_id=f"job_{uuid.uuid4().hex}")
+    settings = _dispatcher_settings(namespace, **overrides)
+    _run_dispatcher_until(settings, GatewayMetrics(), lambda: bool(receiver.received(url)))
+    (delivery,) = receiver.received(url)
+    return delivery
+
+
+def test_each_tenant_has_its_own_secret(redis_client: redis.Redis, receiver: Receiver) -> None:
+    namespace = Namespace.unique("webhook-tenants")
+    try:
+        to_a = _deliver_one(redis_client, namespace, receiver, "tenant-a")
+        to_b = _deliver_one(redis_client, namespace, receiver, "tenant-b")
+        secret_a = _cli_secret(namespace, "tenant-a")
+        secret_b = _cli_secret(namespace, "tenant-b")
+        assert secret_a != secret_b
+        assert _verifies(secret_a, to_a) and _verifies(secret_b, to_b)
+        assert not _verifies(secret_a, to_b) and not _verifies(secret_b, to_a)
+        # Stored under the tenant, as docs/redis.md says.
+        keys = RedisKeys(namespace.key_prefix)
+        stored = redis_client.hget(keys.webhook_secret("tenant-a"), "current")
+        assert stored == secret_a.encode()
+    finally:
+        namespace.cleanup(redis_client)
+
+
+def test_a_rotated_secret_signs_with_both_during_the_grace_period(
+    redis_client: redis.Redis, receiver: Receiver
+) -> None:
+    namespace = Namespace.unique("webhook-rotation")
+    try:
+        old = _cli_secret(namespace, "t")
+        assert _cli_secret(namespace, "t") == old  # printing does not change it
+        new = _cli_secret(namespace, "t", "--rotate")
+        assert new.startswith("whsec_") and new != old
+
+        during = _deliver_one(redis_client, namespace, receiver, "t")
+        assert len(during.headers["webhook-signature"].split(" ")) == 2
+        assert _verifies(old, during) and _verifies(new, during)
+
+        after = _deliver_one(redis_client, namespace, receiver, "t", webhook_rotation_grace_s=0.0)
+        assert len(after.headers["webhook-signature"].split(" ")) == 1
+        assert _verifies(new, after) and not _verifies(old, after)
+    finally:
+        namespace.cleanup(redis_client)
+
+
+def test_the_webhook_hosts_command_edits_a_tenants_list(redis_client: redis.Redis) -> None:
+    namespace = Namespace.unique("webhook-hosts-cli")
+    try:
+        assert apikeys_cli(namespace, "webhook-hosts", "--tenant", "t", "--list") == ""
+        for host in ("Hooks.Acme.test", "*.acme.io"):
+            apikeys_cli(namespace, "webhook-hosts", "--tenant", "t", "--add", host)
+        listed = apikeys_cli(namespace, "webhook-hosts", "--tenant", "t", "--list")
+        assert listed.split() == ["*.acme.io", "hooks.acme.test"]
+        apikeys_cli(namespace, "webhook-hosts", "--tenant", "t", "--remove", "*.acme.io")
+        store = WebhookTenantStore(redis_client, RedisKeys(namespace.key_prefix))
+        assert store.hosts("t") == ["hooks.acme.test"]
+        assert store.hosts("other") == []
+        with pytest.raises(subprocess.CalledProcessError) as failed:
+            apikeys_cli(namespace, "webhook-hosts", "--tenant", "t", "--remove", "nope.test")
+        assert failed.value.returncode == 1
+        with pytest.raises(subprocess.CalledProcessError) as failed:
+            apikeys_cli(namespace, "webhook-hosts", "--tenant", "t", "--add", "https://x/")
+        assert failed.value.returncode == 2
+    finally:
+        namespace.cleanup(redis_client)
+
+
+def test_a_tenants_own_hosts_are_accepted_and_others_are_422(
+    api: httpx.Client, namespace: Namespace, mllm: ScriptedMllm
+) -> None:
+    url = "http://hooks.tenant-only.test/hook"
+    body = {"prompt": "x", **TINY, "webhook": {"url": url, "events": ["canceled"]}}
+    assert_error(api.post("/v1/images", json=body), 422, "webhook.url")
+
+    apikeys_cli(namespace, "webhook-hosts", "--tenant", TENANT, "--add", "hooks.tenant-only.test")
+    try:
+        response = api.post("/v1/images", json=body)
+        assert response.status_code == 202, response.text
+        chat = {"message": "x", "webhook": {"url": url, "events": ["canceled"]}}
+        mllm.script("Just words.")
+        assert api.post("/v1/chat", json=chat).status_code == 200
+    finally:
+        apikeys_cli(
+            namespace, "webhook-hosts", "--tenant", TENANT, "--remove", "hooks.tenant-only.test"
+        )
+    assert_error(api.post("/v1/images", json=body), 422, "webhook.url")
+
+
+def test_the_dispatcher_checks_the_tenants_hosts_too(
+    redis_client: redis.Redis, receiver: Receiver
+) -> None:
+    """127.0.0.1 only on the tenant's list: delivered while it is there; given up unsent
+    once it is removed."""
+    namespace = Namespace.unique("webhook-tenant-hosts")
+    keys = RedisKeys(namespace.key_prefix)
+    store = WebhookTenantStore(redis_client, keys)
+    try:
+        store.add_host("t", "127.0.0.1")
+        delivery = _deliver_one(
+            redis_client, namespace, receiver, "t", webhook_allowed_hosts="hooks.example.com"
+        )
+        assert _verifies(store.secrets("t").current, delivery)
+
+        store.remove_host("t", "127.0.0.1")
+        url = receiver.url()
+        _write_started_event(redis_client, keys, url, "t", job_id="job_refused")
+        settings = _dispatcher_settings(namespace, webhook_allowed_hosts="hooks.example.com")
+        dead = keys.webhook_dead_letters()
+        _run_dispatcher_until(settings, GatewayMetrics(), lambda: bool(redis_client.xlen(dead)))
+        assert receiver.received(url) == []
+    finally:
+        namespace.cleanup(redis_client)
+
+
+def test_a_tenants_hosts_are_only_its_own(redis_client: redis.Redis) -> None:
+    """What job creation decides (`accepted_webhook`) for two tenants, one of which
+    listed a host: accepted for it, 422 on `webhook.url` for the other."""
+    namespace = Namespace.unique("webhook-host-tenants")
+    keys = RedisKeys(namespace.key_prefix)
+    WebhookTenantStore(redis_client, keys).add_host("tenant-a", "*.a.test")
+    settings = _dispatcher_settings(namespace, webhook_allowed_hosts="hooks.example.com")
+    webhook = WebhookInput(url="https://hooks.a.test/x")
+
+    async def accept(tenant: str) -> Webhook | None:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            return await accepted_webhook(webhook, settings, client, keys, tenant)
+        finally:
+            await client.aclose()
+
+    try:
+        accepted = asyncio.run(accept("tenant-a"))
+        assert accepted is not None and accepted.url == webhook.url
+        with pytest.raises(ApiError) as refused:
+            asyncio.run(accept("tenant-b"))
+        assert refused.value.status_code == 422 and refused.value.field == "webhook.url"
     finally:
         namespace.cleanup(redis_client)

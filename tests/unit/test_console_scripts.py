@@ -37,7 +37,10 @@ def test_llmga_keys_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) 
         main(["--help"])
     assert exit_info.value.code == 0
     usage = capsys.readouterr().out
-    assert all(command in usage for command in ("create", "revoke", "rate-limit"))
+    assert all(
+        command in usage
+        for command in ("create", "revoke", "rate-limit", "webhook-secret", "webhook-hosts")
+    )
 
 
 def test_llmga_keys_rejects_a_bad_rate_limit_before_touching_redis(
@@ -47,3 +50,22 @@ def test_llmga_keys_rejects_a_bad_rate_limit_before_touching_redis(
         apikeys.main(["create", "--tenant", "acme", "--rate-limit", "many"])
     assert exit_info.value.code == 2
     assert "is not N/S" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["webhook-secret", "--tenant", "a:b"],
+        ["webhook-hosts", "--tenant", "a b", "--list"],
+        ["webhook-hosts", "--tenant", "acme", "--add", "https://hooks.acme.com/x"],
+        ["webhook-hosts", "--tenant", "acme", "--add", "h", "--remove", "h"],
+    ],
+)
+def test_llmga_keys_webhook_commands_reject_bad_input_before_touching_redis(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMGA_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens
+    with pytest.raises(SystemExit) as exit_info:
+        apikeys.main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().out == ""

@@ -3,21 +3,30 @@ state changes become events."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import base64
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
+import redis.asyncio as aioredis
 from pydantic import ValidationError
+from standardwebhooks import Webhook as StandardWebhook
+from standardwebhooks import WebhookVerificationError
 
 from services.common.contract import GenerationRequest, JobRecord, JobStatus, Webhook
+from services.common.redis_keys import RedisKeys
 from services.common.webhook_outbox import OutboxEntry, transition_event
 from services.gateway.http.errors import ApiError
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks.dispatcher import backoff_delay
 from services.gateway.webhooks.protocol import MAX_WEBHOOK_URL_CHARS, WebhookInput
-from services.gateway.webhooks.signing import signature_header, verify_signature
+from services.gateway.webhooks.signing import signature, signed_headers, verify
 from services.gateway.webhooks.targets import accepted_webhook, url_refusal
+from services.gateway.webhooks.tenants import TenantSecrets, new_secret, normalize_host
 
-SECRET = "s3cret"
+SECRET = new_secret()
+OTHER_SECRET = new_secret()
 
 
 def _settings(
@@ -26,7 +35,6 @@ def _settings(
     return GatewaySettings(
         webhook_allowed_hosts=hosts,
         webhook_allow_http=allow_http,
-        webhook_secret=SECRET,  # type: ignore[arg-type]
     )
 
 
@@ -64,15 +72,38 @@ def test_http_needs_the_explicit_setting() -> None:
 
 
 def test_without_an_allow_list_every_webhook_is_a_422_on_webhook_url() -> None:
+    webhook = WebhookInput(url="https://hooks.example.com/")
+    no_redis = cast(aioredis.Redis, None)  # not asked while webhooks are off
     with pytest.raises(ApiError) as raised:
-        accepted_webhook(WebhookInput(url="https://hooks.example.com/"), GatewaySettings())
+        asyncio.run(accepted_webhook(webhook, GatewaySettings(), no_redis, RedisKeys(), "t"))
     assert raised.value.status_code == 422 and raised.value.field == "webhook.url"
     assert "not enabled" in raised.value.message
 
 
-def test_allowing_hosts_without_a_secret_is_a_settings_error() -> None:
-    with pytest.raises(ValueError, match="LLMGA_WEBHOOK_SECRET"):
-        GatewaySettings(webhook_allowed_hosts="hooks.example.com")
+def test_a_tenants_hosts_add_to_the_deployments() -> None:
+    url = "https://hooks.tenant.io/x"
+    assert url_refusal(url, _settings(), ("hooks.tenant.io",)) is None
+    assert url_refusal("https://a.tenant.io/", _settings(), ("*.tenant.io",)) is None
+    refusal = url_refusal(url, _settings(), ("other.io",))
+    assert refusal is not None and "tenant's webhook hosts" in refusal
+    # The deployment's list is still the switch.
+    refusal = url_refusal(url, _settings(hosts=""), ("hooks.tenant.io",))
+    assert refusal is not None and "not enabled" in refusal
+
+
+def test_webhooks_need_no_deployment_wide_secret() -> None:
+    assert GatewaySettings(webhook_allowed_hosts="hooks.example.com").webhooks_enabled
+
+
+@pytest.mark.parametrize("host", ["Hooks.Example.com.", "*.acme.test", "10.0.0.1", "::1"])
+def test_tenant_hosts_are_normalized(host: str) -> None:
+    assert normalize_host(host) == host.lower().rstrip(".")
+
+
+@pytest.mark.parametrize("host", ["", "https://x.io", "x.io/path", "*", "a b", "*.*.io"])
+def test_tenant_hosts_must_be_hosts(host: str) -> None:
+    with pytest.raises(ValueError, match="not a host"):
+        normalize_host(host)
 
 
 @pytest.mark.parametrize("attempts", [0, 51])
@@ -95,15 +126,51 @@ def test_webhook_schema_limits(webhook: dict[str, Any]) -> None:
         WebhookInput.model_validate(webhook)
 
 
+def test_secrets_are_whsec_and_24_or_more_random_bytes() -> None:
+    assert SECRET.startswith("whsec_") and SECRET != OTHER_SECRET
+    assert len(base64.b64decode(SECRET.removeprefix("whsec_"))) >= 24
+
+
 def test_signatures_verify_and_expire() -> None:
     body = b'{"id": "evt_1"}'
-    header = signature_header(SECRET, body, timestamp=1_000_000)
-    assert header.startswith("t=1000000,v1=")
-    assert verify_signature(SECRET, header, body, now=1_000_100)
-    assert not verify_signature(SECRET, header, body, now=1_000_000 + 301)  # a replay
-    assert not verify_signature(SECRET, header, body + b"x", now=1_000_000)
-    assert not verify_signature("other", header, body, now=1_000_000)
-    assert not verify_signature(SECRET, "v1=abc", body, now=1_000_000)
+    headers = signed_headers([SECRET], "evt_1", body, timestamp=1_000_000)
+    assert headers["webhook-id"] == "evt_1" and headers["webhook-timestamp"] == "1000000"
+    assert headers["webhook-signature"].startswith("v1,")
+    assert verify(SECRET, headers, body, now=1_000_100)
+    assert not verify(SECRET, headers, body, now=1_000_000 + 301)  # a replay
+    assert not verify(SECRET, headers, body + b"x", now=1_000_000)
+    assert not verify(OTHER_SECRET, headers, body, now=1_000_000)
+    assert not verify(SECRET, {**headers, "webhook-id": "evt_2"}, body, now=1_000_000)
+    assert not verify(SECRET, {"webhook-signature": "v1,abc"}, body, now=1_000_000)
+
+
+def test_the_standardwebhooks_package_verifies_our_signatures() -> None:
+    body = b'{"id": "evt_1"}'
+    headers = signed_headers([SECRET, OTHER_SECRET], "evt_1", body)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    StandardWebhook(SECRET).verify(body, headers)
+    StandardWebhook(OTHER_SECRET).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        StandardWebhook(new_secret()).verify(body, headers)
+    # The package's own signature is ours (the same HMAC over "id.timestamp.body").
+    stamp = int(headers["webhook-timestamp"])
+    ours = signature(SECRET, "evt_1", stamp, body)
+    theirs = StandardWebhook(SECRET).sign(
+        "evt_1", datetime.fromtimestamp(stamp, UTC), body.decode()
+    )
+    assert ours == theirs
+
+
+def test_the_previous_secret_signs_only_within_the_grace_period() -> None:
+    rotated = TenantSecrets(current=SECRET, previous=OTHER_SECRET, rotated_at=1000.0)
+    assert rotated.signing(grace_s=60, now=1059.0) == [SECRET, OTHER_SECRET]
+    assert rotated.signing(grace_s=60, now=1060.0) == [SECRET]
+    assert TenantSecrets(current=SECRET).signing(grace_s=60) == [SECRET]
+    parsed = TenantSecrets.parse(
+        {b"current": SECRET.encode(), b"previous": OTHER_SECRET.encode(), b"rotated_at": b"1000.0"}
+    )
+    assert parsed == rotated
+    assert TenantSecrets.parse({}) is None
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
@@ -137,3 +204,9 @@ def test_outbox_entries_round_trip() -> None:
     fields = {key.encode(): value for key, value in entry.fields().items()}
     assert OutboxEntry.parse(fields) == entry
     assert entry.event_id.startswith("evt_")
+
+
+@pytest.mark.parametrize("secret", ["s3cret", "whsec_not base64!"])
+def test_a_secret_that_is_not_whsec_base64_is_refused(secret: str) -> None:
+    with pytest.raises(ValueError):
+        signed_headers([secret], "evt_1", b"{}")

@@ -197,7 +197,7 @@ async def prepare_turn(
     if len(request.message) > settings.max_message_chars:
         raise invalid(f"message is longer than {settings.max_message_chars} characters", "message")
     params = checked_params(request, settings)
-    webhook = accepted_webhook(request.webhook, settings)
+    webhook = await accepted_webhook(request.webhook, settings, state.redis, state.keys, tenant)
 
     conversation: StoredConversation | None = None
     if request.conversation_id is not None:

@@ -8,6 +8,14 @@ console script; `python -m services.gateway.http.apikeys` is the same command):
     llmga-keys create --tenant acme   # prints the key
     llmga-keys revoke --key llmga_...
     llmga-keys rate-limit --key llmga_... --set 600/60  # or --clear
+    llmga-keys webhook-secret --tenant acme [--rotate]  # prints the webhook secret
+    llmga-keys webhook-hosts --tenant acme --add hooks.acme.com  # or --remove H, --list
+
+The webhook commands manage a tenant's webhook settings (docs/api.md "Webhooks",
+services/gateway/webhooks/tenants.py): the secret that signs its deliveries (created on
+first use; `--rotate` replaces it, the old one signing too for
+`LLMGA_WEBHOOK_ROTATION_GRACE_S`) and the hosts its webhook URLs may use on top of
+`LLMGA_WEBHOOK_ALLOWED_HOSTS`.
 
 A key may carry its own request rate limit (`N/S`: N requests per S seconds, `0/S`:
 unlimited), kept as `{prefix}:apikey-limits:{sha256 hex}` and used by rate_limits.py
@@ -42,6 +50,7 @@ from services.common.redis_keys import RedisKeys
 from services.common.settings import StateSettings
 from services.gateway.http.errors import error_body
 from services.gateway.http.signed_urls import SignatureError, UrlSigner, signed_tenant
+from services.gateway.webhooks.tenants import WebhookTenantStore
 
 KEY_PREFIX = "llmga_"
 # Tenants are part of Redis keys: no ':' or spaces.
@@ -220,7 +229,9 @@ class ApiKeyMiddleware:
 
 def main(argv: list[str] | None = None) -> int:
     """`llmga-keys create --tenant T [--rate-limit N/S] | revoke --key K |
-    rate-limit --key K (--set N/S | --clear)` (also `python -m services.gateway.http.apikeys`)."""
+    rate-limit --key K (--set N/S | --clear) | webhook-secret --tenant T [--rotate] |
+    webhook-hosts --tenant T (--add H | --remove H | --list)` (also
+    `python -m services.gateway.http.apikeys`)."""
     parser = argparse.ArgumentParser(description="Manage the gateway's API keys.")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create a key for a tenant; prints it once")
@@ -237,7 +248,27 @@ def main(argv: list[str] | None = None) -> int:
         "--set", dest="limit_text", help="N/S: N requests per S seconds (0/S: unlimited)"
     )
     change.add_argument("--clear", action="store_true", help="back to LLMGA_RATE_LIMIT_*")
+    secret = commands.add_parser(
+        "webhook-secret", help="print a tenant's webhook signing secret (created if needed)"
+    )
+    secret.add_argument("--tenant", required=True)
+    secret.add_argument(
+        "--rotate",
+        action="store_true",
+        help="make a new secret; the old one signs too for LLMGA_WEBHOOK_ROTATION_GRACE_S",
+    )
+    hosts = commands.add_parser(
+        "webhook-hosts", help="a tenant's webhook hosts, on top of LLMGA_WEBHOOK_ALLOWED_HOSTS"
+    )
+    hosts.add_argument("--tenant", required=True)
+    host_change = hosts.add_mutually_exclusive_group(required=True)
+    host_change.add_argument("--add", metavar="HOST", help="allow HOST (or '*.domain')")
+    host_change.add_argument("--remove", metavar="HOST", help="take HOST off the list")
+    host_change.add_argument("--list", action="store_true", help="print the hosts")
     args = parser.parse_args(argv)
+    tenant_arg = getattr(args, "tenant", None)
+    if tenant_arg is not None and not TENANT_PATTERN.match(tenant_arg):
+        parser.error("tenant must be 1-64 characters of A-Z, a-z, 0-9, '_' and '-'")
     text = getattr(args, "limit_text", None)  # None: no limit given, or --clear
     try:
         limit = parse_rate_limit(text) if text else None
@@ -246,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = StateSettings()
     client = redis.Redis.from_url(settings.redis_url)
-    store = ApiKeyStore(client, RedisKeys(settings.key_prefix))
+    keys = RedisKeys(settings.key_prefix)
+    store = ApiKeyStore(client, keys)
+    if args.command in ("webhook-secret", "webhook-hosts"):
+        return _webhook_command(args, WebhookTenantStore(client, keys), parser)
     if args.command == "create":
         try:
             key = store.create(args.tenant)
@@ -267,6 +301,37 @@ def main(argv: list[str] | None = None) -> int:
     if not changed:
         print("unknown key", file=sys.stderr)
         return 1
+    return 0
+
+
+def _webhook_command(
+    args: argparse.Namespace, store: WebhookTenantStore, parser: argparse.ArgumentParser
+) -> int:
+    tenant: str = args.tenant
+    if args.command == "webhook-secret":
+        if args.rotate:
+            print(store.rotate(tenant).current)
+            print(
+                f"New webhook secret of tenant {tenant!r}; deliveries are signed with the "
+                "previous one too for LLMGA_WEBHOOK_ROTATION_GRACE_S (default 24 h).",
+                file=sys.stderr,
+            )
+        else:
+            print(store.secrets(tenant).current)
+        return 0
+    if args.list:
+        for host in store.hosts(tenant):
+            print(host)
+        return 0
+    try:
+        if args.add is not None:
+            store.add_host(tenant, args.add)
+            return 0
+        if not store.remove_host(tenant, args.remove):
+            print(f"{args.remove!r} is not a webhook host of tenant {tenant!r}", file=sys.stderr)
+            return 1
+    except ValueError as error:
+        parser.error(str(error))
     return 0
 
 

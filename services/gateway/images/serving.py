@@ -134,7 +134,9 @@ async def create_images_job(
     task = TASKS[request.task]
     check_prompt(request, state.settings.max_prompt_chars)
     params = checked_params(request, state.settings)
-    webhook = accepted_webhook(request.webhook, state.settings)
+    webhook = await accepted_webhook(
+        request.webhook, state.settings, state.redis, state.keys, tenant
+    )
     inputs = await check_images_inputs(state, tenant, task, request)
     # After validation (bad input is a 422 whatever the quota), before the mllm is asked.
     await state.quota.admit(tenant, params.n)

@@ -8,7 +8,8 @@ How an event travels:
    transaction (services/common/webhook_outbox.py).
 2. Every gateway runs one dispatcher (a background task started with the app). They share
    the consumer group `webhooks`, so each entry goes to one of them (XREADGROUP).
-3. The dispatcher POSTs the event; a 2xx answer is a delivery. Anything else (another
+3. The dispatcher POSTs the event, signed per Standard Webhooks with the job's tenant's
+   secret(s) (signing.py, tenants.py); a 2xx answer is a delivery. Anything else (another
    status, a timeout, a refused connection) is retried after
    `backoff_delay(attempt)` until `LLMGA_WEBHOOK_MAX_ATTEMPTS`; then the event is moved
    to the capped dead-letter stream `{prefix}:webhooks:dead`.
@@ -35,8 +36,8 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
 
 import httpx
 import redis
@@ -49,10 +50,12 @@ from services.gateway.jobs.serving import job_view
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 from services.gateway.webhooks.protocol import WebhookEvent
-from services.gateway.webhooks.signing import SIGNATURE_HEADER, signature_header
+from services.gateway.webhooks.signing import signed_headers
 from services.gateway.webhooks.targets import url_refusal
+from services.gateway.webhooks.tenants import tenant_hosts, tenant_secrets
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONSUMER_GROUP = "webhooks"
 # Entries read per XREADGROUP, and how long one blocks waiting for new entries.
@@ -99,7 +102,6 @@ class WebhookDispatcher:
         self._http = httpx.AsyncClient(
             timeout=settings.webhook_timeout_s, follow_redirects=False, trust_env=False
         )
-        self._secret = settings.webhook_secret.get_secret_value()
         # The last delivery task of each job: the next event of that job waits for it.
         self._last_of_job: dict[str, asyncio.Task[None]] = {}
         self._in_flight: set[bytes] = set()
@@ -245,7 +247,10 @@ class WebhookDispatcher:
         """Try the delivery up to the configured attempts; None once delivered, else why
         the last attempt failed."""
         url = entry.record.request.webhook.url
-        refusal = url_refusal(url, self._settings)  # the allow-list may have changed
+        tenant = entry.record.request.tenant
+        # The allow-lists may have changed since the job was created.
+        hosts = await self._redis_retried(lambda: tenant_hosts(self._redis, self._keys, tenant))
+        refusal = url_refusal(url, self._settings, hosts)
         if refusal is not None:
             return refusal
         try:
@@ -284,14 +289,22 @@ class WebhookDispatcher:
         return error
 
     async def _attempt(self, url: str, entry: OutboxEntry, body: bytes, attempt: int) -> str:
-        """One signed POST; "" if the receiver answered 2xx, else what went wrong."""
+        """One signed POST; "" if the receiver answered 2xx, else what went wrong. Signed
+        afresh with the tenant's secrets of the moment (a rotation may have happened)."""
+        tenant = entry.record.request.tenant
+        stored = await self._redis_retried(lambda: tenant_secrets(self._redis, self._keys, tenant))
+        secrets = stored.signing(self._settings.webhook_rotation_grace_s)
+        try:
+            signed = signed_headers(secrets, entry.event_id, body)
+        except ValueError as exc:  # a secret edited by hand into something else
+            return f"tenant {tenant!r} has a malformed webhook secret: {exc}"
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "llmga-webhooks/1",
             "X-LLMGA-Event": entry.event,
             "X-LLMGA-Event-Id": entry.event_id,
             "X-LLMGA-Attempt": str(attempt),
-            SIGNATURE_HEADER: signature_header(self._secret, body),
+            **signed,
         }
         started = time.perf_counter()
         try:
@@ -306,6 +319,16 @@ class WebhookDispatcher:
         self._metrics.webhook_attempt_duration.observe(time.perf_counter() - started)
         self._metrics.webhook_attempts.labels(outcome).inc()
         return error
+
+    async def _redis_retried(self, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()`, retried every second while Redis is unavailable (the event stays
+        pending meanwhile, as it would while its receiver is down)."""
+        while True:
+            try:
+                return await read()
+            except redis.RedisError as exc:
+                logger.warning("could not read a tenant's webhook settings: %r", exc)
+                await asyncio.sleep(1)
 
     async def _finish(self, entry_id: bytes, dead_letter: dict[str, bytes] | None = None) -> None:
         """Acknowledge and delete the entry (after copying it to the dead letters)."""

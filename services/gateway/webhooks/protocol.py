@@ -23,7 +23,9 @@ class WebhookInput(BaseModel):
         min_length=1,
         max_length=MAX_WEBHOOK_URL_CHARS,
         description="https URL (http only if LLMGA_WEBHOOK_ALLOW_HTTP) whose host is in "
-        "LLMGA_WEBHOOK_ALLOWED_HOSTS; otherwise 422. At most 2048 characters.",
+        "LLMGA_WEBHOOK_ALLOWED_HOSTS or in the tenant's webhook hosts; otherwise 422. At "
+        "most 2048 characters. Deliveries are signed per Standard Webhooks with the "
+        "tenant's secret (`webhook-id`, `webhook-timestamp`, `webhook-signature`).",
     )
     events: list[WebhookEventName] = Field(
         default_factory=list,
