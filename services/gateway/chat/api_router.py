@@ -12,6 +12,7 @@ from services.gateway.http.event_streams import event_stream
 from services.gateway.http.idempotency import HEADER, IdempotencyKey, run_idempotent
 from services.gateway.http.openapi_responses import (
     error,
+    malformed,
     protected,
     too_large,
     upstream_errors,
@@ -32,6 +33,7 @@ router = APIRouter(tags=["chat"])
             "`event: chat.result` (ChatResponse), then `data: [DONE]`.",
         },
         **protected(creates_jobs=True),
+        **malformed(),
         404: error("Unknown conversation_id or image id."),
         409: error(
             "Idempotency-Key used for another request, or still in progress; "

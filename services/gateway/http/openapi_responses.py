@@ -105,6 +105,12 @@ def upstream_errors(model: type[BaseModel] = ErrorResponse, *, bad_answer: str =
     }
 
 
+def malformed(model: type[BaseModel] = ErrorResponse) -> Responses:
+    """400 of a route with a JSON body: the body is not JSON, or not an object
+    (`invalid_json`)."""
+    return {400: error("The body is not a JSON object (`invalid_json`).", model=model)}
+
+
 def too_large(description: str, model: type[BaseModel] = ErrorResponse) -> Responses:
     """413 of a route with a body."""
     return {413: error(description, model=model)}

@@ -14,6 +14,7 @@ from services.gateway.http.openapi_responses import (
     error,
     image_content,
     job_created,
+    malformed,
     protected,
     too_large,
     upstream_errors,
@@ -51,6 +52,7 @@ _UNKNOWN_IMAGE = error("Unknown or expired image.")
             "seconds have passed)."
         ),
         **protected(creates_jobs=True),
+        **malformed(),
         404: error("Unknown or expired input image id."),
         409: error("Idempotency-Key used for another request, or still in progress."),
         **too_large("Body over LLMGA_MAX_REQUEST_BYTES, or an image over LLMGA_MAX_UPLOAD_BYTES."),

@@ -12,6 +12,7 @@ from services.gateway.http.event_streams import event_stream
 from services.gateway.http.openapi_responses import (
     Responses,
     error,
+    malformed,
     protected,
     too_large,
     upstream_errors,
@@ -33,11 +34,10 @@ router = APIRouter(tags=["openai"])
 
 _ERRORS: Responses = {
     **protected(OpenAIErrorResponse, creates_jobs=True),
+    **malformed(OpenAIErrorResponse),
     404: error("Unknown conversation_id.", model=OpenAIErrorResponse),
     **too_large("Body or image over its limit.", model=OpenAIErrorResponse),
-    422: error(
-        "Invalid field (named in `param`); 400 for a malformed body.", model=OpenAIErrorResponse
-    ),
+    422: error("Invalid field (named in `param`).", model=OpenAIErrorResponse),
     **upstream_errors(OpenAIErrorResponse),
 }
 
