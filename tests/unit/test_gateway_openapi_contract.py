@@ -96,6 +96,13 @@ def test_protected_operations_declare_401_429_and_503_with_their_headers(
     assert public == {"GET /healthz", "GET /readyz", "GET /metrics"}
 
 
+def test_operations_with_a_body_declare_400_413_and_422(spec: dict[str, Any]) -> None:
+    with_body = {name: op for name, op in operations(spec).items() if "requestBody" in op}
+    assert set(with_body) >= {"POST /v1/chat", "POST /v1/images", "POST /v1/uploads"}
+    for name, operation in with_body.items():
+        assert {"400", "413", "422"} <= set(operation["responses"]), name
+
+
 def test_error_responses_have_a_json_body(spec: dict[str, Any]) -> None:
     for name, operation in operations(spec).items():
         for status, response in operation["responses"].items():
