@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
 from services.gateway.chat.api_router import router as chat_router
@@ -61,6 +62,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description="Chat with a multimodal LLM that writes generation prompts; generate "
         "images as asynchronous jobs. Limits and errors: docs/api.md.",
         lifespan=lifespan,
+        # Routes name their operationId (createImageJob); one that does not gets its
+        # function's name in camelCase, never FastAPI's path-derived default.
+        generate_unique_id_function=camel_case_operation_id,
     )
     install_error_handlers(app)
     # Job-creating routes answer 429 while the generation queue is full (backpressure.py).
@@ -124,6 +128,13 @@ CORS_EXPOSED_HEADERS = (
 BEARER_SCHEME = "bearerAuth"
 # The routes a signed URL opens (http/signed_urls.py).
 SIGNED_PATHS = ("/v1/images/{image_id}", "/v1/jobs/{job_id}/events")
+
+
+def camel_case_operation_id(route: APIRoute) -> str:
+    """`read_job` -> `readJob`: the operationId of a route that declares none, in the
+    style client generators turn into method names."""
+    first, *rest = route.name.split("_")
+    return first + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
 def install_security_scheme(app: FastAPI) -> None:

@@ -10,14 +10,21 @@ from services.gateway.deps import StateDep, TenantDep
 from services.gateway.http.errors import invalid
 from services.gateway.http.event_streams import event_stream
 from services.gateway.http.idempotency import HEADER, IdempotencyKey, run_idempotent
+from services.gateway.http.openapi_responses import (
+    error,
+    malformed,
+    protected,
+    too_large,
+    upstream_errors,
+)
 from services.gateway.http.responses import ModelResponse
-from services.gateway.protocol import ErrorResponse
 
 router = APIRouter(tags=["chat"])
 
 
 @router.post(
     "/v1/chat",
+    operation_id="createChatTurn",
     response_model=ChatResponse,
     responses={
         200: {
@@ -25,22 +32,17 @@ router = APIRouter(tags=["chat"])
             "description": "With stream=true: chat.completion.chunk events, then "
             "`event: chat.result` (ChatResponse), then `data: [DONE]`.",
         },
-        404: {"model": ErrorResponse, "description": "Unknown conversation_id or image id."},
-        409: {
-            "model": ErrorResponse,
-            "description": "Idempotency-Key used for another request, or still in progress; "
+        **protected(creates_jobs=True),
+        **malformed(),
+        404: error("Unknown conversation_id or image id."),
+        409: error(
+            "Idempotency-Key used for another request, or still in progress; "
             "or (type no_result_image) an image task without `images` in a conversation "
-            "none of whose jobs has succeeded yet.",
-        },
-        413: {
-            "model": ErrorResponse,
-            "description": "Body over LLMGA_MAX_REQUEST_BYTES, or an image over "
-            "LLMGA_MAX_UPLOAD_BYTES.",
-        },
-        422: {"model": ErrorResponse, "description": "Invalid field (named in `field`)."},
-        502: {"model": ErrorResponse, "description": "The mllm gave an unusable answer."},
-        503: {"model": ErrorResponse, "description": "The mllm or the job queue is down."},
-        504: {"model": ErrorResponse, "description": "The mllm did not answer in time."},
+            "none of whose jobs has succeeded yet."
+        ),
+        **too_large("Body over LLMGA_MAX_REQUEST_BYTES, or an image over LLMGA_MAX_UPLOAD_BYTES."),
+        422: error("Invalid field (named in `field`)."),
+        **upstream_errors(),
     },
 )
 async def chat(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.gateway.jobs.protocol import JobView
 from services.gateway.protocol import (
@@ -17,6 +17,14 @@ from services.gateway.webhooks.protocol import WebhookInput
 
 class ChatRequest(ImageTaskOptions):
     """One user turn. The generation options apply to every job the reply starts."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"message": "Draw a red fox sleeping in the snow, in watercolor.", "seed": 42},
+            ]
+        }
+    )
 
     message: str = Field(
         min_length=1,

@@ -13,19 +13,21 @@ from services.gateway.conversations.serving import (
     list_conversations,
 )
 from services.gateway.deps import StateDep, TenantDep
-from services.gateway.protocol import DEFAULT_PAGE, Cursor, ErrorResponse, PageLimit
+from services.gateway.http.openapi_responses import error, protected
+from services.gateway.protocol import DEFAULT_PAGE, Cursor, PageLimit
 
 router = APIRouter(tags=["conversations"])
+
+_INVALID = error("Invalid parameter (named in `field`).")
 
 
 @router.get(
     "/v1/conversations",
+    operation_id="listConversations",
     response_model=ConversationList,
     responses={
-        422: {
-            "model": ErrorResponse,
-            "description": "A malformed cursor, or a bad limit (named in `field`).",
-        }
+        **protected(),
+        422: error("A malformed cursor, or a bad limit (named in `field`)."),
     },
 )
 async def read_conversations(
@@ -44,12 +46,12 @@ async def read_conversations(
 
 @router.get(
     "/v1/conversations/{conversation_id}",
+    operation_id="getConversation",
     response_model=ConversationView,
     responses={
-        404: {
-            "model": ErrorResponse,
-            "description": "Unknown or expired; or `image_id` not part of the conversation.",
-        }
+        **protected(),
+        404: error("Unknown or expired; or `image_id` not part of the conversation."),
+        422: _INVALID,
     },
 )
 async def read_conversation(
@@ -71,9 +73,10 @@ async def read_conversation(
 
 @router.delete(
     "/v1/conversations/{conversation_id}",
+    operation_id="deleteConversation",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: {"model": ErrorResponse, "description": "Unknown or expired."}},
+    responses={**protected(), 404: error("Unknown or expired."), 422: _INVALID},
 )
 async def remove_conversation(
     conversation_id: str,

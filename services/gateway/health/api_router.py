@@ -13,7 +13,7 @@ from services.gateway.health.serving import readiness
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Liveness)
+@router.get("/healthz", operation_id="getHealth", response_model=Liveness)
 async def healthz() -> Liveness:
     """Liveness: the process answers (no I/O)."""
     return Liveness()
@@ -21,6 +21,7 @@ async def healthz() -> Liveness:
 
 @router.get(
     "/readyz",
+    operation_id="getReadiness",
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "A dependency is not ready."}},
 )
@@ -30,7 +31,17 @@ async def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse(result.model_dump(), status_code=200 if result.status == "ready" else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    operation_id="getMetrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus' text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(state: StateDep) -> Response:
     """Prometheus metrics of this process."""
     # The queue depth is read from the broker at every scrape (asyncio: no callback).

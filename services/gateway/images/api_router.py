@@ -10,6 +10,15 @@ from pydantic import ValidationError
 
 from services.gateway.deps import StateDep, TenantDep
 from services.gateway.http.idempotency import IdempotencyKey, run_idempotent
+from services.gateway.http.openapi_responses import (
+    error,
+    image_content,
+    job_created,
+    malformed,
+    protected,
+    too_large,
+    upstream_errors,
+)
 from services.gateway.http.responses import ModelResponse
 from services.gateway.http.waiting import WaitSeconds, mark_applied
 from services.gateway.images.protocol import (
@@ -25,32 +34,33 @@ from services.gateway.images.serving import (
     upload_image,
     upload_image_form,
 )
-from services.gateway.protocol import ErrorResponse
 
 router = APIRouter(tags=["images"])
 
-_INVALID = {"model": ErrorResponse, "description": "Invalid field (named in `field`)."}
+_INVALID = error("Invalid field (named in `field`).")
+_UNKNOWN_IMAGE = error("Unknown or expired image.")
 
 
 @router.post(
     "/v1/images",
+    operation_id="createImageJob",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=ImagesResponse,
     responses={
-        404: {"model": ErrorResponse, "description": "Unknown or expired input image id."},
-        409: {
-            "model": ErrorResponse,
-            "description": "Idempotency-Key used for another request, or still in progress.",
-        },
-        413: {"model": ErrorResponse, "description": "An image over LLMGA_MAX_UPLOAD_BYTES."},
+        **job_created(
+            "The queued job (with `Prefer: wait=N`: as it is when it ends or N "
+            "seconds have passed)."
+        ),
+        **protected(creates_jobs=True),
+        **malformed(),
+        404: error("Unknown or expired input image id."),
+        409: error("Idempotency-Key used for another request, or still in progress."),
+        **too_large("Body over LLMGA_MAX_REQUEST_BYTES, or an image over LLMGA_MAX_UPLOAD_BYTES."),
         422: _INVALID,
-        502: {
-            "model": ErrorResponse,
-            "description": "The mllm gave an unusable answer (similar: no description; edit: "
-            "no source or target caption).",
-        },
-        503: {"model": ErrorResponse, "description": "The mllm or the job queue is down."},
-        504: {"model": ErrorResponse, "description": "The mllm timed out."},
+        **upstream_errors(
+            bad_answer="The mllm gave an unusable answer (similar: no description; edit: "
+            "no source or target caption)."
+        ),
     },
 )
 async def create_images(
@@ -85,15 +95,16 @@ async def create_images(
 
 @router.get(
     "/v1/images/{image_id}",
+    operation_id="getImage",
     response_class=Response,
     responses={
-        200: {"content": {"image/png": {}}, "description": "The image bytes."},
-        403: {
-            "model": ErrorResponse,
-            "description": "A signed URL whose signature does not match or has expired "
-            "(the field is named).",
-        },
-        404: {"model": ErrorResponse, "description": "Unknown or expired image."},
+        **image_content("The image bytes."),
+        **protected(),
+        403: error(
+            "A signed URL whose signature does not match or has expired (the field is named)."
+        ),
+        404: _UNKNOWN_IMAGE,
+        422: _INVALID,
     },
 )
 async def download_image(
@@ -124,9 +135,10 @@ async def download_image(
 
 @router.delete(
     "/v1/images/{image_id}",
+    operation_id="deleteImage",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: {"model": ErrorResponse, "description": "Unknown or expired image."}},
+    responses={**protected(), 404: _UNKNOWN_IMAGE, 422: _INVALID},
 )
 async def remove_image(
     image_id: str,
@@ -142,15 +154,14 @@ async def remove_image(
 
 @router.post(
     "/v1/uploads",
+    operation_id="createUpload",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadResponse,
     responses={
-        400: {"model": ErrorResponse, "description": "Malformed JSON or multipart body."},
-        413: {"model": ErrorResponse, "description": "Image over LLMGA_MAX_UPLOAD_BYTES."},
-        422: {
-            "model": ErrorResponse,
-            "description": "Not base64, not an image, too many pixels or too long a side.",
-        },
+        **protected(),
+        400: error("Malformed JSON or multipart body."),
+        **too_large("Body over LLMGA_MAX_REQUEST_BYTES, or the image over LLMGA_MAX_UPLOAD_BYTES."),
+        422: error("Not base64, not an image, too many pixels or too long a side."),
     },
     openapi_extra={
         "requestBody": {

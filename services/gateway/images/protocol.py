@@ -16,6 +16,21 @@ from services.gateway.webhooks.protocol import WebhookInput
 class ImagesRequest(ImageTaskOptions):
     """Create one generation job from a prompt and/or input images (per task)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "t2i",
+                    "prompt": "a red fox sleeping in the snow, watercolor",
+                    "width": 512,
+                    "height": 512,
+                    "steps": 30,
+                    "seed": 42,
+                },
+            ]
+        }
+    )
+
     task: TaskName = Field(
         default="t2i",
         description="'t2i', 'inpaint' (needs image + mask), 'outpaint' (needs image + "
@@ -94,10 +109,20 @@ class ImagesResponse(JobView):
     )
 
 
+# An 8x8 PNG, for the examples of the schemas.
+EXAMPLE_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAA"
+    "FElEQVR4nGM8YaPBgA0wYRUdtBIA77ABPOi/LYYAAAAASUVORK5CYII="
+)
+
+
 class UploadRequest(BaseModel):
     """An image to store for later use as an input (by id)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"image": f"data:image/png;base64,{EXAMPLE_PNG}"}]},
+    )
 
     image: str = Field(
         description="Raw base64 or a `data:image/...;base64,` URI of a PNG, JPEG, WebP, GIF "

@@ -9,6 +9,7 @@ from sse_starlette import EventSourceResponse
 
 from services.gateway.deps import StateDep, TenantDep
 from services.gateway.http.event_streams import event_stream
+from services.gateway.http.openapi_responses import error, protected
 from services.gateway.http.waiting import WaitSeconds, mark_applied
 from services.gateway.jobs.protocol import JobList, JobStatusName, JobView
 from services.gateway.jobs.serving import (
@@ -19,21 +20,21 @@ from services.gateway.jobs.serving import (
     list_jobs,
     require_job,
 )
-from services.gateway.protocol import DEFAULT_PAGE, Cursor, ErrorResponse, PageLimit, TaskName
+from services.gateway.protocol import DEFAULT_PAGE, Cursor, PageLimit, TaskName
 
 router = APIRouter(tags=["jobs"])
 
-_NOT_FOUND = {"model": ErrorResponse, "description": "Unknown or expired job."}
+_NOT_FOUND = error("Unknown or expired job.")
+_INVALID = error("Invalid parameter (named in `field`).")
 
 
 @router.get(
     "/v1/jobs",
+    operation_id="listJobs",
     response_model=JobList,
     responses={
-        422: {
-            "model": ErrorResponse,
-            "description": "A malformed cursor, or a bad filter or limit (named in `field`).",
-        }
+        **protected(),
+        422: error("A malformed cursor, or a bad filter or limit (named in `field`)."),
     },
 )
 async def read_jobs(
@@ -64,10 +65,12 @@ async def read_jobs(
 
 @router.get(
     "/v1/jobs/{job_id}",
+    operation_id="getJob",
     response_model=JobView,
     responses={
+        **protected(),
         404: _NOT_FOUND,
-        422: {"model": ErrorResponse, "description": "wait over LLMGA_MAX_WAIT_S."},
+        422: error("wait over LLMGA_MAX_WAIT_S."),
     },
 )
 async def read_job(
@@ -87,10 +90,13 @@ async def read_job(
 
 @router.post(
     "/v1/jobs/{job_id}/cancel",
+    operation_id="cancelJob",
     response_model=JobView,
     responses={
+        **protected(),
         404: _NOT_FOUND,
-        409: {"model": ErrorResponse, "description": "The job has already ended."},
+        409: error("The job has already ended."),
+        422: _INVALID,
     },
 )
 async def cancel(
@@ -106,9 +112,10 @@ async def cancel(
 
 @router.delete(
     "/v1/jobs/{job_id}",
+    operation_id="deleteJob",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: _NOT_FOUND},
+    responses={**protected(), 404: _NOT_FOUND, 422: _INVALID},
 )
 async def remove_job(
     job_id: str,
@@ -124,17 +131,17 @@ async def remove_job(
 
 @router.get(
     "/v1/jobs/{job_id}/events",
+    operation_id="getJobEvents",
     response_class=EventSourceResponse,
     responses={
+        **protected(),
         200: {
             "content": {"text/event-stream": {}},
             "description": "Server-sent events; each `data` is a Job (JSON).",
         },
-        403: {
-            "model": ErrorResponse,
-            "description": "A `token` that does not match or has expired.",
-        },
+        403: error("A `token` that does not match or has expired."),
         404: _NOT_FOUND,
+        422: _INVALID,
     },
 )
 async def job_events(

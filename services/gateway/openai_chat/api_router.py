@@ -4,13 +4,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Response
 
 from services.gateway.deps import StateDep, TenantDep
 from services.gateway.http.backpressure import require_queue_capacity
 from services.gateway.http.event_streams import event_stream
+from services.gateway.http.openapi_responses import (
+    Responses,
+    error,
+    malformed,
+    protected,
+    too_large,
+    upstream_errors,
+)
 from services.gateway.http.responses import ModelResponse
 from services.gateway.openai_chat.protocol import (
     ChatCompletion,
@@ -26,23 +32,19 @@ from services.gateway.openai_chat.serving import (
 
 router = APIRouter(tags=["openai"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": OpenAIErrorResponse, "description": "No valid API key."},
-    404: {"model": OpenAIErrorResponse, "description": "Unknown conversation_id."},
-    413: {"model": OpenAIErrorResponse, "description": "Body or image over its limit."},
-    422: {
-        "model": OpenAIErrorResponse,
-        "description": "Invalid field (named in `param`); 400 for a malformed body.",
-    },
-    429: {"model": OpenAIErrorResponse, "description": "Queue full or a limit spent."},
-    502: {"model": OpenAIErrorResponse, "description": "The mllm gave an unusable answer."},
-    503: {"model": OpenAIErrorResponse, "description": "The mllm or the job queue is down."},
-    504: {"model": OpenAIErrorResponse, "description": "The mllm did not answer in time."},
+_ERRORS: Responses = {
+    **protected(OpenAIErrorResponse, creates_jobs=True),
+    **malformed(OpenAIErrorResponse),
+    404: error("Unknown conversation_id.", model=OpenAIErrorResponse),
+    **too_large("Body or image over its limit.", model=OpenAIErrorResponse),
+    422: error("Invalid field (named in `param`).", model=OpenAIErrorResponse),
+    **upstream_errors(OpenAIErrorResponse),
 }
 
 
 @router.post(
     "/v1/chat/completions",
+    operation_id="createChatCompletion",
     response_model=ChatCompletion,
     dependencies=[Depends(require_queue_capacity)],
     responses={
@@ -67,7 +69,12 @@ async def chat_completions(
     return ModelResponse(await chat_completion(state, tenant, request))
 
 
-@router.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
+@router.get(
+    "/v1/models",
+    operation_id="listModels",
+    response_model=ModelList,
+    responses=protected(OpenAIErrorResponse),
+)
 async def models(_: TenantDep) -> ModelList:
     """The one model, `llmga` (the gateway's chat, whatever model the mllm serves)."""
     return model_list()

@@ -55,7 +55,19 @@ class ChatCompletionRequest(BaseModel):
     Other OpenAI parameters (top_p, stop, user, stream_options, ...) are accepted and
     ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "llmga",
+                    "messages": [
+                        {"role": "user", "content": "Draw a red fox sleeping in the snow."}
+                    ],
+                },
+            ]
+        },
+    )
 
     model: str = Field(default=MODEL_ID, description="Echoed in the answer; any value is accepted.")
     messages: list[OpenAIMessage] = Field(
