@@ -12,6 +12,7 @@ from services.gateway.deps import StateDep, TenantDep
 from services.gateway.http.idempotency import IdempotencyKey, run_idempotent
 from services.gateway.http.responses import ModelResponse
 from services.gateway.http.waiting import WaitSeconds, mark_applied
+from services.gateway.images.formats import ImageFormat
 from services.gateway.images.protocol import (
     ImagesRequest,
     ImagesResponse,
@@ -19,6 +20,7 @@ from services.gateway.images.protocol import (
     UploadResponse,
 )
 from services.gateway.images.serving import (
+    converted_image,
     create_images_job_waiting,
     delete_image,
     read_image,
@@ -87,13 +89,17 @@ async def create_images(
     "/v1/images/{image_id}",
     response_class=Response,
     responses={
-        200: {"content": {"image/png": {}}, "description": "The image bytes."},
+        200: {
+            "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+            "description": "The image bytes (PNG, or the format asked for).",
+        },
         403: {
             "model": ErrorResponse,
             "description": "A signed URL whose signature does not match or has expired "
             "(the field is named).",
         },
         404: {"model": ErrorResponse, "description": "Unknown or expired image."},
+        422: {"model": ErrorResponse, "description": "`quality` without jpeg or webp."},
     },
 )
 async def download_image(
@@ -109,15 +115,32 @@ async def download_image(
     sig: Annotated[
         str | None, Query(description="Signed URLs: the hex HMAC-SHA256 signature.")
     ] = None,
+    image_format: Annotated[
+        ImageFormat | None,
+        Query(
+            alias="format",
+            description="Convert the stored PNG: `png`, `jpeg` or `webp`; omitted: the PNG.",
+        ),
+    ] = None,
+    quality: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=100,
+            description="jpeg/webp only: the encoder's quality, 0..100 (omitted: 90).",
+        ),
+    ] = None,
 ) -> Response:
-    """The image (PNG). Images never change, so clients may cache them. With
+    """The image (PNG, or `?format=jpeg|webp` converted on the fly; the Content-Type
+    follows). Images never change, so clients may cache them. With
     LLMGA_URL_SIGNING_SECRET set, the `url` of a job's or upload's image is signed
     (`tenant`, `expires`, `sig`) and works without an API key (an `<img src>`) until it
     expires; the middleware verifies it (docs/api.md "Browsers")."""
     blob = await read_image(state, tenant, image_id)
+    content, media_type = await converted_image(blob, image_format, quality)
     return Response(
-        content=blob.data,
-        media_type=blob.content_type,
+        content=content,
+        media_type=media_type,
         headers={"Cache-Control": "private, max-age=86400, immutable"},
     )
 
