@@ -15,8 +15,16 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# The routes of this area.
-OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/models"})
+# The routes of this area and of OpenAI's Images API (openai_images/).
+OPENAI_PATHS = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/models",
+        "/v1/images/generations",
+        "/v1/images/edits",
+        "/v1/images/variations",
+    }
+)
 
 _KINDS = {
     400: "invalid_request_error",
