@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+import redis
 from PIL import Image
 
 from tests.support.scripted_mllm import ScriptedMllm
@@ -244,3 +245,65 @@ def test_async_client_and_the_other_image_routes(
     queued = api.post("/v1/images", json={"prompt": "an owl", "width": 64, "height": 64, **FAST})
     assert queued.status_code == 202, queued.text
     assert api.get("/v1/images/generations").status_code == 404
+
+
+def test_json_edit_with_a_data_uri(client: openai.OpenAI, worker: str) -> None:
+    pixels = _noise(64, 64, 6)
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[8:24, 8:24] = 255  # no alpha: white = edit
+    uri = "data:image/png;base64," + base64.b64encode(_png(pixels)).decode("ascii")
+    mask_uri = "data:image/png;base64," + base64.b64encode(_png(mask)).decode("ascii")
+    response = client.post(
+        "/images/edits",
+        cast_to=httpx.Response,
+        body={
+            "images": [{"image_url": uri}],
+            "mask": {"image_url": mask_uri},
+            "prompt": "a window",
+            "response_format": "b64_json",
+            **FAST,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["llmga"]["job"]["task"] == "inpaint"
+    out = np.asarray(_decoded(body["data"][0]["b64_json"]).convert("RGB"))
+    assert np.array_equal(out[mask == 0], pixels[mask == 0])
+
+
+@pytest.fixture(scope="module")
+def slow_gateway(
+    redis_client: redis.Redis, scripted: ScriptedMllm, logs: Path
+) -> Iterator[tuple[HttpService, Namespace]]:
+    """A gateway waiting 1 s for its jobs, on a queue no worker reads."""
+    namespace = Namespace.unique("oai-images-slow")
+    env = {
+        **namespace.env(),
+        "LLMGA_MLLM_BASE_URL": scripted.base_url,
+        "LLMGA_OPENAI_IMAGES_WAIT_S": "1",
+    }
+    try:
+        with start_gateway(env, logs) as service:
+            yield service, namespace
+    finally:
+        namespace.cleanup(redis_client)
+
+
+def test_a_job_not_done_in_time_is_a_504_naming_it_and_not_retried(
+    slow_gateway: tuple[HttpService, Namespace],
+) -> None:
+    service, _ = slow_gateway
+    # The client's default retries: the answer tells it not to retry (the job is queued).
+    with (
+        openai.OpenAI(base_url=f"{service.url}/v1", api_key="any") as client,
+        pytest.raises(openai.APIStatusError) as raised,
+    ):
+        client.images.generate(prompt="a slow fox", size="64x64")
+    assert raised.value.status_code == 504
+    body = raised.value.body
+    assert isinstance(body, dict)
+    assert body["code"] == "job_timeout" and body["type"] == "server_error"
+    assert body["job_id"].startswith("job") and body["job"]["status"] == "queued"
+    with httpx.Client(base_url=service.url) as api:
+        listed = api.get("/v1/jobs").json()["data"]
+    assert [job["id"] for job in listed] == [body["job_id"]]
