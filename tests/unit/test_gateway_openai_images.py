@@ -52,7 +52,8 @@ def test_conversion(fmt: str, pil: str) -> None:
 
 def test_transparent_pixels_become_white_in_jpeg() -> None:
     with Image.open(io.BytesIO(convert_png(_png("RGBA"), "jpeg", 95))) as image:
-        assert all(channel > 240 for channel in image.convert("RGB").getpixel((3, 3)))
+        pixel = image.convert("RGB").getpixel((3, 3))
+        assert isinstance(pixel, tuple) and all(channel > 240 for channel in pixel)
 
 
 def test_image_urls_carry_the_format_after_the_signature() -> None:
