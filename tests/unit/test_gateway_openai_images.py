@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
 
 from services.gateway.http.errors import ApiError
 from services.gateway.http.links import Links
-from services.gateway.http.signed_urls import UrlSigner
+from services.gateway.http.signed_urls import UrlSigner, signed_tenant
 from services.gateway.images.formats import convert_png
 from services.gateway.openai_images.serving import parse_size
 from services.gateway.settings import GatewaySettings
@@ -61,3 +62,17 @@ def test_image_urls_carry_the_format_after_the_signature() -> None:
     assert Links().image("img_1") == "/v1/images/img_1"
     signed = Links(signer=UrlSigner("s" * 32), tenant="acme", at=1000.0).image("img_1", "jpeg")
     assert "sig=" in signed and signed.endswith("&format=jpeg")
+
+
+def test_a_signed_url_with_a_format_still_verifies_and_opens_only_get() -> None:
+    signer = UrlSigner("s" * 32)
+    url = Links(signer=signer, tenant="acme", at=1000.0).image("img_1", "jpeg", 80)
+    parts = urlsplit(url)
+
+    def scope(method: str, path: str = parts.path) -> dict[str, object]:
+        query = parts.query.encode()
+        return {"type": "http", "method": method, "path": path, "query_string": query}
+
+    assert signed_tenant(scope("GET"), signer, now=1000.0) == "acme"
+    # The new POST routes under /v1/images/ are never opened by a signature.
+    assert signed_tenant(scope("POST", "/v1/images/generations"), signer, now=1000.0) is None
