@@ -264,11 +264,9 @@ async def read_image_form(state: GatewayState, request: Request, mask: bool) -> 
         listed = fields.pop("images", None)
         if not isinstance(listed, list):
             raise invalid("images: a list of one {'image_url': data URI}", "images")
-        images = [
-            _json_image(item, f"images[{i}]", limits.max_bytes) for i, item in enumerate(listed)
-        ]
-        if len(images) > 1:
-            raise _too_many(len(images))
+        if len(listed) > 1:
+            raise _too_many(len(listed))
+        images = [_json_image(item, "images[0]", limits.max_bytes) for item in listed]
         if fields.get(MASK_FIELD) is not None:
             masks = [_json_image(fields.pop(MASK_FIELD), MASK_FIELD, limits.max_bytes)]
         fields.pop(MASK_FIELD, None)
