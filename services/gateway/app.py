@@ -27,6 +27,7 @@ from services.gateway.jobs.api_router import router as jobs_router
 from services.gateway.metrics import GatewayMetrics, RequestMetricsMiddleware
 from services.gateway.openai_chat.api_router import router as openai_router
 from services.gateway.openai_chat.errors import OpenAIErrorMiddleware
+from services.gateway.openai_images.api_router import router as openai_images_router
 from services.gateway.settings import GatewaySettings, load_settings
 from services.gateway.state import GatewayState
 from services.gateway.webhooks.dispatcher import WebhookDispatcher
@@ -68,7 +69,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     # Job-creating routes answer 429 while the generation queue is full (backpressure.py).
-    for router in (chat_router, images_router):
+    # OpenAI's Images API first: its POST paths sit under /v1/images/.
+    for router in (openai_images_router, chat_router, images_router):
         app.include_router(router, dependencies=[Depends(require_queue_capacity)])
     # OpenAI's dialect; its chat completions route checks the queue itself.
     for router in (openai_router, jobs_router, conversations_router, health_router):

@@ -175,6 +175,14 @@ class GatewaySettings(StateSettings):
         ge=0,
         description="Longest wait a client may ask for (`Prefer: wait=N`, `?wait=N`).",
     )
+    openai_images_wait_s: int = Field(
+        default=120,
+        ge=1,
+        le=600,
+        description="OpenAI's Images API (`POST /v1/images/generations|edits|variations`) "
+        "answers with the images, so it waits for its job at most this long; after that "
+        "it answers 504 `job_timeout` naming the job, which keeps running.",
+    )
     job_events_poll_s: float = Field(
         default=1.0,
         gt=0,

@@ -29,6 +29,11 @@ MAX_EXAMPLES = 20
 # Documented 5xx answers that are not server errors in this setup.
 ALLOWED_5XX = {
     ("GET", "/readyz"): {503},  # no worker runs in this test
+    # OpenAI's Images API waits for its job: with no worker, 504 job_timeout (documented);
+    # edits and variations ask the mllm first, whose default reply may hold no prompt (502).
+    ("POST", "/v1/images/generations"): {504},
+    ("POST", "/v1/images/edits"): {502, 504},
+    ("POST", "/v1/images/variations"): {502, 504},
 }
 
 
@@ -48,6 +53,7 @@ def gateway(logs: Path) -> Iterator[HttpService]:
             "LLMGA_MLLM_BASE_URL": mllm.base_url,
             # Generated `wait` values must not hold a request for a job no worker runs.
             "LLMGA_MAX_WAIT_S": "1",
+            "LLMGA_OPENAI_IMAGES_WAIT_S": "1",
             "LLMGA_JOB_EVENTS_KEEPALIVE_S": "1",
         }
         try:

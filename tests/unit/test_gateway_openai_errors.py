@@ -58,6 +58,14 @@ def _app() -> FastAPI:
     async def ok() -> PlainTextResponse:
         return PlainTextResponse("fine")
 
+    @app.post("/v1/images/generations")
+    async def broken() -> PlainTextResponse:
+        raise RuntimeError("a bug")
+
+    @app.post("/v1/images")
+    async def broken_elsewhere() -> PlainTextResponse:
+        raise RuntimeError("a bug")
+
     app.add_middleware(OpenAIErrorMiddleware)
     return app
 
@@ -77,6 +85,22 @@ def test_the_middleware_rewrites_errors_of_its_routes_only() -> None:
         assert int(response.headers["content-length"]) == len(response.content)
         assert client.get("/v1/jobs").json() == error_body("queue_full", "full")
         assert client.post("/v1/chat/completions").text == "fine"
+
+
+def test_an_unhandled_error_of_its_routes_is_a_500_in_openai_shape() -> None:
+    with TestClient(_app(), raise_server_exceptions=False) as client:
+        response = client.post("/v1/images/generations")
+        assert response.status_code == 500
+        assert response.json() == {
+            "error": {
+                "message": "internal server error",
+                "type": "server_error",
+                "param": None,
+                "code": "internal_error",
+            }
+        }
+        # Elsewhere Starlette's own 500 stands (the gateway's handler words it there).
+        assert client.post("/v1/images").status_code == 500
 
 
 def test_a_stream_error_is_a_data_event_the_openai_package_raises_on() -> None:

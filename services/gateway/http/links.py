@@ -42,13 +42,22 @@ class Links:
             events_ttl_s=settings.events_token_ttl_s,
         )
 
-    def image(self, image_id: str) -> str:
-        """Where to download an image: `{base}/v1/images/{id}`, signed if configured."""
+    def image(
+        self, image_id: str, image_format: str | None = None, quality: int | None = None
+    ) -> str:
+        """Where to download an image: `{base}/v1/images/{id}`, signed if configured;
+        `image_format` (and `quality`) add `format=` (`quality=`): the download converts
+        the stored PNG (the signature covers the image, whatever its format)."""
         url = f"{self.base_url}/v1/images/{quote(image_id, safe='')}"
-        if self.signer is None:
-            return url
-        expires = expiry(self._now(), self.image_ttl_s)
-        return f"{url}?{self.signer.image_query(self.tenant, image_id, expires)}"
+        query = []
+        if self.signer is not None:
+            expires = expiry(self._now(), self.image_ttl_s)
+            query.append(self.signer.image_query(self.tenant, image_id, expires))
+        if image_format is not None:
+            query.append(f"format={quote(image_format, safe='')}")
+        if quality is not None:
+            query.append(f"quality={quality}")
+        return f"{url}?{'&'.join(query)}" if query else url
 
     def events(self, job_id: str) -> str:
         """A job's event stream: `{base}/v1/jobs/{id}/events`, with a `token` if configured."""

@@ -21,6 +21,7 @@ from services.gateway.http.openapi_responses import (
 )
 from services.gateway.http.responses import ModelResponse
 from services.gateway.http.waiting import WaitSeconds, mark_applied
+from services.gateway.images.formats import ImageFormat
 from services.gateway.images.protocol import (
     ImagesRequest,
     ImagesResponse,
@@ -28,6 +29,7 @@ from services.gateway.images.protocol import (
     UploadResponse,
 )
 from services.gateway.images.serving import (
+    converted_image,
     create_images_job_waiting,
     delete_image,
     read_image,
@@ -98,13 +100,13 @@ async def create_images(
     operation_id="getImage",
     response_class=Response,
     responses={
-        **image_content("The image bytes."),
+        **image_content("The image bytes (PNG, or the format asked for)."),
         **protected(),
         403: error(
             "A signed URL whose signature does not match or has expired (the field is named)."
         ),
         404: _UNKNOWN_IMAGE,
-        422: _INVALID,
+        422: error("`quality` without jpeg or webp, or another invalid parameter."),
     },
 )
 async def download_image(
@@ -120,15 +122,32 @@ async def download_image(
     sig: Annotated[
         str | None, Query(description="Signed URLs: the hex HMAC-SHA256 signature.")
     ] = None,
+    image_format: Annotated[
+        ImageFormat | None,
+        Query(
+            alias="format",
+            description="Convert the stored PNG: `png`, `jpeg` or `webp`; omitted: the PNG.",
+        ),
+    ] = None,
+    quality: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=100,
+            description="jpeg/webp only: the encoder's quality, 0..100 (omitted: 90).",
+        ),
+    ] = None,
 ) -> Response:
-    """The image (PNG). Images never change, so clients may cache them. With
+    """The image (PNG, or `?format=jpeg|webp` converted on the fly; the Content-Type
+    follows). Images never change, so clients may cache them. With
     LLMGA_URL_SIGNING_SECRET set, the `url` of a job's or upload's image is signed
     (`tenant`, `expires`, `sig`) and works without an API key (an `<img src>`) until it
     expires; the middleware verifies it (docs/api.md "Browsers")."""
     blob = await read_image(state, tenant, image_id)
+    content, media_type = await converted_image(blob, image_format, quality)
     return Response(
-        content=blob.data,
-        media_type=blob.content_type,
+        content=content,
+        media_type=media_type,
         headers={"Cache-Control": "private, max-age=86400, immutable"},
     )
 

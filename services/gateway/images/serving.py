@@ -9,6 +9,7 @@ from fastapi import Request
 
 from services.common.blob_store import Blob
 from services.gateway.http.errors import invalid, not_found
+from services.gateway.images.formats import MEDIA_TYPES, ImageFormat, convert_png
 from services.gateway.images.protocol import ImagesRequest, ImagesResponse, UploadResponse
 from services.gateway.jobs.serving import job_view
 from services.gateway.mllm.assistant import ask_mllm
@@ -177,6 +178,19 @@ async def read_image(state: GatewayState, tenant: str, image_id: str) -> Blob:
     if blob is None:
         raise not_found(f"image {image_id!r} not found")
     return blob
+
+
+async def converted_image(
+    blob: Blob, image_format: ImageFormat | None, quality: int | None
+) -> tuple[bytes, str]:
+    """(bytes, media type) of a stored image in `image_format` (None: as stored),
+    converted in a worker thread; 422 naming `quality` unless the format takes one."""
+    if quality is not None and image_format not in ("jpeg", "webp"):
+        raise invalid("quality applies to format jpeg or webp only", "quality")
+    if image_format is None or (image_format == "png" and blob.content_type == "image/png"):
+        return blob.data, blob.content_type
+    data = await anyio.to_thread.run_sync(convert_png, blob.data, image_format, quality)
+    return data, MEDIA_TYPES[image_format]
 
 
 async def delete_image(state: GatewayState, tenant: str, image_id: str) -> None:

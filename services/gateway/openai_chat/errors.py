@@ -11,12 +11,26 @@ Other routes keep the gateway's body; successful responses and streams pass unto
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# The routes of this area.
-OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/models"})
+from services.gateway.http.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+# The routes of this area and of OpenAI's Images API (openai_images/).
+OPENAI_PATHS = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/models",
+        "/v1/images/generations",
+        "/v1/images/edits",
+        "/v1/images/variations",
+    }
+)
 
 _KINDS = {
     400: "invalid_request_error",
@@ -63,11 +77,13 @@ class OpenAIErrorMiddleware:
             await self.app(scope, receive, send)
             return
         start: Message | None = None
+        started = False
         chunks: list[bytes] = []
 
         async def rewrite(message: Message) -> None:
-            nonlocal start
+            nonlocal start, started
             if message["type"] == "http.response.start":
+                started = True
                 headers = dict(message.get("headers", []))
                 is_json = headers.get(b"content-type", b"").startswith(b"application/json")
                 if message["status"] >= 400 and is_json:
@@ -83,7 +99,16 @@ class OpenAIErrorMiddleware:
                 return
             await _send_rewritten(send, start, b"".join(chunks))
 
-        await self.app(scope, receive, rewrite)
+        try:
+            await self.app(scope, receive, rewrite)
+        except Exception:
+            # An unhandled error would get its 500 from Starlette's outermost middleware,
+            # in the gateway's shape; answered here (and logged as there) in OpenAI's.
+            if started:
+                raise
+            logger.exception("unhandled error")
+            body = error_body("internal_error", "internal server error")
+            await JSONResponse(openai_error_body(500, body), status_code=500)(scope, receive, send)
 
 
 async def _send_rewritten(send: Send, start: Message, raw: bytes) -> None:

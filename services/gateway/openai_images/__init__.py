@@ -1,0 +1,1 @@
+"""OpenAI's Images API on the gateway: generations, edits, variations."""
