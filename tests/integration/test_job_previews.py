@@ -37,10 +37,15 @@ def worker(
 def test_previews_arrive_before_the_final_status_as_jpegs_of_their_size(
     api: httpx.Client,
 ) -> None:
-    body = {"task": "t2i", "prompt": "a lighthouse", "n": 2, "seed": 3}
-    created = api.post("/v1/images", json={**body, "width": 64, "height": 96, "steps": 4})
+    body = {"task": "t2i", "prompt": "a lighthouse", "seed": 3, "width": 64, "height": 96}
+    # The worker runs one job at a time: while it runs a longer one, the job under test
+    # is still queued when its stream opens (a stream of an ended job sends no previews).
+    blocker = api.post("/v1/images", json={**body, "steps": 40})
+    assert blocker.status_code == 202, blocker.text
+    created = api.post("/v1/images", json={**body, "n": 2, "steps": 4})
     assert created.status_code == 202, created.text
     events = list(job_events(api, created.json()["id"]))
+    assert events[0][0] == "status" and events[0][1]["status"] == "queued", events[0]
 
     names = [name for name, _ in events]
     assert names[-1] == "status" and events[-1][1]["status"] == "succeeded", events
