@@ -18,6 +18,11 @@ class RedisKeys:
         """Pub/sub channel: a notification after every change of the job's record."""
         return f"{self.prefix}:{tenant}:job-events:{job_id}"
 
+    def job_previews(self, tenant: str, job_id: str) -> str:
+        """List: the job's previews while it denoises, oldest first (JSON entries,
+        services/common/job_previews.py); its TTL the preview TTL from the newest."""
+        return f"{self.prefix}:{tenant}:job-previews:{job_id}"
+
     def job_index(self, tenant: str) -> str:
         """Sorted set: the tenant's job ids scored by creation time (Unix seconds), for
         listing; written with the record, its TTL the job TTL from the newest job."""

@@ -28,6 +28,7 @@ from services.worker import metrics
 from services.worker.celery_app import create_app
 from services.worker.diffrir.tiling import Tiling
 from services.worker.loading import load_models, resolve_device, resolve_dtype
+from services.worker.previews import PreviewWriter
 from services.worker.profiles import ModelProfile, get_profile, local_sources
 from services.worker.settings import WorkerSettings
 from services.worker.task_table import TASKS, models_needed
@@ -85,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         worker_name=settings.worker_name,
         max_job_s=settings.max_job_s,
         color_restore=settings.color_restore,
+        previews=PreviewWriter(
+            client,
+            keys,
+            RedisBlobStore(client, keys, settings.preview_ttl_s),
+            settings.preview_every,
+            settings.preview_ttl_s,
+        ),
     )
     app = create_app(settings)
     register_tasks(app, runner)

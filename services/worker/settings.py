@@ -82,6 +82,19 @@ class WorkerSettings(StateSettings):
         description="Without DiffRIR weights: match brightness/contrast at the seam after "
         "inpaint and outpaint (the colour fallback).",
     )
+    preview_every: int = Field(
+        default=5,
+        ge=0,
+        validation_alias=_env("preview_every"),
+        description="Store a preview of each image every this many denoising steps (a "
+        "small JPEG from the latents, sent as `preview` events); 0: no previews.",
+    )
+    preview_ttl_s: int = Field(
+        default=3600,
+        gt=0,
+        validation_alias=_env("preview_ttl_s"),
+        description="How long previews (their JPEGs and the job's preview list) are kept.",
+    )
     diffrir_weights: Path | None = Field(
         default=None,
         validation_alias=_env("diffrir_weights"),

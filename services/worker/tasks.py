@@ -12,6 +12,7 @@ import io
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,8 @@ from services.common.workers import WorkerRegistry
 from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels
 from services.worker.metrics import job_in_progress, observe_job
-from services.worker.pipelines.common import GenerationResult, ResolvedParams
+from services.worker.pipelines.common import GenerationResult, LatentsCallback, ResolvedParams
+from services.worker.previews import PreviewWriter
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class GenerationRunner:
     max_job_s: float
     # Inpaint/outpaint: match brightness and contrast at the seam (restorers.py).
     color_restore: bool = True
+    # Previews while denoising (previews.py); None: none.
+    previews: PreviewWriter | None = None
 
     def run(self, payload: str) -> dict[str, Any]:
         """Run the job in `payload` (`encode_request` text); returns a short summary.
@@ -141,7 +145,7 @@ class GenerationRunner:
         self.jobs.update(request.tenant, request.job_id, mutate)
         return started
 
-    def _progress_reporter(self, request: GenerationRequest) -> Any:
+    def _progress_reporter(self, request: GenerationRequest) -> JobProgress:
         """A per-step callback: writes progress, and stops the job when it was canceled or
         has run longer than `max_job_s` (a job must end before the visibility timeout)."""
         deadline = time.monotonic() + self.max_job_s
@@ -167,7 +171,23 @@ class GenerationRunner:
                     f"stopped after {self.max_job_s:.0f}s (the worker's time limit per job)",
                 )
 
-        return report
+        return JobProgress(report, self._preview_writer(request))
+
+    def _preview_writer(self, request: GenerationRequest) -> LatentsCallback | None:
+        """The `on_latents` of the job's progress: a preview every N steps of each image."""
+        previews = self.previews
+        if previews is None or previews.every <= 0:
+            return None
+
+        def on_latents(
+            image_index: int, image_step: int, step: int, total: int, latents: Any, sdxl: bool
+        ) -> None:
+            if previews.wants(image_step):
+                previews.write(
+                    request.tenant, request.job_id, step, total, image_index, latents, sdxl
+                )
+
+        return on_latents
 
     def _succeed(
         self, request: GenerationRequest, result: GenerationResult, image_ids: list[str]
@@ -226,6 +246,18 @@ class GenerationRunner:
 
 
 _FINAL_NAMES = frozenset(status_name(status) for status in TERMINAL_STATUSES)
+
+
+@dataclass
+class JobProgress:
+    """The progress callback of one job (`ProgressCallback`), with the `on_latents` the
+    pipelines' step reporter calls for previews (pipelines/common.py)."""
+
+    report: Callable[[int, int], None]
+    on_latents: LatentsCallback | None = None
+
+    def __call__(self, step: int, total: int) -> None:
+        self.report(step, total)
 
 
 def _name(record: JobRecord | None) -> str:

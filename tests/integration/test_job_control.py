@@ -117,7 +117,12 @@ def test_cancel_stops_the_running_job_skips_the_queued_one_and_the_worker_goes_o
 
 def test_events_follow_a_real_job_to_its_end(api: httpx.Client) -> None:
     job_id = _create(api, "a lighthouse", {**SHORT, "steps": 6})
-    events = list(job_events(api, job_id))
+    followed = list(job_events(api, job_id))
+    # The worker's default preview every 5 steps: one `preview` event, before the end.
+    previews = [view for name, view in followed if name == "preview"]
+    assert [(p["step"], p["total"]) for p in previews] == [(5, 6)]
+    assert followed[-1][0] == "status"
+    events = [(name, view) for name, view in followed if name != "preview"]
     statuses = [view["status"] for _, view in events]
     assert statuses[0] in ("queued", "running") and statuses[-1] == "succeeded"
     assert "running" in statuses

@@ -137,7 +137,8 @@ async def remove_job(
         **protected(),
         200: {
             "content": {"text/event-stream": {}},
-            "description": "Server-sent events; each `data` is a Job (JSON).",
+            "description": "Server-sent events; each `data` is a Job (JSON), or a "
+            "Preview for `event: preview`.",
         },
         403: error("A `token` that does not match or has expired."),
         404: _NOT_FOUND,
@@ -157,8 +158,10 @@ async def job_events(
     ] = None,
 ) -> EventSourceResponse:
     """Follow a job: first its current state (`event: status`), then one event per change
-    (`status` when the status changed, `progress` per denoising step); the stream ends
-    after a terminal state. Streams carry `: keep-alive` comments every
+    (`status` when the status changed, `progress` per denoising step), and `preview`
+    events (a small JPEG every LLMGA_WORKER_PREVIEW_EVERY steps of each image: step,
+    total, image_index, image_id, url, width, height) before the terminal state, after
+    which the stream ends. Streams carry `: keep-alive` comments every
     LLMGA_JOB_EVENTS_KEEPALIVE_S and end after LLMGA_EVENT_STREAM_MAX_S or at shutdown
     with a comment saying why (reconnect: the first event is the job as it is then)."""
     await require_job(state, tenant, job_id)  # 404 before the stream starts

@@ -32,6 +32,19 @@ class ImageView(BaseModel):
     height: int
 
 
+class PreviewView(BaseModel):
+    """A preview of one image while it denoises (`event: preview` of a job's events): a
+    small JPEG made from the latents, kept LLMGA_WORKER_PREVIEW_TTL_S."""
+
+    step: int = Field(description="The job-wide denoising step it shows (as in progress).")
+    total: int = Field(description="The job's denoising steps (as in progress).")
+    image_index: int = Field(description="Which image of the job (0-based).")
+    image_id: str
+    url: str = Field(description="Where to download the JPEG (as an image's url).")
+    width: int
+    height: int
+
+
 class TimingsView(BaseModel):
     """Durations of the pipeline stages, in seconds (0 until measured)."""
 

@@ -25,6 +25,7 @@ from services.common.contract import (
     status_name,
     task_name,
 )
+from services.common.job_previews import PreviewEntry, read_previews
 from services.common.job_store import parse_record
 from services.gateway.http.errors import conflict, not_found
 from services.gateway.http.links import PLAIN, Links
@@ -33,6 +34,7 @@ from services.gateway.jobs.protocol import (
     JobList,
     JobStatusName,
     JobView,
+    PreviewView,
     ProgressView,
     TimingsView,
 )
@@ -305,20 +307,59 @@ async def job_event_stream(
 ) -> AsyncGenerator[ServerSentEvent, None]:
     """Server-sent events of one job: its current view (`status`), then one event per
     change (`status` when the status changed, else `progress`), ending after a terminal
-    state or when the record is gone (keep-alives and bounds: event_streams.py)."""
+    state or when the record is gone (keep-alives and bounds: event_streams.py).
+
+    `preview` events carry the previews the worker stored while denoising, oldest first:
+    those already stored follow the first event (none when the job has already ended),
+    later ones come before the change read with them, so every preview precedes the
+    job's terminal status."""
     async with state.events.subscribe(tenant, job_id) as subscription:
         last_status, last_data = "", ""
         links = dataclasses.replace(state.links(tenant), at=time.time())
+        seen = 0  # previews sent
+        first = True
         while True:
             record = await subscription.read()
             if record is None:
                 return
+            terminal = record.status in TERMINAL_STATUSES
+            previews: list[ServerSentEvent] = []
+            if not (first and terminal):
+                entries = await read_previews(state.redis, state.keys, tenant, job_id, seen)
+                seen += len(entries)
+                previews = [preview_event(entry, links) for entry in entries]
+            if not first:
+                for preview in previews:
+                    yield preview
             view = job_view(record, links)
             data = view.model_dump_json()
             if data != last_data:
                 event = "status" if view.status != last_status else "progress"
                 yield ServerSentEvent(data=data, event=event, sep="\n")
                 last_status, last_data = view.status, data
-            if record.status in TERMINAL_STATUSES:
+            if first:
+                for preview in previews:
+                    yield preview
+                first = False
+            if terminal:
                 return
             await subscription.wait_for_change(state.events.poll_s)
+
+
+def preview_view(entry: PreviewEntry, links: Links) -> PreviewView:
+    """The API's view of a stored preview."""
+    return PreviewView(
+        step=entry.step,
+        total=entry.total,
+        image_index=entry.image_index,
+        image_id=entry.image_id,
+        url=links.image(entry.image_id),
+        width=entry.width,
+        height=entry.height,
+    )
+
+
+def preview_event(entry: PreviewEntry, links: Links) -> ServerSentEvent:
+    """`event: preview` with the preview's view."""
+    data = preview_view(entry, links).model_dump_json()
+    return ServerSentEvent(data=data, event="preview", sep="\n")

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from services.gateway.deps import StateDep, TenantDep
 from services.gateway.http.errors import error_body
+from services.gateway.http.event_streams import event_stream
 from services.gateway.http.openapi_responses import (
     Responses,
     error,
@@ -33,8 +34,10 @@ from services.gateway.openai_images.serving import (
     JobNotDone,
     edit,
     generate,
+    queue_generation,
     variation,
 )
+from services.gateway.openai_images.streaming import generation_events
 
 router = APIRouter(tags=["openai"])
 
@@ -109,14 +112,26 @@ async def _answer(work: Awaitable[OpenAIImagesResponse]) -> Response:
     "/v1/images/generations",
     operation_id="createImageGeneration",
     response_model=OpenAIImagesResponse,
-    responses=_ERRORS,
+    responses={
+        **_ERRORS,
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "The images; with `stream: true` server-sent events "
+            "(`image_generation.partial_image`, then `image_generation.completed`).",
+        },
+    },
 )
 async def images_generations(
     request: ImageGenerationRequest, state: StateDep, tenant: TenantDep
 ) -> Response:
     """OpenAI's image generation: a t2i job (as `POST /v1/images`), waited for, answered
     as `{created, data: [{url | b64_json, revised_prompt}], llmga: {job}}`. Extra fields:
-    `seed`, `steps`, `negative_prompt`, `refine`."""
+    `seed`, `steps`, `negative_prompt`, `refine`. With `stream: true`: server-sent events
+    in OpenAI's Images streaming format, `partial_images` (0..3) previews as
+    `image_generation.partial_image`, then one `image_generation.completed` per image."""
+    if request.stream:
+        job_id = await queue_generation(state, tenant, request)
+        return event_stream(generation_events(state, tenant, job_id, request), state.settings)
     return await _answer(generate(state, tenant, request))
 
 

@@ -16,7 +16,7 @@ from services.gateway.protocol import MAX_SEED
 class OpenAIImageOptions(BaseModel):
     """What every route of OpenAI's Images API takes. OpenAI's parameters without a
     meaning here (`model`, `quality`, `style`, `user`, `background`, `moderation`,
-    `input_fidelity`, `partial_images`) are accepted and ignored; other unknown fields
+    `input_fidelity`) are accepted and ignored; other unknown fields
     are 422."""
 
     model_config = ConfigDict(extra="forbid")
@@ -40,7 +40,18 @@ class OpenAIImageOptions(BaseModel):
         le=100,
         description="jpeg/webp: the encoder's quality, 0..100 (omitted: 90).",
     )
-    stream: bool | None = Field(default=None, description="Streaming is not served: false.")
+    stream: bool | None = Field(
+        default=None,
+        description="Generations: true answers server-sent events (OpenAI's Images "
+        "streaming: partial images, then the completed ones); edits and variations: false.",
+    )
+    partial_images: int | None = Field(
+        default=None,
+        ge=0,
+        le=3,
+        description="With stream: how many previews to send as partial images (0..3; "
+        "omitted: 0); fewer when the worker stores fewer previews.",
+    )
     seed: int | None = Field(
         default=None, ge=0, le=MAX_SEED, description="Extra: seed of the first image."
     )
@@ -54,13 +65,12 @@ class OpenAIImageOptions(BaseModel):
     background: str | None = None
     moderation: str | None = None
     input_fidelity: str | None = None
-    partial_images: int | None = None
 
     @field_validator("stream")
     @classmethod
     def _no_stream(cls, value: bool | None) -> bool | None:
         if value:
-            raise ValueError("streaming is not served; omit stream or send false")
+            raise ValueError("streaming is served by generations only; omit stream or send false")
         return value
 
 
@@ -72,6 +82,11 @@ class ImageGenerationRequest(OpenAIImageOptions):
         default=False,
         description="Extra: let the mllm rewrite the prompt first (revised_prompt shows it).",
     )
+
+    @field_validator("stream")
+    @classmethod
+    def _no_stream(cls, value: bool | None) -> bool | None:
+        return value  # generations stream (streaming.py)
 
     @field_validator("prompt")
     @classmethod

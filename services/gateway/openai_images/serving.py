@@ -26,7 +26,12 @@ from starlette.datastructures import UploadFile
 
 from services.gateway.http.errors import ApiError, invalid
 from services.gateway.images.protocol import ImagesRequest
-from services.gateway.images.serving import converted_image, create_images_job_waiting, read_image
+from services.gateway.images.serving import (
+    converted_image,
+    create_images_job,
+    create_images_job_waiting,
+    read_image,
+)
 from services.gateway.jobs.protocol import JobView
 from services.gateway.openai_images.protocol import (
     ImageEditForm,
@@ -91,12 +96,9 @@ def _options(options: OpenAIImageOptions) -> dict[str, Any]:
     }
 
 
-async def generate(
-    state: GatewayState, tenant: str, request: ImageGenerationRequest
-) -> OpenAIImagesResponse:
-    """`POST /v1/images/generations`: a t2i job."""
+def _generation_job(state: GatewayState, request: ImageGenerationRequest) -> ImagesRequest:
     size = parse_size(request.size, state.settings)
-    job = ImagesRequest(
+    return ImagesRequest(
         task="t2i",
         prompt=request.prompt,
         refine=request.refine,
@@ -104,7 +106,22 @@ async def generate(
         height=size[1] if size else None,
         **_options(request),
     )
-    return await _run(state, tenant, job, request)
+
+
+async def generate(
+    state: GatewayState, tenant: str, request: ImageGenerationRequest
+) -> OpenAIImagesResponse:
+    """`POST /v1/images/generations`: a t2i job."""
+    return await _run(state, tenant, _generation_job(state, request), request)
+
+
+async def queue_generation(
+    state: GatewayState, tenant: str, request: ImageGenerationRequest
+) -> str:
+    """`POST /v1/images/generations` with `stream`: queue the t2i job (its errors are
+    answered before the stream starts); returns its id (streaming.py follows it)."""
+    created = await create_images_job(state, tenant, _generation_job(state, request))
+    return created.id
 
 
 @dataclass(frozen=True)

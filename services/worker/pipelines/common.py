@@ -44,6 +44,11 @@ from services.worker.prompt_encoding import (
 
 # (steps done, total steps of the job). May raise to stop the job between two steps.
 ProgressCallback = Callable[[int, int], None]
+# (image index, step within the image (1-based), job-wide step, job total, the image's
+# latents (channels, h, w), whether the pipeline is SDXL). A progress callback with an
+# `on_latents` attribute of this type gets the latents after every denoising step
+# (previews, services/worker/previews.py); it must not change them.
+LatentsCallback = Callable[[int, int, int, int, torch.Tensor, bool], None]
 SDXLPipeline = (
     StableDiffusionXLPipeline
     | StableDiffusionXLInpaintPipeline
@@ -234,15 +239,29 @@ def step_reporter(
     """
     done_before = image_index * params.denoise_steps
     tick = step_timer()  # llmga_worker_denoise_step_duration_seconds
+    on_latents: LatentsCallback | None = getattr(on_progress, "on_latents", None)
+    last_shown = 0  # the scheduler may map two evaluations onto one step: show it once
 
     def report(
         pipeline: SDPipeline, step: int, _timestep: Any, callback_kwargs: dict[str, Any]
     ) -> dict[str, Any]:
+        nonlocal last_shown
         tick()
         if on_progress is not None:
             # Rounded up: the first evaluation already shows progress.
             done = -(-(step + 1) * params.denoise_steps // max(pipeline.num_timesteps, 1))
             on_progress(done_before + done, params.total_steps)
+            latents = callback_kwargs.get("latents")
+            if on_latents is not None and latents is not None and done != last_shown:
+                last_shown = done
+                on_latents(
+                    image_index,
+                    done,
+                    done_before + done,
+                    params.total_steps,
+                    latents[0],
+                    is_sdxl(pipeline),
+                )
         return callback_kwargs
 
     return report
