@@ -1,0 +1,50 @@
+"""The one place the blob store is chosen from the settings (LLMGA_BLOB_STORE): the
+worker's (`open_blob_store`, synchronous) and the gateway's (`open_async_blob_store`)."""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aioredis
+
+from services.common.blob_store import (
+    AsyncBlobStore,
+    AsyncRedisBlobStore,
+    BlobStore,
+    RedisBlobStore,
+)
+from services.common.redis_keys import RedisKeys
+from services.common.s3_blob_store import AsyncS3BlobStore, S3BlobStore, S3Config, s3_client
+from services.common.settings import StateSettings
+
+
+def _s3_config(settings: StateSettings) -> S3Config:
+    return S3Config(
+        bucket=settings.s3_bucket,
+        prefix=settings.s3_prefix,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        presigned_ttl_s=settings.s3_presigned_ttl_s,
+        presigned_urls=settings.s3_presigned_urls,
+    )
+
+
+def open_blob_store(settings: StateSettings, client: redis.Redis, keys: RedisKeys) -> BlobStore:
+    """The worker's blob store, as LLMGA_BLOB_STORE says (`client`: its Redis)."""
+    if settings.blob_store == "s3":
+        config = _s3_config(settings)
+        return S3BlobStore(
+            s3_client(config.endpoint_url, config.region), config, settings.image_ttl_s
+        )
+    return RedisBlobStore(client, keys, settings.image_ttl_s)
+
+
+def open_async_blob_store(
+    settings: StateSettings, client: aioredis.Redis, keys: RedisKeys
+) -> AsyncBlobStore:
+    """The gateway's blob store, as LLMGA_BLOB_STORE says (`client`: its Redis)."""
+    if settings.blob_store == "s3":
+        config = _s3_config(settings)
+        return AsyncS3BlobStore(
+            s3_client(config.endpoint_url, config.region), config, settings.image_ttl_s
+        )
+    return AsyncRedisBlobStore(client, keys, settings.image_ttl_s)
