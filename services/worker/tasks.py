@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery
 
 from services.common import job_states
-from services.common.blob_store import RedisBlobStore
+from services.common.blob_store import BlobStore
 from services.common.contract import (
     GENERATE_TASK_NAME,
     TERMINAL_STATUSES,
@@ -54,7 +54,7 @@ class GenerationRunner:
 
     models: LoadedModels
     jobs: JobStore
-    blobs: RedisBlobStore
+    blobs: BlobStore
     worker_name: str
     max_job_s: float
     # Inpaint/outpaint: match brightness and contrast at the seam (restorers.py).
