@@ -30,6 +30,7 @@ from services.common.ids import new_id
 # and must not reach an object key.
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 EXPIRES_AT = "expires-at"
+_PRESIGNED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ def s3_client(endpoint_url: str, region: str) -> Any:
             read_timeout=30,
             # The gateway's worker threads share the client: one pooled connection each.
             max_pool_connections=64,
+            # Another S3 API (MinIO, GCS, ...): bucket in the path, no per-bucket DNS names.
+            s3={"addressing_style": "path"} if endpoint_url else None,
         ),
     )
 
@@ -81,6 +84,11 @@ class S3BlobStore:
         self._client = client
         self._config = config
         self._ttl_s = ttl_s
+        # key -> (when signed, presigned URL): repeated reads of a job get the same URL
+        # for a while, so browsers' caches keep the image (signed_urls.py rounds the same
+        # way). Reused for a tenth of the TTL, at most 5 minutes; bounded in size.
+        self._presigned: dict[str, tuple[float, str]] = {}
+        self._reuse_s = min(config.presigned_ttl_s / 10, 300.0)
 
     def key(self, tenant: str, blob_id: str) -> str | None:
         """The object key of a blob; None if `blob_id` cannot name one."""
@@ -152,11 +160,18 @@ class S3BlobStore:
         key = self.key(tenant, blob_id)
         if key is None or not self._config.presigned_urls:
             return None
+        now = time.monotonic()
+        cached = self._presigned.get(key)
+        if cached is not None and now - cached[0] < self._reuse_s:
+            return cached[1]
         url: str = self._client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self._config.bucket, "Key": key},
             ExpiresIn=self._config.presigned_ttl_s,
         )
+        if len(self._presigned) >= _PRESIGNED_CACHE_SIZE:
+            self._presigned.clear()
+        self._presigned[key] = (now, url)
         return url
 
 

@@ -120,6 +120,13 @@ def test_a_presigned_url_downloads_with_plain_http(store: S3BlobStore) -> None:
     assert f"/imgs/acme/{blob_id}?" in url
 
 
+def test_repeated_reads_get_the_same_presigned_url(store: S3BlobStore) -> None:
+    # Browsers cache by URL: a job read twice in a row names its image the same way.
+    blob_id = store.put("acme", PNG)
+    assert store.presigned_url("acme", blob_id) == store.presigned_url("acme", blob_id)
+    assert store.presigned_url("acme", blob_id) != store.presigned_url("other", blob_id)
+
+
 def test_presigned_urls_can_be_turned_off(client: Any, config: S3Config) -> None:
     off = S3BlobStore(client, S3Config(bucket=config.bucket, presigned_urls=False), ttl_s=60)
     assert off.presigned_url("acme", off.put("acme", PNG)) is None

@@ -1,0 +1,135 @@
+"""LLMGA_BLOB_STORE=s3 end to end: a real worker and gateway keep their images in an S3
+API (moto's server, on 127.0.0.1), answers carry presigned URLs that download straight
+from it, and the gateway's own image route still works (307 to the store, or converted)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.support.http_api import wait_for_job
+from tests.support.images import noise, png_b64
+from tests.support.s3 import S3Server, start_s3_server
+from tests.support.scripted_mllm import ScriptedMllm
+from tests.support.services import Namespace, start_gateway, start_worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+SIZE = {"width": 64, "height": 64, "steps": 4}
+PREFIX = "images/"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    with start_s3_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bucket(s3: S3Server) -> str:
+    return s3.new_bucket()
+
+
+@pytest.fixture(scope="module")
+def worker(
+    namespace: Namespace,
+    logs: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    s3: S3Server,
+    bucket: str,
+) -> Iterator[str]:
+    with start_worker(
+        namespace, tmp_path_factory.mktemp("models"), logs, env=s3.env(bucket, PREFIX)
+    ) as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def api(
+    namespace: Namespace, scripted: ScriptedMllm, logs: Path, s3: S3Server, bucket: str
+) -> Iterator[httpx.Client]:
+    env = {
+        **namespace.env(),
+        **s3.env(bucket, PREFIX),
+        "LLMGA_MLLM_BASE_URL": scripted.base_url,
+    }
+    with start_gateway(env, logs) as gateway, httpx.Client(base_url=gateway.url) as client:
+        yield client
+
+
+def object_keys(s3: S3Server, bucket: str) -> list[str]:
+    listing: dict[str, Any] = s3.client().list_objects_v2(Bucket=bucket, Prefix=PREFIX)
+    return [entry["Key"] for entry in listing.get("Contents", [])]
+
+
+def key_of(s3: S3Server, bucket: str, image_id: str) -> str | None:
+    found = [key for key in object_keys(s3, bucket) if key.endswith(f"/{image_id}")]
+    return found[0] if found else None
+
+
+def png(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    return image
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_t2i_job_stores_its_images_in_the_bucket(
+    api: httpx.Client, s3: S3Server, bucket: str
+) -> None:
+    created = api.post("/v1/images", json={"task": "t2i", "prompt": "a lighthouse", **SIZE})
+    assert created.status_code == 202, created.text
+    done = wait_for_job(api, created.json()["id"], timeout_s=120)
+    assert done["status"] == "succeeded", done["error"]
+    [image] = done["images"]
+    key = key_of(s3, bucket, image["id"])
+    assert key is not None and key.startswith(PREFIX)
+
+    # The job's URL is presigned: a plain client downloads it from the store.
+    url = image["url"]
+    assert url.startswith(s3.endpoint_url) and "X-Amz-Signature=" in url
+    direct = httpx.get(url)
+    assert direct.status_code == 200, direct.text
+    assert png(direct.content).size == (SIZE["width"], SIZE["height"])
+
+    # The gateway's route redirects to the store, and a conversion is served here.
+    image_id = image["id"]
+    redirect = api.get(f"/v1/images/{image_id}")
+    assert redirect.status_code == 307
+    assert redirect.headers["location"].startswith(s3.endpoint_url)
+    followed = api.get(f"/v1/images/{image_id}", follow_redirects=True)
+    assert followed.status_code == 200 and followed.content == direct.content
+    jpeg = api.get(f"/v1/images/{image_id}", params={"format": "jpeg"})
+    assert jpeg.status_code == 200 and jpeg.headers["content-type"] == "image/jpeg"
+
+    # Deleting the job deletes its images from the bucket.
+    assert api.delete(f"/v1/jobs/{done['id']}").status_code == 204
+    assert key_of(s3, bucket, image_id) is None
+    assert api.get(f"/v1/images/{image_id}").status_code == 404
+
+
+def test_an_upload_lands_in_the_bucket(api: httpx.Client, s3: S3Server, bucket: str) -> None:
+    source = png_b64(noise(32, 48, seed=3))
+    response = api.post("/v1/uploads", json={"image": source})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    key = key_of(s3, bucket, body["id"])
+    assert key is not None
+    stored = s3.client().get_object(Bucket=bucket, Key=key)
+    assert stored["ContentType"] == "image/png"
+    assert "expires-at" in stored["Metadata"]
+    assert png(stored["Body"].read()).size == (48, 32)
+    assert body["url"].startswith(s3.endpoint_url)
+    assert httpx.get(body["url"]).content == base64.b64decode(source)
+
+    assert api.delete(f"/v1/images/{body['id']}").status_code == 204
+    assert key_of(s3, bucket, body["id"]) is None
+    assert api.get(f"/v1/images/{body['id']}").status_code == 404
+    assert api.delete(f"/v1/images/{body['id']}").status_code == 404
