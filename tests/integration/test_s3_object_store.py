@@ -4,6 +4,7 @@ from it, and the gateway's own image route still works (307 to the store, or con
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from collections.abc import Iterator
@@ -12,18 +13,23 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from PIL import Image
 
+from services.common.redis_keys import RedisKeys
+from services.common.s3_blob_store import S3BlobStore, S3Config, s3_client
+from services.gateway.stores.conversations import ConversationStore, StoredTurn
 from tests.support.http_api import wait_for_job
 from tests.support.images import noise, png_b64
-from tests.support.s3 import S3Server, start_s3_server
+from tests.support.s3 import FAKE_CREDENTIALS, REGION, S3Server, start_s3_server
 from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import Namespace, start_gateway, start_worker
+from tests.support.services import REDIS_URL, Namespace, start_gateway, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 SIZE = {"width": 64, "height": 64, "steps": 4}
 PREFIX = "images/"
+TENANT = "local"  # the gateway's tenant without auth
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +139,39 @@ def test_an_upload_lands_in_the_bucket(api: httpx.Client, s3: S3Server, bucket: 
     assert key_of(s3, bucket, body["id"]) is None
     assert api.get(f"/v1/images/{body['id']}").status_code == 404
     assert api.delete(f"/v1/images/{body['id']}").status_code == 404
+
+
+def test_deleting_a_conversation_deletes_the_uploads_only_it_used(
+    api: httpx.Client,
+    mllm: ScriptedMllm,
+    namespace: Namespace,
+    s3: S3Server,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    config = S3Config(bucket=bucket, prefix=PREFIX, endpoint_url=s3.endpoint_url, region=REGION)
+    blobs = S3BlobStore(s3_client(s3.endpoint_url, REGION), config, ttl_s=600)
+    mllm.script("Nothing to draw.")
+    chat = api.post("/v1/chat", json={"message": "hello"})
+    assert chat.status_code == 200, chat.text
+    conversation_id = chat.json()["conversation_id"]
+    own_upload, shared_upload = blobs.put(TENANT, b"own"), blobs.put(TENANT, b"shared")
+    turn = StoredTurn(role="user", text="x", image_ids=[own_upload, shared_upload], created_at=1)
+    other = StoredTurn(role="user", text="y", image_ids=[shared_upload], created_at=1)
+
+    async def append_turns() -> None:
+        async with aioredis.Redis.from_url(REDIS_URL) as client:
+            conversations = ConversationStore(client, RedisKeys(namespace.key_prefix), 60)
+            await conversations.append(TENANT, conversation_id, [turn])
+            await conversations.append(TENANT, "conv_other", [other])
+
+    asyncio.run(append_turns())
+
+    assert api.delete(f"/v1/conversations/{conversation_id}").status_code == 204
+    assert key_of(s3, bucket, own_upload) is None
+    assert blobs.get(TENANT, own_upload) is None
+    assert blobs.get(TENANT, shared_upload) is not None
+    assert api.delete("/v1/conversations/conv_other").status_code == 204
+    assert key_of(s3, bucket, shared_upload) is None
