@@ -19,6 +19,11 @@ from services.common.redis_keys import RedisKeys
 _FIELDS = ("data", "content_type")
 
 
+class BlobStoreUnavailable(Exception):
+    """The blob store could not be reached or refused a request (not: a missing blob).
+    The gateway answers 503; a worker fails the job with the message."""
+
+
 @dataclass(frozen=True)
 class Blob:
     data: bytes

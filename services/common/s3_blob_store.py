@@ -15,15 +15,17 @@ instance or pod roles).
 
 from __future__ import annotations
 
+import functools
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
+from botocore.exceptions import BotoCoreError, ClientError
 
-from services.common.blob_store import Blob
+from services.common.blob_store import Blob, BlobStoreUnavailable
 from services.common.ids import new_id
 
 # Ids are `new_id` tokens; anything else (a "/" or "..") could never name a stored blob
@@ -46,7 +48,7 @@ class S3Config:
     presigned_urls: bool = True
 
 
-@cache
+@functools.cache
 def s3_client(endpoint_url: str, region: str) -> Any:
     """The process's boto3 S3 client for this endpoint and region, created once."""
     import boto3  # noqa: PLC0415 - imported when a store is opened, not with the module
@@ -67,6 +69,24 @@ def s3_client(endpoint_url: str, region: str) -> Any:
             s3={"addressing_style": "path"} if endpoint_url else None,
         ),
     )
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _unavailable_on_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """S3's and botocore's errors (other than a missing object, handled by the method) as
+    `BlobStoreUnavailable`, naming the operation: the services treat them alike."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except (BotoCoreError, ClientError) as error:
+            raise BlobStoreUnavailable(f"object store {method.__name__}: {error}") from error
+
+    return wrapper
 
 
 def _not_found(error: Exception) -> bool:
@@ -96,6 +116,7 @@ class S3BlobStore:
             return None
         return f"{self._config.prefix}{tenant}/{blob_id}"
 
+    @_unavailable_on_errors
     def put(self, tenant: str, data: bytes, content_type: str = "image/png") -> str:
         """Store `data` and return its new id."""
         blob_id = new_id("img")
@@ -111,6 +132,7 @@ class S3BlobStore:
         )
         return blob_id
 
+    @_unavailable_on_errors
     def get(self, tenant: str, blob_id: str) -> Blob | None:
         """The blob, or None if it is unknown or expired."""
         key = self.key(tenant, blob_id)
@@ -131,6 +153,7 @@ class S3BlobStore:
             body.close()
         return Blob(data=data, content_type=reply.get("ContentType") or "application/octet-stream")
 
+    @_unavailable_on_errors
     def exists(self, tenant: str, blob_id: str) -> bool:
         """Whether the blob is stored and not expired (a HEAD: no body)."""
         key = self.key(tenant, blob_id)
@@ -144,6 +167,7 @@ class S3BlobStore:
             raise
         return not _expired(reply.get("Metadata", {}))
 
+    @_unavailable_on_errors
     def delete(self, tenant: str, blob_id: str) -> bool:
         """Remove the blob; False if it was unknown or expired (an expired object is
         removed all the same)."""

@@ -175,3 +175,18 @@ def test_deleting_a_conversation_deletes_the_uploads_only_it_used(
     assert blobs.get(TENANT, shared_upload) is not None
     assert api.delete("/v1/conversations/conv_other").status_code == 204
     assert key_of(s3, bucket, shared_upload) is None
+
+
+def test_an_unusable_bucket_is_a_503(
+    namespace: Namespace, scripted: ScriptedMllm, logs: Path, s3: S3Server
+) -> None:
+    env = {
+        **namespace.env(),
+        **s3.env("no-such-bucket", PREFIX),
+        "LLMGA_MLLM_BASE_URL": scripted.base_url,
+    }
+    with start_gateway(env, logs) as gateway, httpx.Client(base_url=gateway.url) as client:
+        response = client.post("/v1/uploads", json={"image": png_b64(noise(8, 8, seed=1))})
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["type"] == "service_unavailable"
+        assert "Retry-After" in response.headers

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from services.common.blob_store import AsyncRedisBlobStore, RedisBlobStore
+from services.common.blob_store import AsyncRedisBlobStore, BlobStoreUnavailable, RedisBlobStore
 from services.common.blob_stores import open_async_blob_store, open_blob_store
 from services.common.redis_keys import RedisKeys
 from services.common.s3_blob_store import (
@@ -149,6 +149,16 @@ def test_the_async_store_is_the_same_store(client: Any, config: S3Config) -> Non
         assert await store.delete("acme", blob_id) is False
 
     anyio.run(scenario)
+
+
+def test_store_errors_are_unavailable_not_missing(client: Any, config: S3Config) -> None:
+    # A missing bucket (or refused credentials, an unreachable endpoint) is an outage
+    # the services report (503, a failed job), never an image that does not exist.
+    gone = S3BlobStore(client, S3Config(bucket="no-such-bucket-here", prefix="x/"), ttl_s=60)
+    with pytest.raises(BlobStoreUnavailable, match="object store put"):
+        gone.put("acme", PNG)
+    with pytest.raises(BlobStoreUnavailable, match="object store get"):
+        gone.get("acme", "img_0123")
 
 
 def test_one_client_per_process(server: S3Server) -> None:
