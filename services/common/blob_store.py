@@ -53,6 +53,11 @@ class AsyncBlobStore(Protocol):
 
     async def exists(self, tenant: str, blob_id: str) -> bool: ...
 
+    async def probe(self) -> str | None:
+        """Readiness: what was checked (BlobStoreUnavailable if it failed); None when the
+        store has nothing of its own to probe (Redis: the gateway's Redis check)."""
+        ...
+
     def presigned_url(self, tenant: str, blob_id: str) -> str | None:
         """A URL to download the blob straight from the store; None when the store has
         none (Redis: images are downloaded through the gateway)."""
@@ -143,6 +148,10 @@ class AsyncRedisBlobStore:
     async def exists(self, tenant: str, blob_id: str) -> bool:
         """Whether the blob is stored (not expired)."""
         return bool(await self._client.exists(self._keys.blob(tenant, blob_id)))
+
+    async def probe(self) -> str | None:
+        """None: the gateway's Redis check covers it."""
+        return None
 
     def presigned_url(self, tenant: str, blob_id: str) -> str | None:
         """None: Redis blobs are downloaded through the gateway."""

@@ -178,6 +178,12 @@ class S3BlobStore:
         self._client.delete_object(Bucket=self._config.bucket, Key=key)
         return existed
 
+    @_unavailable_on_errors
+    def probe(self) -> str:
+        """Readiness: the bucket answers HEAD with our credentials."""
+        self._client.head_bucket(Bucket=self._config.bucket)
+        return f"bucket {self._config.bucket} reachable"
+
     def presigned_url(self, tenant: str, blob_id: str) -> str | None:
         """A GET URL of the object, valid LLMGA_S3_PRESIGNED_TTL_S, that anyone holding it
         can use (signed locally: no request to the store)."""
@@ -237,6 +243,10 @@ class AsyncS3BlobStore:
     async def exists(self, tenant: str, blob_id: str) -> bool:
         """Whether the blob is stored and not expired."""
         return await anyio.to_thread.run_sync(self._store.exists, tenant, blob_id)
+
+    async def probe(self) -> str:
+        """Readiness: the bucket answers HEAD with our credentials."""
+        return await anyio.to_thread.run_sync(self._store.probe)
 
     def presigned_url(self, tenant: str, blob_id: str) -> str | None:
         """A presigned GET URL (computed locally, so synchronous)."""

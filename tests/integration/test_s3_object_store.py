@@ -90,6 +90,8 @@ def png(data: bytes) -> Image.Image:
 def test_a_t2i_job_stores_its_images_in_the_bucket(
     api: httpx.Client, s3: S3Server, bucket: str
 ) -> None:
+    checks = api.get("/readyz").json()["checks"]
+    assert checks["blob_store"] == {"ok": True, "detail": f"bucket {bucket} reachable"}
     created = api.post("/v1/images", json={"task": "t2i", "prompt": "a lighthouse", **SIZE})
     assert created.status_code == 202, created.text
     done = wait_for_job(api, created.json()["id"], timeout_s=120)
@@ -190,3 +192,6 @@ def test_an_unusable_bucket_is_a_503(
         assert response.status_code == 503, response.text
         assert response.json()["error"]["type"] == "service_unavailable"
         assert "Retry-After" in response.headers
+        readiness = client.get("/readyz")
+        assert readiness.status_code == 503
+        assert readiness.json()["checks"]["blob_store"]["ok"] is False

@@ -159,6 +159,8 @@ def test_store_errors_are_unavailable_not_missing(client: Any, config: S3Config)
         gone.put("acme", PNG)
     with pytest.raises(BlobStoreUnavailable, match="object store get"):
         gone.get("acme", "img_0123")
+    with pytest.raises(BlobStoreUnavailable, match="object store probe"):
+        gone.probe()
 
 
 def test_one_client_per_process(server: S3Server) -> None:
