@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import redis.asyncio as aioredis
 from PIL import Image
 
@@ -195,3 +196,45 @@ def test_an_unusable_bucket_is_a_503(
         readiness = client.get("/readyz")
         assert readiness.status_code == 503
         assert readiness.json()["checks"]["blob_store"]["ok"] is False
+
+
+def test_a_worker_that_cannot_use_its_bucket_fails_the_job(
+    logs: Path, scripted: ScriptedMllm, tmp_path_factory: pytest.TempPathFactory, s3: S3Server
+) -> None:
+    # A namespace of its own: this worker must not take the module's jobs.
+    namespace = Namespace.unique("s3-broken-worker")
+    good, missing = s3.new_bucket(), "no-such-bucket"
+    gateway_env = {
+        **namespace.env(),
+        **s3.env(good, PREFIX),
+        "LLMGA_MLLM_BASE_URL": scripted.base_url,
+    }
+    models = tmp_path_factory.mktemp("models")
+    with (
+        start_gateway(gateway_env, logs) as gateway,
+        httpx.Client(base_url=gateway.url) as api,
+        start_worker(namespace, models, logs, env=s3.env(missing, PREFIX)),
+    ):
+        try:
+            # Storing the results fails: the job fails with the store's error.
+            created = api.post("/v1/images", json={"task": "t2i", "prompt": "x", **SIZE})
+            done = wait_for_job(api, created.json()["id"], timeout_s=120)
+            assert done["status"] == "failed"
+            assert "object store put" in done["error"]
+            # Reading an input image fails before the job runs: failed, not left queued.
+            upload = api.post("/v1/uploads", json={"image": png_b64(noise(64, 64, seed=2))})
+            edit = api.post(
+                "/v1/images",
+                json={
+                    "task": "controlnet",
+                    "prompt": "houses",
+                    "image": {"id": upload.json()["id"]},
+                    "steps": 4,
+                },
+            )
+            assert edit.status_code == 202, edit.text
+            done = wait_for_job(api, edit.json()["id"], timeout_s=120)
+            assert done["status"] == "failed"
+            assert "object store get" in done["error"]
+        finally:
+            namespace.cleanup(redis.Redis.from_url(REDIS_URL))
