@@ -1,7 +1,10 @@
 """The one place the blob store is chosen from the settings (LLMGA_BLOB_STORE): the
-worker's (`open_blob_store`, synchronous) and the gateway's (`open_async_blob_store`)."""
+worker's (`open_blob_store`, synchronous) and the gateway's (`open_async_blob_store`).
+The S3 store (boto3) is imported only when chosen: Redis deployments run without it."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import redis
 import redis.asyncio as aioredis
@@ -13,11 +16,15 @@ from services.common.blob_store import (
     RedisBlobStore,
 )
 from services.common.redis_keys import RedisKeys
-from services.common.s3_blob_store import AsyncS3BlobStore, S3BlobStore, S3Config, s3_client
 from services.common.settings import StateSettings
+
+if TYPE_CHECKING:
+    from services.common.s3_blob_store import S3Config
 
 
 def _s3_config(settings: StateSettings) -> S3Config:
+    from services.common.s3_blob_store import S3Config  # noqa: PLC0415 - boto3 only for s3
+
     return S3Config(
         bucket=settings.s3_bucket,
         prefix=settings.s3_prefix,
@@ -31,6 +38,8 @@ def _s3_config(settings: StateSettings) -> S3Config:
 def open_blob_store(settings: StateSettings, client: redis.Redis, keys: RedisKeys) -> BlobStore:
     """The worker's blob store, as LLMGA_BLOB_STORE says (`client`: its Redis)."""
     if settings.blob_store == "s3":
+        from services.common.s3_blob_store import S3BlobStore, s3_client  # noqa: PLC0415
+
         config = _s3_config(settings)
         return S3BlobStore(
             s3_client(config.endpoint_url, config.region), config, settings.image_ttl_s
@@ -43,6 +52,8 @@ def open_async_blob_store(
 ) -> AsyncBlobStore:
     """The gateway's blob store, as LLMGA_BLOB_STORE says (`client`: its Redis)."""
     if settings.blob_store == "s3":
+        from services.common.s3_blob_store import AsyncS3BlobStore, s3_client  # noqa: PLC0415
+
         config = _s3_config(settings)
         return AsyncS3BlobStore(
             s3_client(config.endpoint_url, config.region), config, settings.image_ttl_s
