@@ -1,9 +1,14 @@
-"""Images are stored once and passed by id (never through the broker or the MLLM)."""
+"""Images are stored once and passed by id (never through the broker or the MLLM).
+
+Two backends with one interface (`BlobStore`, `AsyncBlobStore`), chosen by
+LLMGA_BLOB_STORE in blob_stores.py: Redis hashes (the embedded default, below) or objects
+in an S3-compatible store (s3_blob_store.py).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import redis.asyncio as aioredis
@@ -14,10 +19,49 @@ from services.common.redis_keys import RedisKeys
 _FIELDS = ("data", "content_type")
 
 
+class BlobStoreUnavailable(Exception):
+    """The blob store could not be reached or refused a request (not: a missing blob).
+    The gateway answers 503; a worker fails the job with the message."""
+
+
 @dataclass(frozen=True)
 class Blob:
     data: bytes
     content_type: str
+
+
+class BlobStore(Protocol):
+    """The worker's (synchronous) blob store."""
+
+    def put(self, tenant: str, data: bytes, content_type: str = "image/png") -> str: ...
+
+    def get(self, tenant: str, blob_id: str) -> Blob | None: ...
+
+    def delete(self, tenant: str, blob_id: str) -> bool: ...
+
+
+class AsyncBlobStore(Protocol):
+    """The gateway's blob store."""
+
+    async def put(self, tenant: str, data: bytes, content_type: str = "image/png") -> str: ...
+
+    async def get(self, tenant: str, blob_id: str) -> Blob | None: ...
+
+    async def delete(self, tenant: str, blob_id: str) -> bool: ...
+
+    async def delete_many(self, tenant: str, blob_ids: list[str]) -> None: ...
+
+    async def exists(self, tenant: str, blob_id: str) -> bool: ...
+
+    async def probe(self) -> str | None:
+        """Readiness: what was checked (BlobStoreUnavailable if it failed); None when the
+        store has nothing of its own to probe (Redis: the gateway's Redis check)."""
+        ...
+
+    def presigned_url(self, tenant: str, blob_id: str) -> str | None:
+        """A URL to download the blob straight from the store; None when the store has
+        none (Redis: images are downloaded through the gateway)."""
+        ...
 
 
 def stage_put(
@@ -59,6 +103,14 @@ class RedisBlobStore:
         """The blob, or None if it is unknown or expired."""
         return blob_from_fields(*self._client.hmget(self._keys.blob(tenant, blob_id), *_FIELDS))
 
+    def delete(self, tenant: str, blob_id: str) -> bool:
+        """Remove the blob and its conversation references; False if it was unknown."""
+        with self._client.pipeline() as pipe:
+            pipe.delete(self._keys.blob(tenant, blob_id))
+            pipe.delete(self._keys.blob_refs(tenant, blob_id))
+            removed, _ = pipe.execute()
+        return bool(removed)
+
 
 class AsyncRedisBlobStore:
     """`RedisBlobStore` over redis.asyncio (the gateway's)."""
@@ -87,3 +139,20 @@ class AsyncRedisBlobStore:
             pipe.delete(self._keys.blob_refs(tenant, blob_id))
             removed, _ = await pipe.execute()
         return bool(removed)
+
+    async def delete_many(self, tenant: str, blob_ids: list[str]) -> None:
+        """Remove blobs (result images of a deleted job) in one command."""
+        if blob_ids:
+            await self._client.delete(*(self._keys.blob(tenant, i) for i in blob_ids))
+
+    async def exists(self, tenant: str, blob_id: str) -> bool:
+        """Whether the blob is stored (not expired)."""
+        return bool(await self._client.exists(self._keys.blob(tenant, blob_id)))
+
+    async def probe(self) -> str | None:
+        """None: the gateway's Redis check covers it."""
+        return None
+
+    def presigned_url(self, tenant: str, blob_id: str) -> str | None:
+        """None: Redis blobs are downloaded through the gateway."""
+        return None

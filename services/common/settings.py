@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,10 +35,48 @@ class StateSettings(BaseSettings):
         description="How long conversations are kept after their last turn.",
     )
 
+    blob_store: Literal["redis", "s3"] = Field(
+        default="redis",
+        description="Where images are stored: `redis` (embedded default, in Redis RAM) or "
+        "`s3` (an S3-compatible object store; docs/deploy.md, Object store).",
+    )
+    s3_bucket: str = Field(
+        default="", description="The bucket of images when `blob_store` is `s3` (required then)."
+    )
+    s3_endpoint_url: str = Field(
+        default="",
+        description="S3 API endpoint (MinIO, GCS interoperability, ...); empty means AWS.",
+    )
+    s3_region: str = Field(
+        default="", description="The bucket's region; empty: the AWS configuration's default."
+    )
+    s3_prefix: str = Field(
+        default="llmga/images/",
+        description="Prefix of every object key: `{prefix}{tenant}/{image id}`.",
+    )
+    s3_presigned_urls: bool = Field(
+        default=True,
+        description="With `s3`: answers carry presigned S3 URLs of images and GET "
+        "/v1/images/{id} redirects (307) to one; false: the gateway proxies every download "
+        "(a store clients cannot reach).",
+    )
+    s3_presigned_ttl_s: int = Field(
+        default=3600,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="How long the presigned S3 URLs of images in answers stay valid.",
+    )
+
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="`json`: one JSON object per log line (services/common/logs.py).",
     )
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> StateSettings:
+        if self.blob_store == "s3" and not self.s3_bucket:
+            raise ValueError("LLMGA_BLOB_STORE=s3 needs LLMGA_S3_BUCKET")
+        return self
 
     @property
     def effective_broker_url(self) -> str:

@@ -9,7 +9,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from celery import Celery
 
-from services.common.blob_store import AsyncRedisBlobStore
+from services.common.blob_store import AsyncBlobStore
+from services.common.blob_stores import open_async_blob_store
 from services.common.job_store import AsyncJobStore
 from services.common.redis_keys import RedisKeys
 from services.common.workers import AsyncWorkerRegistry
@@ -58,7 +59,7 @@ class GatewayState:
     producer: Celery
     mllm: MllmClient
     jobs: AsyncJobStore
-    blobs: AsyncRedisBlobStore
+    blobs: AsyncBlobStore
     conversations: ConversationStore
     workers: AsyncWorkerRegistry
     submitter: JobSubmitter
@@ -83,7 +84,9 @@ class GatewayState:
 
     def links(self, tenant: str) -> Links:
         """How the tenant's image and event URLs are written in answers."""
-        return Links.for_tenant(self.settings, self.url_signer, tenant)
+        return Links.for_tenant(
+            self.settings, self.url_signer, tenant, presign=self.blobs.presigned_url
+        )
 
     @classmethod
     def open(cls, settings: GatewaySettings, metrics: GatewayMetrics) -> GatewayState:
@@ -127,7 +130,7 @@ class GatewayState:
                 timeout_s=settings.mllm_timeout_s,
             ),
             jobs=jobs,
-            blobs=AsyncRedisBlobStore(client, keys, settings.image_ttl_s),
+            blobs=open_async_blob_store(settings, client, keys),
             conversations=ConversationStore(client, keys, settings.conversation_ttl_s),
             workers=AsyncWorkerRegistry(client, keys),
             submitter=JobSubmitter(

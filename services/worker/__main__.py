@@ -19,7 +19,7 @@ from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import utils as hub_utils
 from transformers.utils import logging as transformers_logging
 
-from services.common.blob_store import RedisBlobStore
+from services.common.blob_stores import open_blob_store
 from services.common.job_store import JobStore
 from services.common.logs import configure_logging
 from services.common.redis_keys import RedisKeys
@@ -82,14 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     runner = GenerationRunner(
         models=models,
         jobs=JobStore(client, keys, settings.job_ttl_s),
-        blobs=RedisBlobStore(client, keys, settings.image_ttl_s),
+        blobs=open_blob_store(settings, client, keys),
         worker_name=settings.worker_name,
         max_job_s=settings.max_job_s,
         color_restore=settings.color_restore,
         previews=PreviewWriter(
             client,
             keys,
-            RedisBlobStore(client, keys, settings.preview_ttl_s),
+            # In the images' store, so the gateway serves previews as it serves images.
+            open_blob_store(settings, client, keys, ttl_s=settings.preview_ttl_s),
             settings.preview_every,
             settings.preview_ttl_s,
         ),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from services.common.blob_store import RedisBlobStore
+from services.common.blob_store import BlobStore
 from services.common.contract import GenerationRequest, task_name
 from services.worker.loading import MISSING_COMPONENT, LoadedModels
 from services.worker.pipelines.common import GenerationResult, ProgressCallback, ResolvedParams
@@ -33,7 +33,7 @@ class PreparedJob:
 def prepare_job(
     request: GenerationRequest,
     models: LoadedModels,
-    blobs: RedisBlobStore,
+    blobs: BlobStore,
     restore_colors: bool = True,
 ) -> PreparedJob:
     """Check `request` and bind it to the runner of its task. `restore_colors`: the

@@ -18,7 +18,7 @@ import redis
 import torch
 from PIL import Image
 
-from services.common.blob_store import RedisBlobStore
+from services.common.blob_store import BlobStore
 from services.common.job_previews import PreviewEntry, stage_preview
 from services.common.redis_keys import RedisKeys
 
@@ -76,7 +76,7 @@ class PreviewWriter:
 
     client: redis.Redis
     keys: RedisKeys
-    blobs: RedisBlobStore  # with the preview TTL
+    blobs: BlobStore  # with the preview TTL
     every: int
     ttl_s: int
 

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
-from services.common.blob_store import RedisBlobStore
+from services.common.blob_store import BlobStore
 from services.common.contract import GenerationRequest, Task, task_name
 from services.worker.loading import Component, LoadedModels
 from services.worker.pipelines.common import GenerationResult, ProgressCallback, ResolvedParams
@@ -59,7 +59,7 @@ class TaskContext:
 
     request: GenerationRequest
     models: LoadedModels
-    blobs: RedisBlobStore
+    blobs: BlobStore
     restore_colors: bool = True
 
     def image(self, blob_id: str, what: str) -> Image.Image:
@@ -83,7 +83,7 @@ class TaskEntry(Generic[P]):
     revision: Callable[[LoadedModels, GenerationRequest], str]
 
 
-def fetch_image(blobs: RedisBlobStore, tenant: str, blob_id: str, what: str) -> Image.Image:
+def fetch_image(blobs: BlobStore, tenant: str, blob_id: str, what: str) -> Image.Image:
     """The image stored under `blob_id`, decoded; ValueError naming `what` when the blob is
     missing (expired or never uploaded) or is not an image."""
     blob = blobs.get(tenant, blob_id)

@@ -19,7 +19,7 @@ from typing import Any
 from celery import Celery
 
 from services.common import job_states
-from services.common.blob_store import RedisBlobStore
+from services.common.blob_store import BlobStore, BlobStoreUnavailable
 from services.common.contract import (
     GENERATE_TASK_NAME,
     TERMINAL_STATUSES,
@@ -56,7 +56,7 @@ class GenerationRunner:
 
     models: LoadedModels
     jobs: JobStore
-    blobs: RedisBlobStore
+    blobs: BlobStore
     worker_name: str
     max_job_s: float
     # Inpaint/outpaint: match brightness and contrast at the seam (restorers.py).
@@ -98,7 +98,7 @@ class GenerationRunner:
 
         try:
             job = prepare_job(request, self.models, self.blobs, self.color_restore)
-        except (NotImplementedError, ValueError) as error:
+        except (NotImplementedError, ValueError, BlobStoreUnavailable) as error:
             return self._finish_unrun(request, str(error))
         params = job.params
 

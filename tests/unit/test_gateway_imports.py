@@ -1,5 +1,5 @@
 """The gateway stays light: importing it and building the app loads no ML framework,
-and nothing of the worker or mllm services."""
+nothing of the worker or mllm services, and no S3 client (the default store is Redis)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,17 @@ app.openapi()
 print(json.dumps(sorted(sys.modules)))
 """
 
-FORBIDDEN = ("torch", "diffusers", "transformers", "services.worker", "services.mllm")
+# boto3: only with LLMGA_BLOB_STORE=s3 (services/common/blob_stores.py imports it then).
+FORBIDDEN = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "services.worker",
+    "services.mllm",
+    "boto3",
+    "botocore",
+    "services.common.s3_blob_store",
+)
 
 
 def test_gateway_imports_no_heavy_or_foreign_modules() -> None:

@@ -128,13 +128,15 @@ async def delete_conversation(state: GatewayState, tenant: str, conversation_id:
     """Delete the conversation, the records of the jobs it started with their result
     images, and the uploads only its turns used; 404 if unknown. A job still queued is
     never started and a running one stops at its next step (its record is gone)."""
-    conversation = await state.conversations.delete(tenant, conversation_id)
-    if conversation is None:
+    deleted = await state.conversations.delete_releasing(tenant, conversation_id)
+    if deleted is None:
         raise not_found(f"conversation {conversation_id!r} not found")
+    conversation, released = deleted
+    # Redis blobs are gone already (the release script); other stores delete them here.
+    for image_id in released:
+        await state.blobs.delete(tenant, image_id)
     for job_id in {job_id for turn in conversation.turns for job_id in turn.job_ids}:
         record = await state.jobs.delete(tenant, job_id)
         if record is not None and record.images:
             # Result images belong to their job alone (the worker stores them per job).
-            await state.redis.delete(
-                *(state.keys.blob(tenant, image.image_id) for image in record.images)
-            )
+            await state.blobs.delete_many(tenant, [image.image_id for image in record.images])

@@ -26,7 +26,8 @@ async def healthz() -> Liveness:
     responses={503: {"model": Readiness, "description": "A dependency is not ready."}},
 )
 async def readyz(state: StateDep) -> JSONResponse:
-    """Readiness: Redis answers PING, the mllm lists a model, a worker heartbeats."""
+    """Readiness: Redis answers PING, the mllm lists a model, a worker heartbeats; with
+    the S3 object store, its bucket answers HEAD (`blob_store`)."""
     result = await readiness(state)
     return JSONResponse(result.model_dump(), status_code=200 if result.status == "ready" else 503)
 

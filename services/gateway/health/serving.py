@@ -6,6 +6,7 @@ import asyncio
 
 import redis
 
+from services.common.blob_store import BlobStoreUnavailable
 from services.gateway.health.protocol import DependencyCheck, Readiness
 from services.gateway.mllm.client import MllmError
 from services.gateway.state import GatewayState
@@ -41,11 +42,22 @@ async def _check_workers(state: GatewayState) -> DependencyCheck:
     return DependencyCheck(ok=True, detail=f"{len(live)} live: {', '.join(sorted(live))}")
 
 
+async def _check_blob_store(state: GatewayState) -> DependencyCheck | None:
+    # Only a store of its own (S3): Redis blobs are covered by the redis check.
+    try:
+        detail = await state.blobs.probe()
+    except BlobStoreUnavailable as exc:
+        return DependencyCheck(ok=False, detail=str(exc))
+    return None if detail is None else DependencyCheck(ok=True, detail=detail)
+
+
 async def readiness(state: GatewayState) -> Readiness:
     """Probe every dependency at once (each bounded by its client's timeouts)."""
-    redis_check, mllm_check, workers_check = await asyncio.gather(
-        _check_redis(state), _check_mllm(state), _check_workers(state)
+    redis_check, mllm_check, workers_check, blob_store_check = await asyncio.gather(
+        _check_redis(state), _check_mllm(state), _check_workers(state), _check_blob_store(state)
     )
     checks = {"redis": redis_check, "mllm": mllm_check, "workers": workers_check}
+    if blob_store_check is not None:  # LLMGA_BLOB_STORE=s3
+        checks["blob_store"] = blob_store_check
     ready = all(check.ok for check in checks.values())
     return Readiness(status="ready" if ready else "not_ready", checks=checks)

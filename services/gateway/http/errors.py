@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.common.blob_store import BlobStoreUnavailable
 from services.gateway.mllm.client import MllmError, MllmTimeout, MllmUnavailable
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,17 @@ async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _blob_store_error(request: Request, exc: Exception) -> JSONResponse:
+    # The object store (LLMGA_BLOB_STORE=s3) is unreachable or refused: transient for
+    # the client, logged for the operator.
+    logger.error("blob store error: %s", exc)
+    return JSONResponse(
+        error_body("service_unavailable", "the image store is unavailable; try again later"),
+        status_code=503,
+        headers=retry_after(request, 503),
+    )
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     # Never leak internals: log the traceback, answer a generic message.
     logger.exception("unhandled error", exc_info=exc)
@@ -189,4 +201,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(MllmError, _mllm_error)
     app.add_exception_handler(redis.RedisError, _redis_error)
+    app.add_exception_handler(BlobStoreUnavailable, _blob_store_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,11 +1,13 @@
 """The URLs answers carry (images, a job's events): paths, or absolute under
 `LLMGA_PUBLIC_BASE_URL`, and signed for the tenant when `LLMGA_URL_SIGNING_SECRET` is set
-(signed_urls.py)."""
+(signed_urls.py). With the S3 blob store (LLMGA_BLOB_STORE=s3), an image in its stored
+format is a presigned URL of the object store instead: clients download straight from it."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -27,19 +29,32 @@ class Links:
     # When the URLs are made (None: at each call). An event stream fixes it at its start,
     # so that its events do not differ by their URLs alone.
     at: float | None = None
+    # (tenant, image id) -> a presigned URL of the object store, or None (no such URL).
+    presign: Callable[[str, str], str | None] | None = None
+    # The presigned URLs made by this instance: one stays the same across the events of
+    # a stream (a presigned URL embeds the time it was signed at).
+    _presigned: dict[str, str] = field(default_factory=dict, init=False, compare=False)
 
     def _now(self) -> float:
         return time.time() if self.at is None else self.at
 
     @classmethod
-    def for_tenant(cls, settings: GatewaySettings, signer: UrlSigner | None, tenant: str) -> Links:
-        """The tenant's links as the settings have them."""
+    def for_tenant(
+        cls,
+        settings: GatewaySettings,
+        signer: UrlSigner | None,
+        tenant: str,
+        presign: Callable[[str, str], str | None] | None = None,
+    ) -> Links:
+        """The tenant's links as the settings have them (`presign`: the blob store's
+        presigned URLs, `AsyncBlobStore.presigned_url`)."""
         return cls(
             base_url=settings.public_base_url.rstrip("/"),
             signer=signer,
             tenant=tenant,
             image_ttl_s=settings.signed_url_ttl_s,
             events_ttl_s=settings.events_token_ttl_s,
+            presign=presign,
         )
 
     def image(
@@ -47,7 +62,13 @@ class Links:
     ) -> str:
         """Where to download an image: `{base}/v1/images/{id}`, signed if configured;
         `image_format` (and `quality`) add `format=` (`quality=`): the download converts
-        the stored PNG (the signature covers the image, whatever its format)."""
+        the stored PNG (the signature covers the image, whatever its format). With
+        `presign` and no conversion: the object store's presigned URL."""
+        if self.presign is not None and image_format is None and quality is None:
+            presigned = self._presigned.get(image_id) or self.presign(self.tenant, image_id)
+            if presigned is not None:
+                self._presigned[image_id] = presigned
+                return presigned
         url = f"{self.base_url}/v1/images/{quote(image_id, safe='')}"
         query = []
         if self.signer is not None:

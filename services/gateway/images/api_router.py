@@ -32,6 +32,7 @@ from services.gateway.images.serving import (
     converted_image,
     create_images_job_waiting,
     delete_image,
+    image_redirect,
     read_image,
     upload_image,
     upload_image_form,
@@ -101,6 +102,17 @@ async def create_images(
     response_class=Response,
     responses={
         **image_content("The image bytes (PNG, or the format asked for)."),
+        307: {
+            "description": "LLMGA_BLOB_STORE=s3 and no `format`/`quality`: the image is "
+            "downloaded from the object store, at the presigned URL in `Location`.",
+            "headers": {
+                "Location": {
+                    "description": "A presigned GET URL of the image, valid "
+                    "LLMGA_S3_PRESIGNED_TTL_S.",
+                    "schema": {"type": "string", "format": "uri"},
+                }
+            },
+        },
         **protected(),
         403: error(
             "A signed URL whose signature does not match or has expired (the field is named)."
@@ -142,7 +154,16 @@ async def download_image(
     follows). Images never change, so clients may cache them. With
     LLMGA_URL_SIGNING_SECRET set, the `url` of a job's or upload's image is signed
     (`tenant`, `expires`, `sig`) and works without an API key (an `<img src>`) until it
-    expires; the middleware verifies it (docs/api.md "Browsers")."""
+    expires; the middleware verifies it (docs/api.md "Browsers"). With the S3 object
+    store, a download without `format`/`quality` is a 307 redirect to a presigned URL of
+    the store (docs/deploy.md "Object store"); a conversion is served here."""
+    if image_format is None and quality is None:
+        location = await image_redirect(state, tenant, image_id)
+        if location is not None:
+            return Response(
+                status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+                headers={"Location": location, "Cache-Control": "no-store"},
+            )
     blob = await read_image(state, tenant, image_id)
     content, media_type = await converted_image(blob, image_format, quality)
     return Response(

@@ -135,6 +135,9 @@ class UploadResponse(BaseModel):
     """The stored image."""
 
     id: str
-    url: str = Field(description="/v1/images/<id>")
+    url: str = Field(
+        description="/v1/images/<id> (like a job's image URL: absolute, signed or, with "
+        "the S3 object store, presigned as configured)"
+    )
     width: int
     height: int

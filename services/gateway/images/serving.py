@@ -180,6 +180,18 @@ async def read_image(state: GatewayState, tenant: str, image_id: str) -> Blob:
     return blob
 
 
+async def image_redirect(state: GatewayState, tenant: str, image_id: str) -> str | None:
+    """Where to redirect a download of the stored image: the object store's presigned URL
+    (LLMGA_BLOB_STORE=s3), after checking that the image exists and has not expired; None
+    when the gateway serves the bytes itself (Redis, or presigned URLs turned off)."""
+    url = state.blobs.presigned_url(tenant, image_id)
+    if url is None:
+        return None
+    if not await state.blobs.exists(tenant, image_id):
+        raise not_found(f"image {image_id!r} not found")
+    return url
+
+
 async def converted_image(
     blob: Blob, image_format: ImageFormat | None, quality: int | None
 ) -> tuple[bytes, str]:

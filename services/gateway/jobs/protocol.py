@@ -25,7 +25,9 @@ class ImageView(BaseModel):
     url: str = Field(
         description="Where to download the PNG: /v1/images/<id>, absolute under "
         "LLMGA_PUBLIC_BASE_URL when set; with LLMGA_URL_SIGNING_SECRET set it is signed "
-        "(`?tenant=&expires=&sig=`) and works without an API key until it expires."
+        "(`?tenant=&expires=&sig=`) and works without an API key until it expires. With "
+        "the S3 object store (LLMGA_BLOB_STORE=s3) it is a presigned URL of the store, "
+        "valid LLMGA_S3_PRESIGNED_TTL_S."
     )
     seed: int = Field(description="The seed that reproduces this image.")
     width: int

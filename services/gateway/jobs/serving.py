@@ -264,9 +264,7 @@ async def delete_job(state: GatewayState, tenant: str, job_id: str) -> None:
     record = await state.jobs.delete(tenant, job_id)
     if record is not None and record.images:
         # Result images belong to their job alone (the worker stores them per job).
-        await state.redis.delete(
-            *(state.keys.blob(tenant, image.image_id) for image in record.images)
-        )
+        await state.blobs.delete_many(tenant, [image.image_id for image in record.images])
 
 
 async def get_job_waiting(

@@ -117,6 +117,15 @@ class ConversationStore:
     async def delete(self, tenant: str, conversation_id: str) -> StoredConversation | None:
         """Remove the conversation and return it (None if it is unknown or expired), then
         drop its references to uploaded images, deleting those no other one uses."""
+        deleted = await self.delete_releasing(tenant, conversation_id)
+        return None if deleted is None else deleted[0]
+
+    async def delete_releasing(
+        self, tenant: str, conversation_id: str
+    ) -> tuple[StoredConversation, list[str]] | None:
+        """`delete`, also returning the ids of the uploads it released (no conversation
+        uses them any more): the script deletes them from Redis; a blob store elsewhere
+        (S3) deletes them through `AsyncBlobStore.delete`."""
         async with self._client.pipeline() as pipe:
             pipe.getdel(self._keys.conversation(tenant, conversation_id))
             pipe.zrem(self._keys.conversation_index(tenant), conversation_id)
@@ -124,9 +133,11 @@ class ConversationStore:
         if data is None:
             return None
         conversation = StoredConversation.model_validate_json(data)
-        for image_id in {i for turn in conversation.turns for i in turn.image_ids}:
-            await self._release_image(
+        released = []
+        for image_id in sorted({i for turn in conversation.turns for i in turn.image_ids}):
+            if await self._release_image(
                 keys=[self._keys.blob_refs(tenant, image_id), self._keys.blob(tenant, image_id)],
                 args=[conversation_id],
-            )
-        return conversation
+            ):
+                released.append(image_id)
+        return conversation, released
