@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.gateway.images.formats import ImageFormat
+
 # Every task of the API, by its name ("similar" makes t2i jobs from the mllm's description
 # of an image; the others are the contract's tasks).
 TaskName = Literal["t2i", "similar", "inpaint", "outpaint", "edit", "restore", "controlnet"]
@@ -85,6 +87,17 @@ class GenerationOptions(BaseModel):
     )
     n: int = Field(
         default=1, ge=1, description="Number of images, 1..LLMGA_MAX_N (4); edit and restore: 1."
+    )
+    output_format: ImageFormat = Field(
+        default="png",
+        description="The format of the job's image URLs: png (as stored), jpeg or webp (the "
+        "download converts; `GET /v1/images/{id}?format=`).",
+    )
+    output_quality: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="jpeg/webp quality, 0..100 (not with png); omitted: 90.",
     )
 
 

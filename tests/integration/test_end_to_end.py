@@ -97,6 +97,26 @@ def test_images_endpoint_runs_t2i_without_chat(api: httpx.Client) -> None:
     assert pixels[0] != pixels[1], "two seeds gave the same image"
 
 
+def test_images_come_back_in_the_requested_output_format(api: httpx.Client) -> None:
+    created = api.post(
+        "/v1/images",
+        json={"prompt": "a lighthouse", "seed": 9, "output_format": "webp", "output_quality": 70}
+        | SIZE,
+    )
+    assert created.status_code == 202, created.text
+    done = wait_for_job(api, created.json()["id"])
+    assert done["status"] == "succeeded", done["error"]
+    download = api.get(done["images"][0]["url"])
+    assert download.status_code == 200 and download.headers["content-type"] == "image/webp"
+    image = Image.open(io.BytesIO(download.content))
+    assert image.format == "WEBP" and image.size == (SIZE["width"], SIZE["height"])
+    # The job read later still hands out the requested format.
+    again = api.get(f"/v1/jobs/{done['id']}").json()
+    assert "format=webp" in again["images"][0]["url"]
+    refused = api.post("/v1/images", json={"prompt": "x", "output_quality": 70} | SIZE)
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "output_quality"
+
+
 def test_chat_with_the_real_local_mllm(
     namespace: Namespace, worker: str, local_mllm: HttpService, logs: Path
 ) -> None:

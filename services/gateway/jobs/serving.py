@@ -29,6 +29,7 @@ from services.common.job_previews import PreviewEntry, read_previews
 from services.common.job_store import parse_record
 from services.gateway.http.errors import conflict, not_found
 from services.gateway.http.links import PLAIN, Links
+from services.gateway.images.formats import ImageFormat
 from services.gateway.jobs.protocol import (
     ImageView,
     JobList,
@@ -51,6 +52,9 @@ def job_view(record: JobRecord, links: Links = PLAIN) -> JobView:
     request = record.request
     timings = record.timings
     edit = _edit_view(record)
+    # The requested download format (POST /v1/images' output_format): the URL converts.
+    output_format = cast(ImageFormat, request.output_format) if request.output_format else None
+    quality = request.output_quality if request.HasField("output_quality") else None
     return JobView(
         id=request.job_id,
         task=cast(TaskName, task_name(request.task)),
@@ -60,7 +64,7 @@ def job_view(record: JobRecord, links: Links = PLAIN) -> JobView:
         images=[
             ImageView(
                 id=image.image_id,
-                url=links.image(image.image_id),
+                url=links.image(image.image_id, output_format, quality),
                 seed=image.seed,
                 width=image.width,
                 height=image.height,

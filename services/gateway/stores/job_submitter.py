@@ -132,6 +132,8 @@ class GenerationParams:
     guidance_scale: float | None = None
     seed: int | None = None
     n: int = 1
+    output_format: str = ""  # "" or "png": as stored
+    output_quality: int | None = None
 
 
 class JobSubmitter:
@@ -188,6 +190,7 @@ class JobSubmitter:
             height=params.height,
             steps=params.steps,
             n=params.n,
+            output_format=params.output_format,
             conversation_id=conversation_id,
             request_id=request_id or current_request_id(),
         )
@@ -195,6 +198,8 @@ class JobSubmitter:
             request.guidance_scale = params.guidance_scale
         if params.seed is not None:
             request.seed = params.seed
+        if params.output_quality is not None:
+            request.output_quality = params.output_quality
         if inputs is not None:
             inputs.apply_to(request)
         if webhook is not None:
@@ -260,6 +265,8 @@ def checked_params(options: GenerationOptions, settings: GatewaySettings) -> Gen
         raise invalid(f"steps must be at most {settings.max_steps}, not {options.steps}", "steps")
     if options.n > settings.max_n:
         raise invalid(f"n must be at most {settings.max_n}, not {options.n}", "n")
+    if options.output_quality is not None and options.output_format == "png":
+        raise invalid("output_quality is for jpeg and webp, not png", "output_quality")
     return GenerationParams(
         negative_prompt=options.negative_prompt,
         width=options.width or 0,
@@ -268,4 +275,6 @@ def checked_params(options: GenerationOptions, settings: GatewaySettings) -> Gen
         guidance_scale=options.guidance_scale,
         seed=options.seed,
         n=options.n,
+        output_format="" if options.output_format == "png" else options.output_format,
+        output_quality=options.output_quality,
     )

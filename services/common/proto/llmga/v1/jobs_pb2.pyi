@@ -104,7 +104,7 @@ class Outpaint(_message.Message):
     def __init__(self, left: _Optional[int] = ..., top: _Optional[int] = ..., right: _Optional[int] = ..., bottom: _Optional[int] = ..., ratio: _Optional[float] = ...) -> None: ...
 
 class GenerationRequest(_message.Message):
-    __slots__ = ("job_id", "tenant", "task", "prompt", "negative_prompt", "input_image_ids", "mask_image_id", "width", "height", "steps", "guidance_scale", "seed", "n", "conversation_id", "request_id", "outpaint", "strength", "edit", "control", "restore", "webhook")
+    __slots__ = ("job_id", "tenant", "task", "prompt", "negative_prompt", "input_image_ids", "mask_image_id", "width", "height", "steps", "guidance_scale", "seed", "n", "conversation_id", "request_id", "outpaint", "strength", "edit", "control", "restore", "webhook", "output_format", "output_quality")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,8 @@ class GenerationRequest(_message.Message):
     CONTROL_FIELD_NUMBER: _ClassVar[int]
     RESTORE_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_QUALITY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     tenant: str
     task: Task
@@ -147,7 +149,9 @@ class GenerationRequest(_message.Message):
     control: Control
     restore: bool
     webhook: Webhook
-    def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., input_image_ids: _Optional[_Iterable[str]] = ..., mask_image_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., n: _Optional[int] = ..., conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., outpaint: _Optional[_Union[Outpaint, _Mapping]] = ..., strength: _Optional[float] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., control: _Optional[_Union[Control, _Mapping]] = ..., restore: _Optional[bool] = ..., webhook: _Optional[_Union[Webhook, _Mapping]] = ...) -> None: ...
+    output_format: str
+    output_quality: int
+    def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., input_image_ids: _Optional[_Iterable[str]] = ..., mask_image_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., n: _Optional[int] = ..., conversation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., outpaint: _Optional[_Union[Outpaint, _Mapping]] = ..., strength: _Optional[float] = ..., edit: _Optional[_Union[Edit, _Mapping]] = ..., control: _Optional[_Union[Control, _Mapping]] = ..., restore: _Optional[bool] = ..., webhook: _Optional[_Union[Webhook, _Mapping]] = ..., output_format: _Optional[str] = ..., output_quality: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("step", "total")
