@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from services.gateway.images.formats import ImageFormat
 
@@ -15,6 +15,17 @@ TaskName = Literal["t2i", "similar", "inpaint", "outpaint", "edit", "restore", "
 
 # Edit methods by API name (services/common/contract.py EditMethod); omitted: the worker's.
 EditMethodName = Literal["p2p", "diffedit"]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+# Text a request must not leave blank (a prompt, a caption): whitespace alone is a 422.
+NonBlankText = Annotated[str, AfterValidator(_not_blank)]
+
 
 # Seeds fit the worker's uint64 even after adding the image index (seed + i).
 MAX_SEED = 2**63 - 1

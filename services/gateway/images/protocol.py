@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.jobs.protocol import JobView
 from services.gateway.protocol import (
     ImageInput,
     ImageTaskOptions,
+    NonBlankText,
     TaskName,
 )
 from services.gateway.webhooks.protocol import WebhookInput
@@ -58,18 +59,18 @@ class ImagesRequest(ImageTaskOptions):
         description="restore: the picture before generation (the image's size); outside "
         "the mask the result is exactly this image.",
     )
-    source_caption: str | None = Field(
+    source_caption: NonBlankText | None = Field(
         default=None,
         min_length=1,
         description="edit: what the image shows; omitted: the mllm describes the image.",
     )
-    target_caption: str | None = Field(
+    target_caption: NonBlankText | None = Field(
         default=None,
         min_length=1,
         description="edit: what the edited image should show; omitted: the mllm's answer "
         "to the instruction (`prompt`). With both captions the mllm is not asked.",
     )
-    prompt: str | None = Field(
+    prompt: NonBlankText | None = Field(
         default=None,
         min_length=1,
         description="What to generate: not blank, at most LLMGA_MAX_PROMPT_CHARS (4000). "
@@ -87,13 +88,6 @@ class ImagesRequest(ImageTaskOptions):
         description="POST signed notifications of the job's state changes to this URL "
         "(docs/api.md 'Webhooks'); the host must be allow-listed (422 otherwise).",
     )
-
-    @field_validator("prompt", "source_caption", "target_caption")
-    @classmethod
-    def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
-        return value
 
 
 class ImagesResponse(JobView):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.gateway.images.formats import ImageFormat
 from services.gateway.jobs.protocol import JobView
-from services.gateway.protocol import MAX_SEED
+from services.gateway.protocol import MAX_SEED, NonBlankText
 
 
 class OpenAIImageOptions(BaseModel):
@@ -77,7 +77,7 @@ class OpenAIImageOptions(BaseModel):
 class ImageGenerationRequest(OpenAIImageOptions):
     """`POST /v1/images/generations`: a t2i job."""
 
-    prompt: str = Field(min_length=1, description="What to generate; not blank.")
+    prompt: NonBlankText = Field(min_length=1, description="What to generate; not blank.")
     refine: bool = Field(
         default=False,
         description="Extra: let the mllm rewrite the prompt first (revised_prompt shows it).",
@@ -88,26 +88,12 @@ class ImageGenerationRequest(OpenAIImageOptions):
     def _no_stream(cls, value: bool | None) -> bool | None:
         return value  # generations stream (streaming.py)
 
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
-
 
 class ImageEditForm(OpenAIImageOptions):
     """The fields of `POST /v1/images/edits` besides the files: the instruction (no mask:
     an edit job) or the prompt of the region to regenerate (with a mask: inpaint)."""
 
-    prompt: str = Field(min_length=1, description="The instruction, or what to paint.")
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
+    prompt: NonBlankText = Field(min_length=1, description="The instruction, or what to paint.")
 
 
 class ImageVariationForm(OpenAIImageOptions):
