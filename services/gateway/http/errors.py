@@ -7,6 +7,7 @@ are a generic 500 whose details stay in the server log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -167,25 +168,21 @@ async def _mllm_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _redis_error(request: Request, exc: Exception) -> JSONResponse:
-    # State is unreachable: a transient outage the client may retry, not a bug.
-    logger.error("redis error: %r", exc)
-    return JSONResponse(
-        error_body("service_unavailable", "the state store is unavailable; try again later"),
-        status_code=503,
-        headers=retry_after(request, 503),
-    )
+def _store_unavailable(
+    store: str, log_as: str
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """The handler of a store's outage (Redis, the object store): a transient 503 the
+    client may retry (Retry-After), logged for the operator, not a bug."""
 
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s error: %r", log_as, exc)
+        return JSONResponse(
+            error_body("service_unavailable", f"the {store} is unavailable; try again later"),
+            status_code=503,
+            headers=retry_after(request, 503),
+        )
 
-async def _blob_store_error(request: Request, exc: Exception) -> JSONResponse:
-    # The object store (LLMGA_BLOB_STORE=s3) is unreachable or refused: transient for
-    # the client, logged for the operator.
-    logger.error("blob store error: %s", exc)
-    return JSONResponse(
-        error_body("service_unavailable", "the image store is unavailable; try again later"),
-        status_code=503,
-        headers=retry_after(request, 503),
-    )
+    return handle
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -200,6 +197,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(MllmError, _mllm_error)
-    app.add_exception_handler(redis.RedisError, _redis_error)
-    app.add_exception_handler(BlobStoreUnavailable, _blob_store_error)
+    app.add_exception_handler(redis.RedisError, _store_unavailable("state store", "redis"))
+    app.add_exception_handler(BlobStoreUnavailable, _store_unavailable("image store", "blob store"))
     app.add_exception_handler(Exception, _unexpected)
