@@ -31,14 +31,9 @@ FAST: dict[str, Any] = {"steps": STEPS, "seed": 5}
 
 
 @pytest.fixture(scope="module")
-def gateway(namespace: Namespace, scripted: ScriptedMllm, logs: Path) -> Iterator[HttpService]:
-    env = {
-        **namespace.env(),
-        "LLMGA_MLLM_BASE_URL": scripted.base_url,
-        "LLMGA_AUTH_REQUIRED": "true",
-    }
-    with start_gateway(env, logs) as service:
-        yield service
+def gateway(auth_gateway: HttpService) -> HttpService:
+    """The module's gateway: API keys required (conftest.py)."""
+    return auth_gateway
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.support.scripted_mllm import ScriptedMllm
-from tests.support.services import HttpService, Namespace, create_api_key, start_gateway
+from tests.support.services import HttpService, Namespace, create_api_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -47,14 +46,9 @@ content_type_overrides:
 
 
 @pytest.fixture(scope="module")
-def gateway(namespace: Namespace, scripted: ScriptedMllm, logs: Path) -> Iterator[HttpService]:
-    env = {
-        **namespace.env(),
-        "LLMGA_MLLM_BASE_URL": scripted.base_url,
-        "LLMGA_AUTH_REQUIRED": "true",
-    }
-    with start_gateway(env, logs) as service:
-        yield service
+def gateway(auth_gateway: HttpService) -> HttpService:
+    """The module's gateway: API keys required (conftest.py)."""
+    return auth_gateway
 
 
 @pytest.fixture(scope="module")
