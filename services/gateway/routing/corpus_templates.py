@@ -1,0 +1,568 @@
+"""How corpus.tsv is written: templated instructions (phrasings x subjects, drawn with a
+fixed seed) plus hand-written hard cases. `python -m services.gateway.routing corpus`
+rewrites the file; a test checks that the committed file is what this module writes.
+
+Labels: `generate` (the user wants an image made or changed: requests to draw, paint,
+design, render, photograph, and follow-up edits of the last image) and `chat` (anything
+answered in words, including near misses about colours, art, poems or diffusion itself).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from services.gateway.routing.corpus import Example
+
+SEED = 20261130
+# How many instructions each template family contributes.
+_SLOT = re.compile(r"\{([a-z_0-9]+)\}")
+_PER_FAMILY = {"request": 170, "bare": 40, "edit": 130, "chat": 300, "near": 150}
+
+SUBJECTS = [
+    "a red fox sleeping in the snow",
+    "a lighthouse on a cliff during a storm",
+    "a cat wearing a tiny wizard hat",
+    "two astronauts playing chess on the moon",
+    "a cozy cabin in a pine forest",
+    "an old fisherman mending his net",
+    "a cyberpunk street market at night",
+    "a bowl of ramen with steam rising",
+    "a dragon curled around a castle tower",
+    "a hummingbird drinking from a hibiscus",
+    "a vintage car parked by the sea",
+    "a child flying a kite on a windy hill",
+    "a futuristic city floating above the clouds",
+    "a husky in a space suit",
+    "a field of sunflowers under a thunderstorm",
+    "a robot watering plants in a greenhouse",
+    "a medieval market square",
+    "an octopus playing the drums",
+    "a mountain lake at dawn",
+    "a portrait of a woman with freckles",
+    "a samurai standing in the rain",
+    "a treehouse with glowing lanterns",
+    "a cup of coffee on a rainy windowsill",
+    "a herd of elephants crossing a river",
+    "a steampunk airship",
+    "a snowy village at christmas",
+    "a koi pond in a japanese garden",
+    "a desert caravan under the milky way",
+    "an owl reading a book",
+    "a bustling train station in the 1920s",
+    "the northern lights over a frozen lake",
+    "a penguin chef in a kitchen",
+    "a bouquet of tulips in a glass vase",
+    "a pirate ship in a bottle",
+    "a polar bear on an ice floe",
+    "a neon sign that says open",
+    "a wizard's library full of floating books",
+    "a golden retriever puppy in autumn leaves",
+    "a skyscraper made of glass and vines",
+    "a girl reading under a cherry tree",
+]
+STYLES = [
+    "in watercolor",
+    "as an oil painting",
+    "in the style of a pixel art game",
+    "as a pencil sketch",
+    "in anime style",
+    "photorealistic, 85mm lens",
+    "as a low poly 3d render",
+    "in the style of a children's book",
+    "with dramatic cinematic lighting",
+    "as a charcoal drawing",
+    "in art nouveau style",
+    "as a vaporwave poster",
+    "isometric, highly detailed",
+    "in ukiyo-e woodblock style",
+    "as a claymation still",
+]
+MEDIA = [
+    "picture",
+    "image",
+    "painting",
+    "illustration",
+    "drawing",
+    "photo",
+    "render",
+    "poster",
+    "wallpaper",
+    "sketch",
+    "artwork",
+    "digital painting",
+]
+DESIGNS = [
+    "a logo for my coffee shop",
+    "a poster for a jazz festival",
+    "a book cover for a fantasy novel",
+    "an album cover for a synthwave band",
+    "a mascot for a hiking club",
+    "a birthday card for my grandmother",
+    "an app icon for a weather app",
+    "a t-shirt print for a robotics team",
+    "a banner for my bakery's website",
+    "a flyer for a yoga class",
+    "a sticker for a cat cafe",
+    "a menu illustration for an italian restaurant",
+]
+CONDITIONS = [
+    "night",
+    "winter",
+    "rainy",
+    "foggy",
+    "sunset",
+    "autumn",
+    "darker",
+    "brighter",
+    "more colorful",
+    "black and white",
+    "more realistic",
+    "cartoonish",
+    "spooky",
+    "warmer",
+]
+SIDES = ["left", "right", "top", "bottom", "sides"]
+OBJECTS = [
+    "hat",
+    "car",
+    "tree",
+    "dog",
+    "lamp post",
+    "moon",
+    "clouds",
+    "people",
+    "boat",
+    "bird",
+    "text",
+    "glasses",
+]
+PLACES = ["in the sky", "on the table", "in the background", "next to her", "on the roof"]
+TOPICS = [
+    "the sea",
+    "autumn",
+    "friendship",
+    "the moon",
+    "my cat",
+    "coffee",
+    "rain",
+    "a lost love",
+    "mountains",
+    "the city at night",
+    "spring",
+    "the stars",
+]
+COLOURS = ["navy", "olive green", "burgundy", "mustard yellow", "teal", "beige", "coral"]
+TECH = [
+    "diffusion",
+    "a diffusion model",
+    "stable diffusion",
+    "a transformer",
+    "a neural network",
+    "backpropagation",
+    "a camera sensor",
+    "jpeg compression",
+    "the internet",
+    "a refrigerator",
+    "photosynthesis",
+    "a vaccine",
+    "classifier-free guidance",
+    "a VAE",
+]
+CONCEPTS = [
+    "a latent space",
+    "gradient descent",
+    "the golden ratio",
+    "impressionism",
+    "a prime number",
+    "inflation",
+    "quantum entanglement",
+    "chiaroscuro",
+    "the rule of thirds",
+    "a black hole",
+    "CLIP",
+    "an API",
+]
+LANGUAGES = ["python", "javascript", "rust", "go", "sql", "bash", "c++"]
+CODE_TASKS = [
+    "reverses a string",
+    "checks if a number is prime",
+    "reads a csv file",
+    "sorts a list of dicts by key",
+    "parses json",
+    "downloads a file",
+    "merges two sorted lists",
+    "counts word frequencies",
+]
+CITIES = ["Paris", "Kyoto", "Lisbon", "New York", "Cape Town", "Rome", "Oslo"]
+FOODS = ["pancakes", "banana bread", "a vegan curry", "lasagna", "sourdough", "miso soup"]
+TEXTS = ["a recipe for", "a summary of", "a list of facts about", "a paragraph about", "a word for"]
+# Slots of the templates below that are not one of the lists above.
+OPTIONS: dict[str, list[str]] = {
+    "count": ["two", "three", "four"],
+    "number": [str(n) for n in range(11, 100)],
+    "small": [str(n) for n in range(2, 10)],
+    "big": [str(n) for n in range(100, 1000)],
+    "image_word": ["image", "illustration"],
+    "colour_name": ["red", "blue", "gold", "green"],
+    "size": ["bigger", "smaller", "red", "blue"],
+    "weather": ["snow", "rain", "fireworks", "a rainbow", "stars"],
+    "accessory": ["red scarf", "crown", "umbrella", "cat"],
+    "background": ["white", "a beach", "space", "blurry"],
+    "scene": ["street", "room", "landscape", "sky"],
+    "filler": ["flowers", "grass", "a window", "bricks"],
+    "room": ["bedroom", "kitchen", "office"],
+    "language": ["french", "german", "japanese"],
+    "tips": ["a job interview", "sleeping better", "public speaking", "running a marathon"],
+    "ingredients": ["rice and eggs", "chicken", "lentils", "tofu"],
+    "history": ["rome", "photography", "jazz", "the printing press"],
+    "painting": ["the mona lisa", "starry night", "the scream", "guernica"],
+    "artist": ["monet", "frida kahlo", "hokusai", "banksy"],
+    "skill": ["drawing hands", "watercolor", "photography", "perspective drawing"],
+    "shot": ["portraits", "night sky photos", "sports"],
+    "thing": ["painting", "cat", "startup", "bakery"],
+    "person": ["boss", "landlord", "teacher"],
+    "request": ["a day off", "a repair", "an extension"],
+    "sd_knob": ["cfg scale", "the number of steps", "the seed", "the sampler"],
+    "genre": ["portraits", "landscapes", "logos"],
+    "how_many": ["calories are in an apple", "planets are there", "bones does a cat have"],
+    "country": ["australia", "canada", "peru", "kenya"],
+    "the_image": ["this image", "this picture", "the photo", "what you see"],
+    "occasion": ["a birthday party", "a blog post", "a date night"],
+    "design_choice": ["colour palette", "font"],
+    "design_use": ["a wedding invite", "a tech startup", "a bakery"],
+    "function": ["derivative of sin x", "derivative of x^3", "integral of e^x", "limit of 1/x"],
+    "gadget": ["laptop", "camera", "podcast", "board game"],
+    "writing": ["cover letter", "speech", "toast", "bio"],
+    "learn": ["spanish", "to paint", "photography", "to code"],
+    "noun": ["whale", "comet", "sonnet", "mortgage", "pixel", "palette"],
+    "animals": ["whales", "owls", "penguins", "cats"],
+    "behaviour": ["sleep", "hunt", "communicate"],
+    "piece": ["poem", "song", "joke", "riddle"],
+    "invention": ["story", "name", "backstory"],
+    "style_name": ["watercolor", "pixel art", "an oil painting", "a pencil sketch", "anime"],
+}
+
+# Template families: {slot} is filled with a choice from the list of that name (upper
+# case above) or from OPTIONS.
+REQUESTS = [
+    "draw {subjects}",
+    "draw me {subjects} {styles}",
+    "can you draw {subjects}?",
+    "please paint {subjects}",
+    "paint {subjects} {styles}",
+    "sketch {subjects}",
+    "illustrate {subjects}",
+    "render {subjects} {styles}",
+    "make an {image_word} of {subjects}",
+    "create a {media} of {subjects}",
+    "generate an image of {subjects}",
+    "generate {count} images of {subjects}",
+    "I'd like a {media} of {subjects}",
+    "I want to see {subjects}",
+    "show me {subjects}",
+    "show me what {subjects} would look like",
+    "could you make a {media} of {subjects}?",
+    "can I get a {media} of {subjects} {styles}",
+    "give me a {media} of {subjects}",
+    "a photo of {subjects}, {styles}",
+    "take a photo of {subjects}",
+    "visualize {subjects}",
+    "imagine {subjects} and show it to me",
+    "picture of {subjects} please",
+    "design {designs}",
+    "can you design {designs}?",
+    "I need {designs}",
+    "make {designs}, {styles}",
+    "produce a {media} showing {subjects}",
+    "would you paint {subjects} for me",
+    "hey, draw {subjects} {styles} please",
+    "turn this idea into a picture: {subjects}",
+    "i want a {media}: {subjects}",
+    "generate a wallpaper with {subjects}",
+    "create concept art of {subjects}",
+]
+BARE = [
+    "{subjects}",
+    "{subjects}, {styles}",
+    "{subjects} {styles}, 4k, trending on artstation",
+]
+EDITS = [
+    "now make it {conditions}",
+    "make it {conditions}",
+    "can you make it {conditions}?",
+    "extend it to the {sides}",
+    "extend the image to the {sides}",
+    "show more on the {sides}",
+    "remove the {objects}",
+    "get rid of the {objects}",
+    "erase the {objects} {places}",
+    "add a {objects} {places}",
+    "put a {objects} {places}",
+    "replace the {objects} with a {objects}",
+    "swap the {objects} for a {objects}",
+    "change the {objects} to {colour_name}",
+    "make the {objects} {size}",
+    "turn it into {style_name}",
+    "redo it {styles}",
+    "same but {conditions}",
+    "do it again but {conditions}",
+    "try again, {conditions} this time",
+    "one more, {conditions}",
+    "now add {weather}",
+    "give her a {accessory}",
+    "make the background {background}",
+    "zoom out and show the {scene}",
+    "fill the hole with {filler}",
+]
+CHATS = [
+    "what colours go with {colours}?",
+    "does {colours} go well with {colours}",
+    "what colour should I paint my {room}?",
+    "write a poem about {topics}",
+    "write a haiku about {topics}",
+    "write a short story about {topics}",
+    "compose a limerick about {topics}",
+    "write song lyrics about {topics}",
+    "explain how {tech} works",
+    "how does {tech} work?",
+    "can you explain {tech} simply",
+    "what is {concepts}?",
+    "define {concepts}",
+    "what's the difference between {concepts} and {concepts}",
+    "write a {languages} function that {code_tasks}",
+    "how do I write code that {code_tasks} in {languages}?",
+    "why does my {languages} code throw a null pointer error",
+    "what is {number} times {number}?",
+    "solve {small}x + {number} = {big}",
+    "is {big} a prime number",
+    "what is the {function}",
+    "plan a three day trip to {cities}",
+    "what should I see in {cities}?",
+    "translate 'good morning' into {language}",
+    "give me tips for {tips}",
+    "what should I cook tonight with {ingredients}?",
+    "recommend a book about {topics}",
+    "summarize the history of {history}",
+    "who painted {painting}?",
+    "tell me about {artist}'s style",
+    "how do I get better at {skill}?",
+    "what camera settings should I use for {shot}",
+    "suggest a name for my {thing}",
+    "write an email to my {person} asking for {request}",
+    "what does {sd_knob} do in stable diffusion?",
+    "which is better for {genre}, sdxl or sd 1.5?",
+    "how many {how_many}",
+    "what is the capital of {country}",
+    "describe {topics} in words",
+    "describe {the_image}",
+    "what is in {the_image}?",
+    "give me {small} ideas for {occasion}",
+    "what's a good {design_choice} for {design_use}?",
+]
+# Chat about the same subjects the image requests use: the verbs, not the nouns, decide.
+NEAR_MISSES = [
+    "write a story about {subjects}",
+    "tell me about {subjects}",
+    "what does {subjects} symbolize?",
+    "how would you describe {subjects} in one sentence",
+    "is {subjects} realistic?",
+    "write a caption for a photo of {subjects}",
+    "give me {texts} {foods_or_topics}",
+    "can you recommend a {gadget}?",
+    "can you explain what {concepts} means",
+    "can you help me write a {writing}?",
+    "I want to learn {learn}, where do I start?",
+    "I'd like {texts} {foods}",
+    "what is a {noun}?",
+    "how do {animals} {behaviour}?",
+    "what would happen if {subjects} were real?",
+    "list {small} facts about {subjects}",
+    "write a {piece} about {subjects}",
+    "make up a {invention} for {subjects}",
+    "what colours would suit {subjects}?",
+    "how should I photograph {subjects}? any tips",
+    "how do I paint {subjects} myself?",
+]
+
+# Hand-written hard cases: short follow-ups, near misses in both directions.
+HARD_CASES: list[tuple[str, str]] = [
+    ("generate", "now make it night"),
+    ("generate", "extend it to the left"),
+    ("generate", "remove the hat"),
+    ("generate", "make it night"),
+    ("generate", "bigger sun"),
+    ("generate", "less saturated please"),
+    ("generate", "more clouds"),
+    ("generate", "again"),
+    ("generate", "another one"),
+    ("generate", "one more like this"),
+    ("generate", "make one like this"),
+    ("generate", "generate a similar image"),
+    ("generate", "a similar one but in blue"),
+    ("generate", "swap the cat for a parrot"),
+    ("generate", "fix the hands"),
+    ("generate", "fill it with water"),
+    ("generate", "show more of it"),
+    ("generate", "zoom out"),
+    ("generate", "crop out the background and replace it with a beach"),
+    ("generate", "can I see what a cyberpunk Tokyo street would look like?"),
+    ("generate", "what would a cat look like as a samurai? show me"),
+    ("generate", "illustrate a poem about the sea"),
+    ("generate", "paint the sea at dawn"),
+    ("generate", "draw a diagram of how diffusion works"),
+    ("generate", "a haiku-inspired ink painting of autumn leaves"),
+    ("generate", "photo of navy blue sneakers on a white background"),
+    ("generate", "make a meme image of a surprised cat"),
+    ("generate", "I need a profile picture of a fox astronaut"),
+    ("generate", "create a thumbnail for my cooking video"),
+    ("generate", "design a tattoo of a rose and a dagger"),
+    ("generate", "render the living room with a green sofa"),
+    ("generate", "make the sky purple"),
+    ("generate", "add a rainbow"),
+    ("generate", "put a cat there"),
+    ("generate", "a husky astronaut"),
+    ("generate", "a castle"),
+    ("generate", "a lighthouse please"),
+    ("generate", "draw a fox"),
+    ("generate", "draw a street"),
+    ("generate", "another heron"),
+    ("generate", "a tree at sunset"),
+    ("generate", "let's see a dragon"),
+    ("generate", "surprise me with a picture"),
+    ("generate", "paint something happy"),
+    ("generate", "sketch my idea: a bike made of bamboo"),
+    ("generate", "give me an image for my presentation about climate change"),
+    ("generate", "create a pattern of lemons for wallpaper"),
+    ("generate", "can you make a comic strip of a dog stealing a sandwich"),
+    ("generate", "please visualize a house on mars"),
+    ("generate", "Draw a red fox sleeping in the snow, in watercolor."),
+    ("generate", "make it look like a van gogh painting"),
+    ("generate", "turn the photo into a pencil drawing"),
+    ("generate", "restyle it as pixel art"),
+    ("generate", "outpaint the right side"),
+    ("generate", "inpaint the masked area with flowers"),
+    ("generate", "change her dress to red"),
+    ("generate", "make him smile"),
+    ("generate", "close the door in the picture"),
+    ("generate", "higher resolution version please"),
+    ("generate", "a portrait of my dog in renaissance style"),
+    ("chat", "what colours go with navy"),
+    ("chat", "write a poem about the sea"),
+    ("chat", "explain how diffusion works"),
+    ("chat", "write me a haiku about autumn"),
+    ("chat", "describe this image"),
+    ("chat", "what is in this picture?"),
+    ("chat", "hi"),
+    ("chat", "hello"),
+    ("chat", "hello again"),
+    ("chat", "good morning!"),
+    ("chat", "thanks, it looks great"),
+    ("chat", "thank you so much"),
+    ("chat", "who are you?"),
+    ("chat", "what can you do?"),
+    ("chat", "how are you today"),
+    ("chat", "do you like the picture you made?"),
+    ("chat", "why did you choose those colours?"),
+    ("chat", "what prompt did you use for that image?"),
+    ("chat", "how do I draw a cat step by step?"),
+    ("chat", "how do I paint clouds with acrylics?"),
+    ("chat", "what brushes should I buy for oil painting"),
+    ("chat", "describe a sunset in words"),
+    ("chat", "write a good prompt for a dragon picture"),
+    ("chat", "tell me about Monet's water lilies"),
+    ("chat", "how do I make a photo sharper in photoshop?"),
+    ("chat", "what is a good resolution to print a poster?"),
+    ("chat", "how does stable diffusion generate images?"),
+    ("chat", "what is the rule of thirds in photography"),
+    ("chat", "is it legal to sell AI generated art?"),
+    ("chat", "which painting is more famous, the scream or starry night?"),
+    ("chat", "explain the difference between rgb and cmyk"),
+    ("chat", "what does a graphic designer do?"),
+    ("chat", "can you help me with my homework"),
+    ("chat", "tell me a joke"),
+    ("chat", "tell me a joke about painters"),
+    ("chat", "what time is it in tokyo"),
+    ("chat", "what's the weather like on mars"),
+    ("chat", "how long should I boil an egg"),
+    ("chat", "recommend a good movie"),
+    ("chat", "what's your favourite colour?"),
+    ("chat", "ok"),
+    ("chat", "cool"),
+    ("chat", "yes"),
+    ("chat", "no thanks"),
+    ("chat", "never mind"),
+    ("chat", "take your time"),
+    ("chat", "what is 2+2"),
+    ("chat", "sort this list: 5, 3, 9, 1"),
+    ("chat", "how do I center a div in css"),
+    ("chat", "fix this sql query: select * form users"),
+    ("chat", "what is the meaning of life"),
+    ("chat", "should I learn guitar or piano"),
+    ("chat", "how can I stop procrastinating"),
+    ("chat", "summarize this paragraph for me"),
+    ("chat", "what are the primary colours"),
+    ("chat", "what colour do blue and yellow make"),
+    ("chat", "list five famous photographers"),
+    ("chat", "how were cave paintings made?"),
+    ("chat", "what is a vector image"),
+    ("chat", "how big is a 4k image in pixels"),
+    ("chat", "what file format should I save a logo in"),
+    ("chat", "critique my idea for a logo: a coffee cup with wings"),
+    ("chat", "what do you think about modern art"),
+    ("chat", "explain what a GAN is"),
+    ("chat", "how many images were used to train stable diffusion"),
+    ("chat", "is midjourney better than dall-e"),
+    ("chat", "write a product description for a red sweater"),
+    ("chat", "write a tweet announcing our new app"),
+]
+
+
+def _slot_values(name: str) -> list[str]:
+    """The choices of a template slot: the module's list of that name, or OPTIONS'."""
+    if name == "foods_or_topics":
+        return FOODS + TOPICS
+    values = OPTIONS.get(name) or globals()[name.upper()]
+    return list(values)
+
+
+def _fill(template: str, rng: random.Random) -> str:
+    """The template with each slot replaced by a random choice (slots draw in order)."""
+    return _SLOT.sub(lambda match: rng.choice(_slot_values(match.group(1))), template)
+
+
+def _draw(rng: random.Random, templates: list[str], n: int) -> list[str]:
+    """`n` distinct instructions from a template family (round-robin over its templates,
+    so every phrasing is represented)."""
+    seen: set[str] = set()
+    texts: list[str] = []
+    attempts = 0
+    while len(texts) < n and attempts < n * 50:
+        text = _fill(templates[attempts % len(templates)], rng)
+        attempts += 1
+        if text.lower() not in seen:
+            seen.add(text.lower())
+            texts.append(text)
+    return texts
+
+
+def build_corpus() -> list[Example]:
+    """The whole corpus: templated instructions then the hand-written hard cases, without
+    duplicates (a hard case wins over a templated one with the same text)."""
+    rng = random.Random(SEED)
+    hard = [Example(label, "hand", text) for label, text in HARD_CASES]
+    taken = {example.text.lower() for example in hard}
+    templated: list[Example] = []
+    families = [
+        ("generate", REQUESTS, _PER_FAMILY["request"]),
+        ("generate", BARE, _PER_FAMILY["bare"]),
+        ("generate", EDITS, _PER_FAMILY["edit"]),
+        ("chat", CHATS, _PER_FAMILY["chat"]),
+        ("chat", NEAR_MISSES, _PER_FAMILY["near"]),
+    ]
+    for label, templates, n in families:
+        for text in _draw(rng, templates, n):
+            if text.lower() not in taken:
+                taken.add(text.lower())
+                templated.append(Example(label, "template", text))
+    return templated + hard
