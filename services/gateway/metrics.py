@@ -56,6 +56,22 @@ class GatewayMetrics:
             ["limit"],
             registry=self.registry,
         )
+        self.router_decisions = Counter(
+            "llmga_gateway_router_decisions",
+            "Chat turns by whether they generate (decision: generate, chat) and who decided "
+            "(source: router, request: the `generate` field, task: a named or input-implied "
+            "image task).",
+            ["decision", "source"],
+            registry=self.registry,
+        )
+        self.router_guard = Counter(
+            "llmga_gateway_router_guard",
+            "What the router changed in llmga-protocol turns (action: suppressed, a reply's "
+            "generation blocks started no job; reasked, a reply without blocks was asked "
+            "once more; reask_untagged, the re-ask brought none either).",
+            ["action"],
+            registry=self.registry,
+        )
         self.webhook_attempts = Counter(
             "llmga_gateway_webhook_attempts",
             "Webhook delivery attempts, by outcome (delivered, rejected: non-2xx, error: "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import StateSettings
+from services.gateway.mllm.prompt_writing import DEFAULT_PROMPT_INSTRUCTION
 
 # Diffusion models work on latents 8x smaller than the image: sides must be multiples of 8.
 SIZE_MULTIPLE = 8
@@ -143,6 +146,48 @@ class GatewaySettings(StateSettings):
     refine_template: str = Field(
         default="Please generate an image: {prompt}",
         description="Chat message that asks the mllm to refine an images prompt ({prompt}).",
+    )
+
+    # The chat-or-image router and the mllm's protocol (docs/router.md).
+    mllm_protocol: Literal["llmga", "plain"] = Field(
+        default="llmga",
+        description="How the mllm asks for images: `llmga`, in <gen_image> blocks of its "
+        "replies (LLMGA checkpoints); `plain`, never (any chat model): the router decides "
+        "whether a chat turn generates, and the mllm is then asked for the prompt alone.",
+    )
+    prompt_instruction: str = Field(
+        default=DEFAULT_PROMPT_INSTRUCTION,
+        min_length=1,
+        description="plain protocol: the system instruction of a call whose reply is a "
+        "generation prompt (a chat turn the router sends to generation, a description of "
+        "an image, an edit's target caption, a refined prompt).",
+    )
+    plain_reply_template: str = Field(
+        default="Generating an image: {prompt}",
+        description="plain protocol: the reply shown for a chat turn that generates ({prompt}).",
+    )
+    router_guard: bool = Field(
+        default=False,
+        description="llmga protocol: check the mllm against the router. A turn the router "
+        "calls chat by at least LLMGA_ROUTER_CHAT_MARGIN starts no job even if the reply has "
+        "generation blocks; a turn it calls generate whose reply has none is asked once more.",
+    )
+    router_chat_margin: float = Field(
+        default=2.0,
+        ge=0,
+        description="How clearly (log-odds of generate over chat, at most minus this) the "
+        "router must call a turn chat for the guard to drop its generation blocks.",
+    )
+    router_reask_message: str = Field(
+        default="Please generate that image now: write its detailed description in the "
+        "form <gen_image> DETAILED DESCRIPTION </gen_image>.",
+        min_length=1,
+        description="llmga protocol with the guard: the message of the one re-ask.",
+    )
+    router_model_path: str = Field(
+        default="",
+        description="The router's model file (JSON, written by `llmga-router train`); "
+        "empty: the one shipped with the gateway.",
     )
 
     # Limits. Every one is documented in docs/api.md and the OpenAPI descriptions.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -21,6 +22,7 @@ from services.gateway.http.rate_limits import ImageQuota, RequestRateLimiter
 from services.gateway.http.signed_urls import UrlSigner
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.mllm.client import MllmClient
+from services.gateway.routing.classifier import MODEL_PATH, NaiveBayes, load_model
 from services.gateway.settings import GatewaySettings
 from services.gateway.stores.conversations import ConversationStore
 from services.gateway.stores.job_events import JobEvents
@@ -68,6 +70,8 @@ class GatewayState:
     queue: QueueDepth
     rate_limiter: RequestRateLimiter
     quota: ImageQuota
+    # says whether a chat turn asks for an image (docs/router.md)
+    router: NaiveBayes
 
     @property
     def image_limits(self) -> ImageLimits:
@@ -122,6 +126,7 @@ class GatewayState:
             broker=broker,
             keys=keys,
             producer=producer,
+            router=load_model(Path(settings.router_model_path or MODEL_PATH)),
             mllm=MllmClient(
                 settings.mllm_base_url,
                 model=settings.mllm_model,

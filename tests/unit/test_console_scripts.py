@@ -11,6 +11,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from services.gateway.http import apikeys
+from services.gateway.routing import cli as router_cli
 from tests.support.processes import REPO_ROOT
 
 
@@ -69,3 +70,7 @@ def test_llmga_keys_webhook_commands_reject_bad_input_before_touching_redis(
         apikeys.main(argv)
     assert exit_info.value.code == 2
     assert capsys.readouterr().out == ""
+
+
+def test_llmga_router_is_the_router_command() -> None:
+    assert load_script("llmga-router") is router_cli.main

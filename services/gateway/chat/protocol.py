@@ -43,6 +43,16 @@ class ChatRequest(ImageTaskOptions):
         "prompt a target caption). Named, it must match the inputs (422); 'restore' is "
         "served by POST /v1/images only (422).",
     )
+    generate: bool | None = Field(
+        default=None,
+        description="Whether this turn generates, overriding the router (docs/router.md): "
+        "true, it does (an LLMGA reply without generation blocks is asked once more; a "
+        "plain-protocol mllm is asked for the prompt); false, it is a text answer and "
+        "starts no job (422 with an image task: a named one, mask, outpaint, edit_method "
+        "or control). Omitted: a named or input-implied image task generates, otherwise "
+        "the router decides (with LLMGA_MLLM_PROTOCOL=plain, or with LLMGA_ROUTER_GUARD) "
+        "or the mllm's reply does.",
+    )
     images: list[ImageInput] = Field(
         default_factory=list,
         max_length=4,

@@ -27,6 +27,12 @@ from services.gateway.chat.protocol import (
     ChunkDelta,
     UsageView,
 )
+from services.gateway.chat.turn_routing import (
+    TurnRoute,
+    route_turn,
+    routed_reply,
+    writes_prompt_only,
+)
 from services.gateway.conversations.lineage import latest_result_image
 from services.gateway.http.errors import (
     ApiError,
@@ -38,12 +44,13 @@ from services.gateway.http.errors import (
 from services.gateway.jobs.serving import job_view
 from services.gateway.mllm.assistant import (
     ask_mllm,
+    prompt_instruction,
     record_mllm_failure,
     record_mllm_success,
     start_mllm_stream,
 )
 from services.gateway.mllm.client import ChatMessage, ChatResult, ChatStream, MllmError
-from services.gateway.mllm.generation_tags import VisibleTextFilter, parse_reply
+from services.gateway.mllm.generation_tags import VisibleTextFilter, tidy_text
 from services.gateway.protocol import ImageInput
 from services.gateway.state import GatewayState
 from services.gateway.stores.conversations import StoredConversation, StoredTurn
@@ -180,8 +187,18 @@ class PreparedTurn:
     task: int
     # image tasks: checked, stored (once) with the turn; edit: with its source caption
     inputs: CheckedInputs | None
+    # whether the turn generates (turn_routing.py)
+    route: TurnRoute
     # every job of the turn notifies it (allow-listed before the mllm is asked)
     webhook: Webhook | None = None
+    # added to the system message (plain protocol, a generating turn: write the prompt
+    # alone, the reply is not shown)
+    instruction: str | None = None
+
+    @property
+    def prompt_only(self) -> bool:
+        """Whether the mllm's reply is a generation prompt rather than a reply to show."""
+        return self.instruction is not None
 
 
 async def prepare_turn(
@@ -205,6 +222,7 @@ async def prepare_turn(
         if conversation is None:
             raise not_found(f"conversation {request.conversation_id!r} not found")
     task, inputs = await check_turn_inputs(state, tenant, request, conversation)
+    route = route_turn(state, request, task.name)
     # After validation, before the mllm is asked; one job's images: the reply may hold more.
     await state.quota.admit(tenant, params.n)
     if inputs is not None and inputs.output_size is not None:
@@ -235,7 +253,9 @@ async def prepare_turn(
         user_at=time.time(),
         task=task.contract_task,
         inputs=inputs,
+        route=route,
         webhook=webhook,
+        instruction=prompt_instruction(state) if writes_prompt_only(settings, route) else None,
     )
 
 
@@ -246,7 +266,7 @@ async def complete_turn(
     outpaint, controlnet: each on the turn's image; edit: each prompt a target caption of
     the turn's image; similar: t2i jobs recording the image they describe; the image
     stored once) and store both turns with the source image."""
-    parsed = parse_reply(result.content)
+    reply = await routed_reply(state, turn.route, turn.messages, result)
     inputs: TaskInputs | None = None
     if turn.inputs is not None:
         inputs = await turn.inputs.store(state, tenant)
@@ -260,7 +280,7 @@ async def complete_turn(
             inputs=inputs,
             webhook=turn.webhook,
         )
-        for prompt in parsed.prompts
+        for prompt in reply.prompts
     ]
     image_ids: list[str] = []
     source_image_id: str | None = None
@@ -281,9 +301,9 @@ async def complete_turn(
             ),
             StoredTurn(
                 role="assistant",
-                text=parsed.text,
-                raw=result.content,
-                generation_prompts=parsed.prompts,
+                text=reply.text,
+                raw=reply.raw,
+                generation_prompts=reply.prompts,
                 job_ids=job_ids,
                 source_image_id=source_image_id,
                 created_at=time.time(),
@@ -292,13 +312,13 @@ async def complete_turn(
     )
     return ChatResponse(
         conversation_id=turn.conversation_id,
-        reply=parsed.text,
-        generation_prompts=parsed.prompts,
+        reply=reply.text,
+        generation_prompts=reply.prompts,
         jobs=[job_view(record, state.links(tenant)) for record in records],
         source_image_id=source_image_id,
         source_caption=turn.inputs.source_caption if turn.inputs is not None else None,
         usage=UsageView(
-            prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens
+            prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens
         ),
         finish_reason=result.finish_reason or "stop",
     )
@@ -312,7 +332,7 @@ async def chat_turn(
 ) -> ChatResponse:
     """Answer one user turn and start one job per generation prompt in the reply."""
     turn = await prepare_turn(state, tenant, request, history)
-    result = await ask_mllm(state, turn.messages)
+    result = await ask_mllm(state, turn.messages, turn.instruction)
     return await complete_turn(state, tenant, request, turn, result)
 
 
@@ -358,7 +378,7 @@ async def start_chat_stream(
     """Check the turn and start the mllm's stream; errors up to here are ordinary HTTP
     errors (4xx, 502/503/504). Returns the server-sent events of the turn."""
     turn = await prepare_turn(state, tenant, request, history)
-    stream = await start_mllm_stream(state, turn.messages)
+    stream = await start_mllm_stream(state, turn.messages, turn.instruction)
     return _chat_events(state, tenant, request, turn, stream, style or StreamStyle())
 
 
@@ -375,6 +395,7 @@ async def _chat_events(
     (the status line has been sent); nothing is stored then if the mllm failed."""
     chunk_id, created = new_id("chatcmpl"), int(time.time())
     visible = VisibleTextFilter()
+    shown: list[str] = []
     first = True
 
     def chunk(content: str | None, finish_reason: str | None = None) -> ChatCompletionChunk:
@@ -392,17 +413,24 @@ async def _chat_events(
     try:
         async with stream:
             async for piece in stream:
-                text = visible.feed(piece)
+                # A generation prompt alone (plain protocol) is not the reply to show.
+                text = "" if turn.prompt_only else visible.feed(piece)
                 if text:
+                    shown.append(text)
                     yield _sse_data(chunk(text).model_dump_json())
         assert stream.result is not None  # set once the stream is read to its end
         result = stream.result
         record_mllm_success(state, result)
-        rest = visible.flush()
+        rest = "" if turn.prompt_only else visible.flush()
         if rest:
+            shown.append(rest)
             yield _sse_data(chunk(rest).model_dump_json())
-        last = chunk(None, result.finish_reason or "stop")
         answer = await complete_turn(state, tenant, request, turn, result)
+        if answer.reply and not tidy_text("".join(shown)):
+            # The reply was made after the stream (plain protocol: from the prompt; a
+            # suppressed reply that was nothing but a generation block): send it whole.
+            yield _sse_data(chunk(answer.reply).model_dump_json())
+        last = chunk(None, result.finish_reason or "stop")
         for event in style.closing(last, answer):
             yield event
         yield _sse_data("[DONE]")

@@ -12,9 +12,8 @@ from services.gateway.http.errors import invalid, not_found
 from services.gateway.images.formats import MEDIA_TYPES, ImageFormat, convert_png
 from services.gateway.images.protocol import ImagesRequest, ImagesResponse, UploadResponse
 from services.gateway.jobs.serving import job_view
-from services.gateway.mllm.assistant import ask_mllm
+from services.gateway.mllm.assistant import ask_for_prompts
 from services.gateway.mllm.client import ChatMessage
-from services.gateway.mllm.generation_tags import parse_reply
 from services.gateway.state import GatewayState
 from services.gateway.stores.job_submitter import checked_params
 from services.gateway.tasks import edit
@@ -34,8 +33,7 @@ async def refine_prompt(
     data URI) goes with the message."""
     message = state.settings.refine_template.replace("{prompt}", prompt)
     images = (image_url,) if image_url else ()
-    result = await ask_mllm(state, [ChatMessage("user", message, image_urls=images)])
-    prompts = parse_reply(result.content).prompts
+    _, prompts = await ask_for_prompts(state, [ChatMessage("user", message, image_urls=images)])
     if not prompts:
         return prompt, "the MLLM wrote no generation prompt; the original prompt is used"
     return prompts[0], None

@@ -95,6 +95,13 @@ class ChatCompletionRequest(BaseModel):
         description="LLMGA extra: continue this stored conversation (404 if unknown); its "
         "turns are then the history and only the last message is read.",
     )
+    generate: bool | None = Field(
+        default=None,
+        description="LLMGA extra, as on POST /v1/chat: true, the turn generates; false, it "
+        "is a text answer and starts no job (with an image, the mllm answers about it). "
+        "Omitted: as on POST /v1/chat (docs/router.md). The `openai` package sends it "
+        'with `extra_body={"generate": ...}`.',
+    )
 
 
 class LlmgaExtra(BaseModel):

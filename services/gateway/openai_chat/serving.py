@@ -127,6 +127,7 @@ def chat_request(
             message=text,
             conversation_id=request.conversation_id,
             images=images,
+            generate=request.generate,
             stream=request.stream,
         )
     except ValidationError as error:

@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING
 
 from services.common.contract import Edit, EditMethod, Task
 from services.gateway.http.errors import ApiError
-from services.gateway.mllm.assistant import ask_mllm
+from services.gateway.mllm.assistant import ask_for_prompts
 from services.gateway.mllm.client import ChatMessage
-from services.gateway.mllm.generation_tags import parse_reply
 from services.gateway.protocol import EditMethodName, ImageInput
 from services.gateway.tasks.base import CheckedInputs, ImageTask, MllmRole, TaskArgs
 from services.gateway.tasks.inputs import (
@@ -132,7 +131,7 @@ async def target_caption(state: GatewayState, inputs: EditInputs) -> str:
     messages = target_caption_messages(
         await inputs.preview_data_uri(), inputs.source_caption, inputs.instruction
     )
-    prompts = parse_reply((await ask_mllm(state, messages)).content).prompts
+    _, prompts = await ask_for_prompts(state, messages)
     if not prompts:
         raise no_target_caption()
     return prompts[0]

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 from services.common.contract import Task
 from services.gateway.http.errors import ApiError
-from services.gateway.mllm.assistant import ask_mllm
+from services.gateway.mllm.assistant import ask_for_prompts
 from services.gateway.mllm.client import ChatMessage
-from services.gateway.mllm.generation_tags import parse_reply
 from services.gateway.protocol import ImageInput
 from services.gateway.tasks.base import ImageTask, MllmRole, TaskArgs
 from services.gateway.tasks.inputs import (
@@ -92,8 +91,7 @@ async def describe_image(state: GatewayState, image_url: str, text: str | None =
     """The mllm's description of an image: the first generation prompt of its reply to
     `describe_request(image_url, text)`; 502 if it wrote none. Used by similar (the
     description drives t2i) and edit (the source caption)."""
-    result = await ask_mllm(state, [describe_request(image_url, text)])
-    prompts = parse_reply(result.content).prompts
+    _, prompts = await ask_for_prompts(state, [describe_request(image_url, text)])
     if not prompts:
         raise ApiError(
             502, "upstream_error", "the mllm wrote no generation prompt describing the image"
