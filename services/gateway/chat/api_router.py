@@ -60,7 +60,10 @@ async def chat(
     ControlNet job with the image as the control source. In a conversation, image tasks
     without `images` work on the latest result image. Nothing is stored if the mllm fails.
     With an `Idempotency-Key`, a retry returns the first answer instead of a new turn.
-    With `stream: true` the visible reply arrives as server-sent events."""
+    With `stream: true` the visible reply arrives as server-sent events. Whether the turn
+    generates at all: `generate`, else an image task, else the router (docs/router.md);
+    with a tag-less mllm (LLMGA_MLLM_PROTOCOL=plain) the mllm writes only the prompt of a
+    generating turn and no other turn starts a job."""
     if request.stream:
         if idempotency_key is not None:
             # A stream cannot be replayed as it was; a retry would be a second turn.
