@@ -1,4 +1,6 @@
-"""Logic of `POST /v1/chat`: history -> mllm -> generation prompts -> jobs -> stored turns.
+"""Logic of `POST /v1/chat`: history -> route (chat or image) -> mllm -> generation
+prompts -> jobs -> stored turns. Whether the turn generates, and what that does to the
+mllm's call and reply, is turn_routing.py's.
 
 Nothing is written before the mllm has answered: the user turn is stored only together
 with the reply, so a failed mllm call (502/503/504) leaves the conversation unchanged and
@@ -262,7 +264,8 @@ async def prepare_turn(
 async def complete_turn(
     state: GatewayState, tenant: str, request: ChatRequest, turn: PreparedTurn, result: ChatResult
 ) -> ChatResponse:
-    """Start one job of the turn's task per generation prompt of the reply (inpaint,
+    """Route the reply (`routed_reply`: the guard, a re-ask, a plain-protocol prompt),
+    then start one job of the turn's task per generation prompt (inpaint,
     outpaint, controlnet: each on the turn's image; edit: each prompt a target caption of
     the turn's image; similar: t2i jobs recording the image they describe; the image
     stored once) and store both turns with the source image."""
