@@ -153,6 +153,23 @@ def test_plain_edit_turn_writes_both_captions_without_tags(
     assert _system(describe) == _system(target) == DEFAULT_PROMPT_INSTRUCTION
 
 
+def test_plain_question_about_an_image_is_answered_not_drawn(
+    plain: httpx.Client, mllm: ScriptedMllm
+) -> None:
+    mllm.script("A grey noise pattern, like an old television.")
+    response = plain.post(
+        "/v1/chat",
+        json={"message": "describe this image", "images": [{"b64": png_b64(noise(64, 64, 4))}]},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["reply"] == "A grey noise pattern, like an old television."
+    assert body["jobs"] == [] and body["generation_prompts"] == []
+    sent = mllm.requests()[-1]
+    assert _system(sent) is None
+    assert sent["messages"][-1]["content"][0]["type"] == "image_url"
+
+
 def test_plain_generate_override_both_ways(plain: httpx.Client, mllm: ScriptedMllm) -> None:
     mllm.script("I'd rather not draw right now.", "a cheerful hello sign, hand lettered")
     refused = plain.post("/v1/chat", json={"message": "draw a cat", "generate": False}).json()
