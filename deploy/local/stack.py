@@ -134,6 +134,9 @@ def main() -> int:
         # The worker and the mllm share a small CPU: one torch thread for the worker keeps
         # them from fighting over cores (override by exporting the variable).
         "LLMGA_WORKER_TORCH_THREADS": os.environ.get("LLMGA_WORKER_TORCH_THREADS", "1"),
+        # The local assistant is a small model that writes generation blocks too eagerly
+        # ("write me a haiku" drawn as an image): the router's guard keeps chat turns chat.
+        "LLMGA_ROUTER_GUARD": os.environ.get("LLMGA_ROUTER_GUARD", "true"),
     }
     busy = [port for port in (args.gateway_port, args.mllm_port) if port_in_use(port)]
     if busy:
