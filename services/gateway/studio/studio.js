@@ -1,0 +1,1 @@
+import { LlmgaClient } from "./api.js"; export const client = new LlmgaClient();
