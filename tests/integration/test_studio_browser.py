@@ -136,8 +136,9 @@ def send(page: Page, message: str) -> None:
 
 
 def finished_card(page: Page, status: str = "succeeded") -> Any:
-    """The latest job card, once its job has `status` and every result image loaded."""
-    card = page.locator(".job-card").last
+    """The first job card of the latest reply, once its job has `status` and every result
+    image loaded."""
+    card = page.locator(".turn.assistant").last.locator(".job-card").first
     expect(card).to_have_attribute("data-status", status, timeout=JOB_TIMEOUT_MS)
     if status == "succeeded":
         page.wait_for_function(
