@@ -82,6 +82,8 @@ def api(gateway: HttpService, key: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # No browser download: the distribution's package (.ci/run installs it).
+    assert Path(CHROMIUM).exists(), f"no {CHROMIUM}: apt-get install chromium"
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
@@ -247,8 +249,12 @@ def test_a_chat_turn_streams_the_reply_and_ends_with_its_image(
     card.get_by_role("button", name="Run again").click()
     rerun = page.locator(".job-card").nth(1)
     expect(rerun).to_have_attribute("data-status", "succeeded", timeout=JOB_TIMEOUT_MS)
-    assert job_of(rerun, api)["prompt"] == "a small blue fox"
+    rerun_job = job_of(rerun, api)
+    assert rerun_job["prompt"] == "a small blue fox"
+    rerun_image = rerun_job["images"][0]["id"]
+    expect(page.locator(f'#lineage .lineage-node[data-image-id="{rerun_image}"]')).to_be_visible()
 
+    page.locator("#settings summary").click()  # folded: the conversation gets the room
     page.screenshot(path=screenshots / "studio-chat.png")
     page.set_viewport_size(PHONE)
     page.screenshot(path=screenshots / "studio-phone.png", full_page=True)

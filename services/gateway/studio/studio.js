@@ -168,7 +168,10 @@ function jobCard(job) {
   lineage.addJob(job);
   const card = new JobCard(api, job, {
     onImage: (image) => workspace.use(image),
-    onDone: () => lineage.refresh().catch(showError),
+    onDone: (view) => {
+      lineage.addJob(view); // a re-run is outside the conversation: keep its final view
+      lineage.refresh().catch(showError);
+    },
     onRerun: (rerun) => card.element.after(jobCard(rerun).element),
     options: () => generationOptions(card.job.task),
     onError: showError,
