@@ -20,6 +20,7 @@ from playwright.sync_api import (
     Browser,
     FilePayload,
     Page,
+    Route,
     ViewportSize,
     expect,
     sync_playwright,
@@ -429,3 +430,28 @@ def test_a_pasted_image_edited_by_instruction_shows_both_captions(
     job = job_of(card, api)
     assert job["task"] == "edit" and job["instruction"] == "make it night"
     assert np.array_equal(fetch_pixels(api, f"/v1/images/{job['input_image_ids'][0]}"), picture)
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_job_card_reconnects_after_its_stream_drops(
+    open_studio: Any, api: httpx.Client, key: str
+) -> None:
+    page = open_studio(key)
+    # The network drops the job's first event stream (connection reset); the job runs for
+    # seconds, so the card must reconnect to see it end.
+    streams: list[str] = []
+
+    def drop_the_first(route: Route) -> None:
+        streams.append(route.request.url)
+        if len(streams) == 1:
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/v1/jobs/[^/]+/events"), drop_the_first)
+    set_options(page, width=128, height=128, steps=150, seed=4)
+    send(page, "through a bad network")
+    card = finished_card(page)
+    assert len(streams) == 2, streams
+    assert card.locator("progress").evaluate("(p) => [p.value, p.max]") == [150, 150]
+    assert job_of(card, api)["status"] == "succeeded"
