@@ -414,6 +414,10 @@ def test_a_pasted_image_edited_by_instruction_shows_both_captions(
         "Done. <gen_image>a quiet street at night</gen_image>",
     )
     page = open_studio(key)
+    # A file that only claims to be a PNG: the gateway's 422 is shown with its field.
+    not_png: FilePayload = {"name": "fake.png", "mimeType": "image/png", "buffer": b"%PDF-1.4"}
+    page.locator("#upload-input").set_input_files(files=[not_png])
+    expect(page.get_by_role("alert")).to_contain_text("Not accepted: “image”:")
     picture = noise(64, 64, 13)
     hand_over(page, picture, "paste")  # Ctrl+V of an image anywhere on the page
     working_image_shown(page)
@@ -455,3 +459,40 @@ def test_a_job_card_reconnects_after_its_stream_drops(
     assert len(streams) == 2, streams
     assert card.locator("progress").evaluate("(p) => [p.value, p.max]") == [150, 150]
     assert job_of(card, api)["status"] == "succeeded"
+
+
+def test_the_api_module_retries_after_retry_after_and_names_refused_fields(
+    open_studio: Any, namespace: Namespace
+) -> None:
+    """api.js as another frontend would import it, in the page, against the gateway."""
+    # One request per 2 s after the first: the second waits out a short Retry-After.
+    paced = create_api_key(namespace, "studio-paced", "--rate-limit", "1/2")
+    page = open_studio(None)
+    outcome = page.evaluate(
+        """async (key) => {
+            const { LlmgaClient, ApiError } = await import("./api.js");
+            const retries = [];
+            const onRetry = (error, waitS) => retries.push([error.status, waitS]);
+            const api = new LlmgaClient({ apiKey: key, onRetry });
+            await api.jobs.list({ limit: 1 });
+            const started = performance.now();
+            const page = await api.jobs.list({ limit: 1 });
+            const waitedMs = performance.now() - started;
+            await new Promise((done) => setTimeout(done, 2100));
+            let refused = null;
+            try {
+                await api.images.create({ task: "t2i", prompt: "a fox", n: 9 });
+            } catch (error) {
+                const { status, field, reason } = error;
+                refused = error instanceof ApiError ? { status, field, reason } : String(error);
+            }
+            return { retries, waitedMs, listed: Array.isArray(page.data), refused };
+        }""",
+        paced,
+    )
+    assert outcome["listed"] and len(outcome["retries"]) == 1, outcome
+    status, wait_s = outcome["retries"][0]
+    assert status == 429 and 0 < wait_s <= 2
+    assert outcome["waitedMs"] >= wait_s * 1000 - 50
+    refused = outcome["refused"]
+    assert refused["status"] == 422 and refused["field"] == "n" and "4" in refused["reason"]

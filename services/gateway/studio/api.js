@@ -515,6 +515,8 @@ export async function* readEventStream(response) {
     buffer += value;
     let newline;
     while ((newline = buffer.search(/\r\n|\r|\n/)) >= 0) {
+      // A "\r" that ends the chunk may be the first half of a "\r\n": wait for more.
+      if (newline === buffer.length - 1 && buffer[newline] === "\r") break;
       const line = buffer.slice(0, newline);
       buffer = buffer.slice(newline + (buffer.startsWith("\r\n", newline) ? 2 : 1));
       if (line === "") {

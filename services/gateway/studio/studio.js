@@ -29,7 +29,10 @@ const transcript = new Transcript(byId("transcript"));
 const lineage = new LineageTree(api, byId("lineage"), byId("lineage-chain"), (image) => workspace.use(image));
 const workspace = new Workspace(api, {
   onImage: (image) => {
-    if (image) lineage.addUpload(image);
+    if (image) {
+      lineage.addUpload(image);
+      clearError(); // an earlier refused upload is no longer the news
+    }
     setBusy(image ? `Working on ${image.id}.` : "");
   },
   onTool: (task) => selectTask(task),
