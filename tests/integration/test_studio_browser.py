@@ -317,10 +317,12 @@ def test_dragging_a_side_outpaints_and_keeps_the_original(
     expect(page.locator("#outpaint-readout")).to_have_text("Extends right by 32 px.")
     expect(page.get_by_label("Task")).to_have_value("outpaint")
     set_options(page, steps=3, seed=6)
+    page.get_by_label("Restore the generated region").uncheck()
     send(page, "a wider view")
     card = finished_card(page)
     job = job_of(card, api)
     assert job["task"] == "outpaint"
+    assert job["restore"] is False and job["restore_used"] is None
     assert {side: job["outpaint"][side] for side in ("left", "top", "right", "bottom")} == {
         "left": 0,
         "top": 0,
@@ -496,3 +498,33 @@ def test_the_api_module_retries_after_retry_after_and_names_refused_fields(
     assert outcome["waitedMs"] >= wait_s * 1000 - 50
     refused = outcome["refused"]
     assert refused["status"] == 422 and refused["field"] == "n" and "4" in refused["reason"]
+
+
+@pytest.mark.usefixtures("worker")
+def test_similar_then_controlnet_from_a_clicked_result(
+    open_studio: Any, api: httpx.Client, key: str
+) -> None:
+    page = open_studio(key)
+    picture = noise(64, 64, 14)
+    upload_by_picker(page, picture)
+    page.get_by_label("Task").select_option("similar")
+    set_options(page, steps=3, seed=7)
+    send(page, "something like this")
+    similar = job_of(finished_card(page), api)
+    upload_id = similar["input_image_ids"][0]
+    assert similar["task"] == "t2i" and upload_id
+    # Clicking the result continues from it: ControlNet with its edges.
+    result = similar["images"][0]
+    page.locator(f'.result-button[data-image-id="{result["id"]}"]').click()
+    expect(page.locator("#working-caption")).to_contain_text(result["id"])
+    page.get_by_label("Task").select_option("controlnet")
+    send(page, "the same shapes as a watercolor")
+    controlnet = job_of(finished_card(page), api)
+    assert controlnet["task"] == "controlnet"
+    assert controlnet["input_image_ids"] == [result["id"]]
+    # The tree: the upload, its similar image under it, the ControlNet image under that.
+    tree = page.locator("#lineage")
+    child = tree.locator(f'li:has(> [data-image-id="{upload_id}"]) > ul > li')
+    expect(child.locator(f'> [data-image-id="{result["id"]}"]')).to_be_visible()
+    grandchild = controlnet["images"][0]["id"]
+    expect(child.locator(f'> ul > li > [data-image-id="{grandchild}"]')).to_be_visible()
