@@ -178,6 +178,9 @@ export function rerunRequest(job, prompt, options) {
   if (SIZED_BY_IMAGE.has(job.task)) {
     delete request.width;
     delete request.height;
+  } else if (request.width === undefined && request.height === undefined && job.images?.[0]) {
+    // No size in the settings: the size the job made, not the gateway's default.
+    Object.assign(request, { width: job.images[0].width, height: job.images[0].height });
   }
   if (job.task === "inpaint") Object.assign(request, { image: { id: source }, mask: { id: job.mask_image_id } });
   if (job.task === "outpaint") {
