@@ -6,16 +6,18 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
+from starlette.staticfiles import StaticFiles
 
 from services.gateway.chat.api_router import router as chat_router
 from services.gateway.conversations.api_router import router as conversations_router
 from services.gateway.health.api_router import router as health_router
-from services.gateway.http.apikeys import PUBLIC_PATHS, ApiKeyMiddleware
+from services.gateway.http.apikeys import PUBLIC_PATHS, STUDIO_PATH, ApiKeyMiddleware
 from services.gateway.http.backpressure import require_queue_capacity
 from services.gateway.http.body_limit import BodyLimitMiddleware
 from services.gateway.http.errors import install_error_handlers
@@ -75,6 +77,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # OpenAI's dialect; its chat completions route checks the queue itself.
     for router in (openai_router, jobs_router, conversations_router, health_router):
         app.include_router(router)
+    # The studio (docs/studio.md): static files, public like /docs; the page asks for the
+    # key and sends it with its API calls. `/studio` redirects to `/studio/`.
+    app.mount(STUDIO_PATH, StaticFiles(directory=STUDIO_DIR, html=True), name="studio")
     # Innermost: a caller over its request budget gets 429 (rate_limits.py); it runs
     # after the key check, so a request without a valid key is a 401 that costs nothing.
     app.add_middleware(RateLimitMiddleware)
@@ -128,6 +133,7 @@ CORS_EXPOSED_HEADERS = (
     "WWW-Authenticate",
 )
 BEARER_SCHEME = "bearerAuth"
+STUDIO_DIR = Path(__file__).parent / "studio"
 # The routes a signed URL opens (http/signed_urls.py).
 SIGNED_PATHS = ("/v1/images/{image_id}", "/v1/jobs/{job_id}/events")
 

@@ -71,8 +71,9 @@ class GatewaySettings(StateSettings):
     auth_required: bool = Field(
         default=False,
         description="Require `Authorization: Bearer <API key>` on every route but /healthz, "
-        "/readyz, /metrics, /docs and /openapi.json (and signed image and event URLs); the "
-        "key decides the tenant (services/gateway/http/apikeys.py).",
+        "/readyz, /metrics, /docs, /openapi.json and the studio's static files (/studio), and "
+        "signed image and event URLs; the key decides the tenant "
+        "(services/gateway/http/apikeys.py).",
     )
 
     # Browsers (docs/api.md "Browsers").

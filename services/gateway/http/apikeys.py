@@ -21,11 +21,11 @@ A key may carry its own request rate limit (`N/S`: N requests per S seconds, `0/
 unlimited), kept as `{prefix}:apikey-limits:{sha256 hex}` and used by rate_limits.py
 instead of the `LLMGA_RATE_LIMIT_*` defaults; `create --rate-limit N/S` sets it at once.
 
-With `LLMGA_AUTH_REQUIRED=true` every route but /healthz, /readyz, /metrics and the API's
-documentation (/docs, /openapi.json) needs a valid key (401 otherwise), and a request
-sees only its key's tenant's jobs, conversations and images (another tenant's are 404:
-every key of tenant data carries the tenant). With the default `false` (the local
-stack) every request is the tenant `LLMGA_DEFAULT_TENANT`.
+With `LLMGA_AUTH_REQUIRED=true` every route but /healthz, /readyz, /metrics, the API's
+documentation (/docs, /openapi.json) and the studio's static files (/studio) needs a
+valid key (401 otherwise), and a request sees only its key's tenant's jobs, conversations
+and images (another tenant's are 404: every key of tenant data carries the tenant). With
+the default `false` (the local stack) every request is the tenant `LLMGA_DEFAULT_TENANT`.
 
 With `LLMGA_URL_SIGNING_SECRET` set, a GET of an image or of a job's events without an
 `Authorization` header may carry a signature instead (signed_urls.py): it is served as the
@@ -68,8 +68,16 @@ PUBLIC_PATHS = frozenset(
         "/openapi.json",
     }
 )
+# The studio's static page and modules (app.py): public, so the page loads and asks for
+# the key; every API call it makes carries the key like any other client's.
+STUDIO_PATH = "/studio"
 # Where the middleware leaves the tenant for `get_tenant`.
 TENANT_SCOPE_KEY = "llmga.tenant"
+
+
+def is_public_path(path: str) -> bool:
+    """Whether `path` is served without a key and outside the rate limits."""
+    return path in PUBLIC_PATHS or path == STUDIO_PATH or path.startswith(STUDIO_PATH + "/")
 
 
 def key_hash(key: str) -> str:
@@ -196,7 +204,7 @@ class ApiKeyMiddleware:
                 scope[TENANT_SCOPE_KEY] = signed_as
                 await self.app(scope, receive, send)
                 return
-        if not self._required or scope["path"] in PUBLIC_PATHS:
+        if not self._required or is_public_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         token = bearer_token(raw.decode("latin-1") if raw is not None else None)

@@ -3,7 +3,8 @@ gateway replica counts against the same numbers (docs/api.md "Rate limits and qu
 
 - **Requests**: at most `LLMGA_RATE_LIMIT_REQUESTS` per `LLMGA_RATE_LIMIT_WINDOW_S` per API
   key (with auth off: per tenant, i.e. one budget for the whole local stack), on every
-  route but /healthz, /readyz and /metrics. A key may carry its own limit instead
+  route but /healthz, /readyz, /metrics, the API's documentation and the studio's static
+  files. A key may carry its own limit instead
   (`python -m services.gateway.http.apikeys rate-limit --key K --set N/S`). The limiter is
   GCRA (a token bucket of `requests` tokens refilled evenly over the window), run as one
   Lua script on Redis' clock: a full burst of `requests` passes at once, and after that
@@ -36,9 +37,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.redis_keys import RedisKeys
 from services.gateway.http.apikeys import (
-    PUBLIC_PATHS,
     TENANT_SCOPE_KEY,
     bearer_token,
+    is_public_path,
     key_hash,
 )
 from services.gateway.http.errors import ApiError, error_body
@@ -151,7 +152,7 @@ class RateLimitMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or is_public_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         state = scope["app"].state.gateway
