@@ -33,7 +33,8 @@ from services.common.contract import (
 from services.common.job_store import JobStore
 from services.common.logs import log_context
 from services.common.workers import WorkerRegistry
-from services.worker.job_preparation import prepare_job
+from services.worker.batching import BatchScheduler
+from services.worker.job_preparation import PreparedJob, prepare_job
 from services.worker.loading import LoadedModels
 from services.worker.metrics import job_in_progress, observe_job
 from services.worker.pipelines.common import GenerationResult, LatentsCallback, ResolvedParams
@@ -63,6 +64,9 @@ class GenerationRunner:
     color_restore: bool = True
     # Previews while denoising (previews.py); None: none.
     previews: PreviewWriter | None = None
+    # Denoises jobs together with other compatible jobs (batching.py); None: each job
+    # runs alone, on the calling thread.
+    batches: BatchScheduler | None = None
 
     def run(self, payload: str) -> dict[str, Any]:
         """Run the job in `payload` (`encode_request` text); returns a short summary.
@@ -109,7 +113,7 @@ class GenerationRunner:
             job_id, params.width, params.height, params.steps, params.num_images, params.seed,
         )  # fmt: skip
         try:
-            result = job.run(self._progress_reporter(request))
+            result = self._denoise(job, self._progress_reporter(request))
             image_ids = [
                 self.blobs.put(tenant, _png(image), "image/png") for image in result.images
             ]
@@ -119,6 +123,12 @@ class GenerationRunner:
             logger.exception("job %s failed", job_id)
             return self._finish(request, JobStatus.JOB_STATUS_FAILED, _describe(error))
         return self._succeed(request, result, image_ids)
+
+    def _denoise(self, job: PreparedJob, progress: JobProgress) -> GenerationResult:
+        """Run the job: in the next batch of compatible jobs, or alone."""
+        if self.batches is None:
+            return job.run(progress)
+        return self.batches.submit(job, progress)
 
     # -- state changes (services/common/job_states.py) ----------------------------------
 
@@ -204,6 +214,7 @@ class GenerationRunner:
             source_prompt_used=result.source_prompt_used,
             edit_method_used=result.edit_method_used,
             restore_used=result.restore_used,
+            batch_size=result.batch_size,
         )
 
         def mutate(record: JobRecord) -> None:
@@ -213,10 +224,10 @@ class GenerationRunner:
 
         record = self.jobs.update(request.tenant, request.job_id, mutate)
         logger.info(
-            "job %s succeeded: %d token(s) in %d chunk(s), encode %.2fs, denoise %.2fs, "
-            "decode %.2fs",
+            "job %s succeeded: %d token(s) in %d chunk(s), encode %.2fs, denoise %.2fs "
+            "(batch of %d image(s)), decode %.2fs",
             request.job_id, result.prompt_tokens, result.chunks,
-            result.encode_s, result.denoise_s, result.decode_s,
+            result.encode_s, result.denoise_s, result.batch_size, result.decode_s,
         )  # fmt: skip
         return {"job_id": request.job_id, "status": _name(record), "image_ids": image_ids}
 
