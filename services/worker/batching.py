@@ -2,11 +2,12 @@
 together, in one pipeline call (docs/batching.md).
 
 The worker runs one Celery task per job on a pool of `max_batch` threads (so it holds up
-to `max_batch` messages). Each task thread checks its job, records it running and hands it
-to the process's one `BatchScheduler` (`submit`), then waits for its own outcome; it
-records that and returns, and Celery acknowledges the message. So every job keeps its own
-message, acknowledgement, redelivery and record state machine exactly as when jobs run one
-at a time; only the denoising is shared.
+to `max_batch` messages). Each task thread checks its job and hands it to the process's
+one `BatchScheduler` (`submit`), then waits for its own outcome; the job is recorded
+running when its batch starts (still queued while it waits: a cancel then skips it). The
+thread records the outcome and returns, and Celery acknowledges the message. So every job
+keeps its own message, acknowledgement, redelivery and record state machine exactly as
+when jobs run one at a time; only the denoising is shared.
 
 The scheduler's one thread owns the models: it takes the oldest waiting job, gathers the
 jobs of the same batch key (task_table.py `BatchRule`) that are waiting or arrive within
@@ -23,7 +24,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -33,12 +34,17 @@ from services.worker.pipelines.common import GenerationResult, ProgressCallback
 logger = logging.getLogger(__name__)
 
 
+class JobNotStarted(Exception):
+    """A submitted job whose `start` said no (canceled while it waited): it never ran."""
+
+
 @dataclass
 class _Waiting:
     """A submitted job, waiting for its batch."""
 
     job: PreparedJob
     progress: ProgressCallback
+    start: Callable[[], bool]
     key: Hashable | None
     outcome: Future[GenerationResult] = field(default_factory=Future)
 
@@ -63,12 +69,16 @@ class BatchScheduler:
         """Start the denoising thread."""
         self._thread.start()
 
-    def submit(self, job: PreparedJob, progress: ProgressCallback) -> GenerationResult:
-        """Denoise `job` in the next batch it fits; blocks until it has ended. Returns its
-        result, or raises what stopped or failed it (as `job.run(progress)` would)."""
+    def submit(
+        self, job: PreparedJob, progress: ProgressCallback, start: Callable[[], bool]
+    ) -> GenerationResult:
+        """Denoise `job` in the next batch it fits; blocks until it has ended. `start` is
+        called as its batch starts (records it running) and says whether it may run; when
+        not, raises `JobNotStarted`. Returns its result, or raises what stopped or failed
+        it (as `job.run(progress)` would)."""
         if not self._thread.is_alive():
             raise RuntimeError("the batch scheduler is not running")
-        waiting = _Waiting(job, progress, job.batch_key)
+        waiting = _Waiting(job, progress, start, job.batch_key)
         self._arrivals.put(waiting)
         return waiting.outcome.result()
 
@@ -105,9 +115,23 @@ class BatchScheduler:
                 self._held.append(waiting)
         return batch
 
-    def _run(self, batch: list[_Waiting]) -> None:
-        """Denoise one batch and hand every job its outcome. A failure of the batch as a
-        whole (out of memory, a broken model) is every member's."""
+    def _run(self, gathered: list[_Waiting]) -> None:
+        """Start the gathered jobs, denoise those that may run as one batch and hand every
+        job its outcome. A failure of the batch as a whole (out of memory, a broken model)
+        is every member's."""
+        batch = []
+        for waiting in gathered:
+            try:
+                started = waiting.start()
+            except Exception as error:  # e.g. Redis unreachable: this job's failure
+                waiting.outcome.set_exception(error)
+                continue
+            if started:
+                batch.append(waiting)
+            else:
+                waiting.outcome.set_exception(JobNotStarted())
+        if not batch:
+            return
         images = sum(waiting.images for waiting in batch)
         logger.info("denoising %d job(s), %d image(s) together", len(batch), images)
         try:

@@ -33,7 +33,7 @@ from services.common.contract import (
 from services.common.job_store import JobStore
 from services.common.logs import log_context
 from services.common.workers import WorkerRegistry
-from services.worker.batching import BatchScheduler
+from services.worker.batching import BatchScheduler, JobNotStarted
 from services.worker.job_preparation import PreparedJob, prepare_job
 from services.worker.loading import LoadedModels
 from services.worker.metrics import job_in_progress, observe_job
@@ -106,17 +106,23 @@ class GenerationRunner:
             return self._finish_unrun(request, str(error))
         params = job.params
 
-        if not self._mark_running(request, params, job.model_revision):
-            return {"job_id": job_id, "status": "skipped"}
-        logger.info(
-            "job %s: %dx%d, %d steps, %d image(s), seed %d",
-            job_id, params.width, params.height, params.steps, params.num_images, params.seed,
-        )  # fmt: skip
+        def start() -> bool:
+            if not self._mark_running(request, params, job.model_revision):
+                return False
+            logger.info(
+                "job %s: %dx%d, %d steps, %d image(s), seed %d",
+                job_id, params.width, params.height, params.steps, params.num_images,
+                params.seed,
+            )  # fmt: skip
+            return True
+
         try:
-            result = self._denoise(job, self._progress_reporter(request))
+            result = self._denoise(job, self._progress_reporter(request), start)
             image_ids = [
                 self.blobs.put(tenant, _png(image), "image/png") for image in result.images
             ]
+        except JobNotStarted:  # its record became terminal (or went) before it started
+            return {"job_id": job_id, "status": "skipped"}
         except JobStopped as stop:
             return self._finish(request, stop.status, str(stop))
         except Exception as error:  # any pipeline failure is the job's, not the worker's
@@ -124,11 +130,16 @@ class GenerationRunner:
             return self._finish(request, JobStatus.JOB_STATUS_FAILED, _describe(error))
         return self._succeed(request, result, image_ids)
 
-    def _denoise(self, job: PreparedJob, progress: JobProgress) -> GenerationResult:
-        """Run the job: in the next batch of compatible jobs, or alone."""
-        if self.batches is None:
-            return job.run(progress)
-        return self.batches.submit(job, progress)
+    def _denoise(
+        self, job: PreparedJob, progress: JobProgress, start: Callable[[], bool]
+    ) -> GenerationResult:
+        """Run the job: in the next batch of compatible jobs, or alone. `start` records it
+        running as it starts; when it cannot (canceled meanwhile), JobNotStarted."""
+        if self.batches is not None:
+            return self.batches.submit(job, progress, start)
+        if not start():
+            raise JobNotStarted
+        return job.run(progress)
 
     # -- state changes (services/common/job_states.py) ----------------------------------
 
