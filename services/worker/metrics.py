@@ -1,7 +1,7 @@
 """The worker's Prometheus metrics, served on `LLMGA_WORKER_METRICS_PORT` (0: off).
 
-The worker runs `--pool=solo`: one process, so one registry in this module serves
-everything it measures. Names and labels: docs/worker.md ("Metrics").
+The worker is one process (its task threads and batch scheduler share it), so one
+registry in this module serves everything it measures. Names and labels: docs/worker.md ("Metrics").
 """
 
 from __future__ import annotations
