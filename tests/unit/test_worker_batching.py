@@ -15,10 +15,12 @@ import pytest
 import redis
 import torch
 from PIL import Image
+from pydantic import ValidationError
 
 from services.common.blob_store import RedisBlobStore
 from services.common.contract import GenerationRequest, Task
 from services.common.redis_keys import RedisKeys
+from services.worker.__main__ import pool_options
 from services.worker.batching import BatchScheduler, JobNotStarted
 from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels, load_models
@@ -33,6 +35,7 @@ from services.worker.pipelines.inpainting import (
 from services.worker.pipelines.text_to_image import run_text_to_image, run_text_to_image_batch
 from services.worker.profiles import get_profile, local_sources
 from services.worker.restorers import COLOR_RESTORER
+from services.worker.settings import WorkerSettings
 from services.worker.testing.tiny_models import build_tiny
 from tests.support.services import REDIS_URL
 from tests.support.torch_threads import one_torch_thread
@@ -254,3 +257,23 @@ def test_the_scheduler_gathers_compatible_jobs_and_runs_the_others_after(
     assert sizes == {"a": 2, "b": 2, "tall": 1, "pair": 2}
     assert isinstance(outcomes["canceled"], JobNotStarted)
     assert set(started) == set(requests)
+
+
+def test_batch_settings_default_by_device_and_refuse_an_empty_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LLMGA_WORKER_BATCH_WINDOW_MS", raising=False)
+    monkeypatch.delenv("LLMGA_WORKER_MAX_BATCH", raising=False)
+    settings = WorkerSettings()
+    assert settings.max_batch == 4
+    assert settings.batch_window_s("cuda") == 0.005 and settings.batch_window_s("cpu") == 0.05
+    assert pool_options(settings.max_batch) == ["--pool=threads", "--concurrency=4"]
+    assert pool_options(1) == ["--pool=solo", "--concurrency=1"]  # one job at a time
+
+    monkeypatch.setenv("LLMGA_WORKER_BATCH_WINDOW_MS", "20")
+    monkeypatch.setenv("LLMGA_WORKER_MAX_BATCH", "16")
+    settings = WorkerSettings()
+    assert settings.max_batch == 16 and settings.batch_window_s("cuda") == 0.02
+    monkeypatch.setenv("LLMGA_WORKER_MAX_BATCH", "0")
+    with pytest.raises(ValidationError, match="LLMGA_WORKER_MAX_BATCH"):
+        WorkerSettings()
