@@ -1,5 +1,5 @@
 """What every diffusion task shares: the resolved parameters and result of a job, seeds,
-prompt encoding, per-step progress and decoding.
+prompt encoding and decoding (per-step progress of a batch of images: batching.py).
 
 Each task's pipeline module (text_to_image.py, inpainting.py, ...) reads top to bottom and
 calls these steps by name, so a seed, a progress step or a prompt encoding means the same
