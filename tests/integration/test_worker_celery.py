@@ -185,9 +185,11 @@ def test_compatible_jobs_denoise_together_and_each_ends_on_its_own(harness: Harn
     h = harness
     # Three jobs of one batch key (size, steps, guidance), sent together; one of another
     # size (its own batch); one with a bad width (fails before it could join).
+    # Four images in all (one job has two): a full batch, so it starts without waiting
+    # out the window.
     together = [
-        t2i_request(prompt=f"a lighthouse {i}", width=64, height=64, steps=60, seed=10 + i)
-        for i in range(3)
+        t2i_request(prompt=f"a lighthouse {i}", width=64, height=64, steps=60, seed=10 + i, n=n)
+        for i, n in enumerate([2, 1, 1])
     ]
     other = t2i_request(prompt="a fox", width=64, height=96, steps=4, seed=7)
     bad = t2i_request(prompt="a cat", width=65, steps=4)
@@ -209,8 +211,9 @@ def test_compatible_jobs_denoise_together_and_each_ends_on_its_own(harness: Harn
     for request in (first, third):
         done = ended[request.job_id]
         assert done.status == JobStatus.JOB_STATUS_SUCCEEDED, done.error
-        assert done.batch_size == 3 and done.progress.step == done.progress.total == 60
-        assert done.timings.denoise_s > 0 and len(done.images) == 1
+        n = request.n
+        assert done.batch_size == MAX_BATCH and done.progress.step == done.progress.total == 60 * n
+        assert done.timings.denoise_s > 0 and len(done.images) == n
     stopped = ended[canceled.job_id]
     assert stopped.status == JobStatus.JOB_STATUS_CANCELED and not stopped.images
     # The worker stopped writing its progress at the next step.
