@@ -70,8 +70,9 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff format --check services tests deploy benchmarks
 	$(VENV)/bin/mypy services deploy benchmarks tests
 
-bench: models  ## serving overhead vs. in-process baselines, then the gateway alone
+bench: models  ## serving overhead vs. in-process baselines, batching across jobs, the gateway alone
 	$(PY) -m benchmarks.bench_serving
+	$(PY) -m benchmarks.bench_batching
 	$(PY) -m benchmarks.bench_gateway
 
 # No models needed. wrk is installed with apt-get when missing (as root), else explained.

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The diffusion worker: torch + diffusers, one process per GPU (`--pool=solo`).
+# The diffusion worker: torch + diffusers, one process per GPU (docs/batching.md).
 #   docker build -f deploy/docker/worker.Dockerfile --target gpu -t llmga-worker:gpu .
 #   docker build -f deploy/docker/worker.Dockerfile --target cpu -t llmga-worker:cpu .
 # Models are never baked in: LLMGA_MODELS_DIR (tiny models, local copies) and HF_HOME

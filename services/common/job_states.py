@@ -132,6 +132,8 @@ class Outcome:
     source_prompt_used: str = ""
     edit_method_used: str = ""
     restore_used: str = ""
+    # Images in the denoising batch the job ran in (its own and other jobs').
+    batch_size: int = 1
 
 
 def succeed(record: JobRecord, outcome: Outcome, now: float | None = None) -> None:
@@ -149,6 +151,7 @@ def succeed(record: JobRecord, outcome: Outcome, now: float | None = None) -> No
     record.source_prompt_used = outcome.source_prompt_used
     record.edit_method_used = outcome.edit_method_used
     record.restore_used = outcome.restore_used
+    record.batch_size = outcome.batch_size
 
 
 def fail(record: JobRecord, error: str, now: float | None = None) -> None:

@@ -1,6 +1,8 @@
 """`python -m services.worker`: load the profile's models, then consume generation jobs.
 
-One process per GPU, `--pool=solo` (CUDA cannot fork) and one job at a time. The models
+One process per GPU (CUDA cannot fork). With `LLMGA_WORKER_MAX_BATCH` > 1 it runs a pool
+of that many task threads, one job each, whose denoising one scheduler thread batches
+(batching.py); with 1, `--pool=solo`: one job at a time on the main thread. The models
 are loaded before the worker starts consuming, and the worker heartbeats into the registry
 only once they are loaded, so readiness means "can run a job now".
 """
@@ -25,6 +27,7 @@ from services.common.logs import configure_logging
 from services.common.redis_keys import RedisKeys
 from services.common.workers import WorkerRegistry
 from services.worker import metrics
+from services.worker.batching import BatchScheduler
 from services.worker.celery_app import create_app
 from services.worker.diffrir.tiling import Tiling
 from services.worker.loading import load_models, resolve_device, resolve_dtype
@@ -95,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             settings.preview_ttl_s,
         ),
     )
+    if settings.max_batch > 1:
+        runner.batches = BatchScheduler(settings.batch_window_s(device.type), settings.max_batch)
+        runner.batches.start()
     app = create_app(settings)
     register_tasks(app, runner)
 
@@ -113,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 *(["--quiet"] if json_logs else []),  # a celery option, before the command
                 "worker",
-                "--pool=solo",
-                "--concurrency=1",
+                *pool_options(settings.max_batch),
                 f"--queues={settings.queue_name}",
                 f"--hostname={settings.worker_name}@%h",
                 f"--loglevel={settings.loglevel}",
@@ -129,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         heartbeat.stop()
     return 0
+
+
+def pool_options(max_batch: int) -> list[str]:
+    """Celery's pool: one thread per job of a full batch (each waits for its batch while
+    the scheduler thread denoises), or the solo pool for one job at a time."""
+    if max_batch == 1:
+        return ["--pool=solo", "--concurrency=1"]
+    return ["--pool=threads", f"--concurrency={max_batch}"]
 
 
 def build_local_models(profile: ModelProfile, models_dir: Path) -> None:

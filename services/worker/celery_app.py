@@ -1,9 +1,10 @@
 """The worker's Celery application: configuration only (tasks.py registers the task).
 
 The settings follow the rules for GPU work behind a Redis broker (docs/worker.md):
-acknowledge a message only when its job has ended, take one message at a time, give a
-message back when the worker dies mid-job, and keep Redis' visibility timeout longer than
-any job so a running job is never handed to a second worker.
+acknowledge a message only when its job has ended, take one message per task slot (one
+job at a time, or one per thread of a batching worker: docs/batching.md), give a message
+back when the worker dies mid-job, and keep Redis' visibility timeout longer than any job
+so a running job is never handed to a second worker.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def create_app(settings: WorkerSettings) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         task_default_queue=settings.queue_name,
-        worker_concurrency=1,
+        # Prefetch is concurrency x multiplier: one message per job of a full batch.
+        worker_concurrency=settings.max_batch,
         broker_connection_retry_on_startup=True,
     )
     return app

@@ -1,7 +1,7 @@
 """The worker's Prometheus metrics, served on `LLMGA_WORKER_METRICS_PORT` (0: off).
 
-The worker runs `--pool=solo`: one process, so one registry in this module serves
-everything it measures. Names and labels: docs/worker.md ("Metrics").
+The worker is one process (its task threads and batch scheduler share it), so one
+registry in this module serves everything it measures. Names and labels: docs/worker.md ("Metrics").
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ JOB_FAILURES = Counter(
 )
 JOBS_IN_PROGRESS = Gauge(
     "llmga_worker_jobs_in_progress",
-    "Jobs this worker is running now (0 or 1).",
+    "Jobs this worker holds now: running, or waiting for their batch (at most its max batch).",
     registry=REGISTRY,
 )
 STEP_DURATION = Histogram(
     "llmga_worker_denoise_step_duration_seconds",
-    "Time between the ends of two denoising steps of one image (UNet, scheduler step and "
-    "the progress write).",
+    "Time between the ends of two denoising steps of one batch (UNet, scheduler step and "
+    "the progress writes of its jobs).",
     buckets=_STEP_BUCKETS,
     registry=REGISTRY,
 )

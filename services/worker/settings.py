@@ -19,6 +19,8 @@ from pydantic_settings import SettingsConfigDict
 from services.common.settings import StateSettings
 
 DType = Literal["auto", "float32", "float16", "bfloat16"]
+GPU_BATCH_WINDOW_MS = 5.0
+CPU_BATCH_WINDOW_MS = 50.0
 
 
 def _env(name: str) -> AliasChoices:
@@ -75,6 +77,22 @@ class WorkerSettings(StateSettings):
         gt=0,
         validation_alias=_env("visibility_timeout_s"),
         description="Redis broker visibility timeout; must exceed max_job_s or jobs run twice.",
+    )
+    max_batch: int = Field(
+        default=4,
+        ge=1,
+        validation_alias=_env("max_batch"),
+        description="Most images denoised together in one batch, across compatible jobs "
+        "(docs/batching.md: choose it from measured memory); also the worker's task threads "
+        "and the messages it holds. 1: one job at a time (the solo pool, no batching "
+        "across jobs).",
+    )
+    batch_window_ms: float | None = Field(
+        default=None,
+        ge=0,
+        validation_alias=_env("batch_window_ms"),
+        description="How long a batch waits for compatible jobs to arrive after its first "
+        "(milliseconds); unset: 5 on a GPU, 50 on the CPU.",
     )
     color_restore: bool = Field(
         default=True,
@@ -165,6 +183,14 @@ class WorkerSettings(StateSettings):
     def worker_name(self) -> str:
         """The configured name, or one unique to this host and process."""
         return self.name or f"worker-{socket.gethostname()}-{os.getpid()}"
+
+    def batch_window_s(self, device_type: str) -> float:
+        """The batching window in seconds on a device of `device_type` ("cuda", "cpu")."""
+        if self.batch_window_ms is not None:
+            return self.batch_window_ms / 1000
+        # A GPU step takes milliseconds: wait little. A CPU job takes seconds, and its
+        # threads prepare jobs slower: a longer window still costs little.
+        return (GPU_BATCH_WINDOW_MS if device_type == "cuda" else CPU_BATCH_WINDOW_MS) / 1000
 
     @property
     def heartbeat_ttl_s(self) -> int:

@@ -9,7 +9,9 @@ An entry says, for one `Task`:
 - `resolve`: its parameter resolver: fetch the job's input images from the blob store and
   check the request against the profile (ValueError with a message for the job record);
 - `run`: its pipeline runner, on the loaded models, reporting progress;
-- `revision`: the `model_revision` its jobs record: the weights that shape its images.
+- `revision`: the `model_revision` its jobs record: the weights that shape its images;
+- `batch`: whether and how its jobs denoise together with other jobs (`BatchRule`,
+  services/worker/batching.py); None: each job runs alone.
 
 `prepare_job` (job_preparation.py) looks the task up; nothing else in the worker branches
 on it. Adding a task: docs/worker.md, "Adding a task".
@@ -18,7 +20,7 @@ on it. Adding a task: docs/worker.md, "Adding a task".
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -26,7 +28,9 @@ from PIL import Image, UnidentifiedImageError
 
 from services.common.blob_store import BlobStore
 from services.common.contract import GenerationRequest, Task, task_name
+from services.common.image_rules import snap_up
 from services.worker.loading import Component, LoadedModels
+from services.worker.pipelines.batching import BatchMember
 from services.worker.pipelines.common import GenerationResult, ProgressCallback, ResolvedParams
 from services.worker.pipelines.controlnet import (
     ControlNetParams,
@@ -38,6 +42,7 @@ from services.worker.pipelines.inpainting import (
     InpaintParams,
     params_for_mask_image,
     run_inpainting,
+    run_inpainting_batch,
 )
 from services.worker.pipelines.outpainting import resolve_outpaint_params
 from services.worker.pipelines.restoring import (
@@ -45,10 +50,15 @@ from services.worker.pipelines.restoring import (
     resolve_restore_params,
     run_restore,
 )
-from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
+from services.worker.pipelines.text_to_image import (
+    resolve_params,
+    run_text_to_image,
+    run_text_to_image_batch,
+)
 from services.worker.restorers import COLOR_RESTORER, Restorer, choose_restorer
 
 P = TypeVar("P", bound=ResolvedParams)
+INPAINT_UNET_CHANNELS = 9  # noisy latent 4 + mask 1 + masked image latent 4
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,23 @@ class TaskContext:
         return self.image(self.request.input_image_ids[0], what)
 
 
+# One job of a batch: its context, its resolved parameters and its progress callback.
+BatchJob = tuple[TaskContext, P, ProgressCallback | None]
+# Each job's result, or the exception that stopped or failed it alone, in order.
+BatchOutcomes = list[GenerationResult | BaseException]
+
+
+@dataclass(frozen=True)
+class BatchRule(Generic[P]):
+    """How a task's jobs denoise together. `key`: jobs with equal keys may share one
+    batch: it holds everything the pipeline call takes once for all rows (network, size,
+    steps, strength, guidance scale, ...); None for a job that must run alone. `run`: the
+    jobs of one key, denoised together (docs/batching.md)."""
+
+    key: Callable[[TaskContext, P], Hashable | None]
+    run: Callable[[Sequence[BatchJob[P]]], BatchOutcomes]
+
+
 @dataclass(frozen=True)
 class TaskEntry(Generic[P]):
     """One task of the table (module docstring)."""
@@ -81,6 +108,7 @@ class TaskEntry(Generic[P]):
     resolve: Callable[[TaskContext], P]
     run: Callable[[TaskContext, P, ProgressCallback | None], GenerationResult]
     revision: Callable[[LoadedModels, GenerationRequest], str]
+    batch: BatchRule[P] | None = None
 
 
 def fetch_image(blobs: BlobStore, tenant: str, blob_id: str, what: str) -> Image.Image:
@@ -108,6 +136,17 @@ def _run_t2i(
     context: TaskContext, params: ResolvedParams, on_progress: ProgressCallback | None
 ) -> GenerationResult:
     return run_text_to_image(context.models.text_to_image, params, on_progress)
+
+
+def _t2i_batch_key(_context: TaskContext, params: ResolvedParams) -> Hashable:
+    # What the pipeline call takes once for every row (the profile, hence the network
+    # and scheduler, is the worker's own).
+    return ("text_to_image", params.width, params.height, params.steps, params.guidance_scale)
+
+
+def _run_t2i_batch(jobs: Sequence[BatchJob[ResolvedParams]]) -> BatchOutcomes:
+    pipeline = jobs[0][0].models.text_to_image
+    return run_text_to_image_batch(pipeline, [BatchMember(params, cb) for _, params, cb in jobs])
 
 
 def _base_revision(models: LoadedModels, _request: GenerationRequest) -> str:
@@ -138,12 +177,34 @@ def _requested_restore(request: GenerationRequest) -> bool | None:
 def _run_inpainting(
     context: TaskContext, params: InpaintParams, on_progress: ProgressCallback | None
 ) -> GenerationResult:
+    assert context.models.inpainting is not None  # prepare_job refuses the job otherwise
+    return run_inpainting(
+        context.models.inpainting, params, on_progress, restorer=_restorer_of(context)
+    )
+
+
+def _restorer_of(context: TaskContext) -> Restorer | None:
     models = context.models
-    assert models.inpainting is not None  # prepare_job refuses the job otherwise
-    restorer = choose_restorer(
+    return choose_restorer(
         _requested_restore(context.request), models.restorer, context.restore_colors
     )
-    return run_inpainting(models.inpainting, params, on_progress, restorer=restorer)
+
+
+def _inpaint_batch_key(context: TaskContext, params: InpaintParams) -> Hashable | None:
+    # Inpaint and outpaint share the network. Only a 9-channel inpainting UNet takes its
+    # image and mask as tensors a stopped job's rows can leave; a 4-channel one runs alone.
+    assert context.models.inpainting is not None  # prepare_job refuses the job otherwise
+    if context.models.inpainting.unet.config.in_channels != INPAINT_UNET_CHANNELS:
+        return None
+    canvas = (snap_up(params.width), snap_up(params.height))
+    return ("inpainting", *canvas, params.steps, params.strength, params.guidance_scale)
+
+
+def _run_inpainting_batch(jobs: Sequence[BatchJob[InpaintParams]]) -> BatchOutcomes:
+    pipeline = jobs[0][0].models.inpainting
+    assert pipeline is not None  # prepare_job refuses the job otherwise
+    members = [BatchMember(params, on_progress) for _, params, on_progress in jobs]
+    return run_inpainting_batch(pipeline, members, [_restorer_of(c) for c, _, _ in jobs])
 
 
 def _inpainting_revision(models: LoadedModels, request: GenerationRequest) -> str:
@@ -235,21 +296,30 @@ def _controlnet_revision(models: LoadedModels, _request: GenerationRequest) -> s
 
 # -- the table ---------------------------------------------------------------------------------
 
+# Inpaint and outpaint jobs of equal keys share a batch: the same network and call.
+INPAINTING_BATCH = BatchRule(key=_inpaint_batch_key, run=_run_inpainting_batch)
+
 TASKS: dict[int, TaskEntry[Any]] = {
     Task.TASK_T2I: TaskEntry(
-        models=frozenset(), resolve=_resolve_t2i, run=_run_t2i, revision=_base_revision
+        models=frozenset(),
+        resolve=_resolve_t2i,
+        run=_run_t2i,
+        revision=_base_revision,
+        batch=BatchRule(key=_t2i_batch_key, run=_run_t2i_batch),
     ),
     Task.TASK_INPAINT: TaskEntry(
         models=frozenset({"inpainting"}),
         resolve=_resolve_inpaint,
         run=_run_inpainting,
         revision=_inpainting_revision,
+        batch=INPAINTING_BATCH,
     ),
     Task.TASK_OUTPAINT: TaskEntry(
         models=frozenset({"inpainting"}),
         resolve=_resolve_outpaint,
         run=_run_inpainting,
         revision=_inpainting_revision,
+        batch=INPAINTING_BATCH,
     ),
     Task.TASK_RESTORE: TaskEntry(
         models=frozenset(), resolve=_resolve_restore, run=_run_restore, revision=_restore_revision

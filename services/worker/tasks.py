@@ -33,7 +33,8 @@ from services.common.contract import (
 from services.common.job_store import JobStore
 from services.common.logs import log_context
 from services.common.workers import WorkerRegistry
-from services.worker.job_preparation import prepare_job
+from services.worker.batching import BatchScheduler, JobNotStarted
+from services.worker.job_preparation import PreparedJob, prepare_job
 from services.worker.loading import LoadedModels
 from services.worker.metrics import job_in_progress, observe_job
 from services.worker.pipelines.common import GenerationResult, LatentsCallback, ResolvedParams
@@ -63,6 +64,9 @@ class GenerationRunner:
     color_restore: bool = True
     # Previews while denoising (previews.py); None: none.
     previews: PreviewWriter | None = None
+    # Denoises jobs together with other compatible jobs (batching.py); None: each job
+    # runs alone, on the calling thread.
+    batches: BatchScheduler | None = None
 
     def run(self, payload: str) -> dict[str, Any]:
         """Run the job in `payload` (`encode_request` text); returns a short summary.
@@ -102,23 +106,40 @@ class GenerationRunner:
             return self._finish_unrun(request, str(error))
         params = job.params
 
-        if not self._mark_running(request, params, job.model_revision):
-            return {"job_id": job_id, "status": "skipped"}
-        logger.info(
-            "job %s: %dx%d, %d steps, %d image(s), seed %d",
-            job_id, params.width, params.height, params.steps, params.num_images, params.seed,
-        )  # fmt: skip
+        def start() -> bool:
+            if not self._mark_running(request, params, job.model_revision):
+                return False
+            logger.info(
+                "job %s: %dx%d, %d steps, %d image(s), seed %d",
+                job_id, params.width, params.height, params.steps, params.num_images,
+                params.seed,
+            )  # fmt: skip
+            return True
+
         try:
-            result = job.run(self._progress_reporter(request))
+            result = self._denoise(job, self._progress_reporter(request), start)
             image_ids = [
                 self.blobs.put(tenant, _png(image), "image/png") for image in result.images
             ]
+        except JobNotStarted:  # its record became terminal (or went) before it started
+            return {"job_id": job_id, "status": "skipped"}
         except JobStopped as stop:
             return self._finish(request, stop.status, str(stop))
         except Exception as error:  # any pipeline failure is the job's, not the worker's
             logger.exception("job %s failed", job_id)
             return self._finish(request, JobStatus.JOB_STATUS_FAILED, _describe(error))
         return self._succeed(request, result, image_ids)
+
+    def _denoise(
+        self, job: PreparedJob, progress: JobProgress, start: Callable[[], bool]
+    ) -> GenerationResult:
+        """Run the job: in the next batch of compatible jobs, or alone. `start` records it
+        running as it starts; when it cannot (canceled meanwhile), JobNotStarted."""
+        if self.batches is not None:
+            return self.batches.submit(job, progress, start)
+        if not start():
+            raise JobNotStarted
+        return job.run(progress)
 
     # -- state changes (services/common/job_states.py) ----------------------------------
 
@@ -204,6 +225,7 @@ class GenerationRunner:
             source_prompt_used=result.source_prompt_used,
             edit_method_used=result.edit_method_used,
             restore_used=result.restore_used,
+            batch_size=result.batch_size,
         )
 
         def mutate(record: JobRecord) -> None:
@@ -213,10 +235,10 @@ class GenerationRunner:
 
         record = self.jobs.update(request.tenant, request.job_id, mutate)
         logger.info(
-            "job %s succeeded: %d token(s) in %d chunk(s), encode %.2fs, denoise %.2fs, "
-            "decode %.2fs",
+            "job %s succeeded: %d token(s) in %d chunk(s), encode %.2fs, denoise %.2fs "
+            "(batch of %d image(s)), decode %.2fs",
             request.job_id, result.prompt_tokens, result.chunks,
-            result.encode_s, result.denoise_s, result.decode_s,
+            result.encode_s, result.denoise_s, result.batch_size, result.decode_s,
         )  # fmt: skip
         return {"job_id": request.job_id, "status": _name(record), "image_ids": image_ids}
 

@@ -36,8 +36,11 @@ def api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[httpx.Client]:
     env = {**namespace.env(), "LLMGA_MLLM_BASE_URL": scripted.base_url}
+    # One job at a time (no batching across jobs), so that a job sent behind a running
+    # one stays queued; cancel within a batch: tests/integration/test_worker_celery.py.
+    one_at_a_time = {"LLMGA_WORKER_MAX_BATCH": "1"}
     with (
-        start_worker(namespace, tmp_path_factory.mktemp("models"), logs),
+        start_worker(namespace, tmp_path_factory.mktemp("models"), logs, env=one_at_a_time),
         start_gateway(env, logs) as gateway,
         httpx.Client(base_url=gateway.url, timeout=90) as client,
     ):

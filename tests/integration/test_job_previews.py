@@ -38,8 +38,9 @@ def test_previews_arrive_before_the_final_status_as_jpegs_of_their_size(
     api: httpx.Client,
 ) -> None:
     body = {"task": "t2i", "prompt": "a lighthouse", "seed": 3, "width": 64, "height": 96}
-    # The worker runs one job at a time: while it runs a longer one, the job under test
-    # is still queued when its stream opens (a stream of an ended job sends no previews).
+    # While the worker runs a longer job (another batch key: more steps), the job under
+    # test is still queued when its stream opens (a stream of an ended job sends no
+    # previews).
     blocker = api.post("/v1/images", json={**body, "steps": 40})
     assert blocker.status_code == 202, blocker.text
     created = api.post("/v1/images", json={**body, "n": 2, "steps": 4})
@@ -50,11 +51,12 @@ def test_previews_arrive_before_the_final_status_as_jpegs_of_their_size(
     names = [name for name, _ in events]
     assert names[-1] == "status" and events[-1][1]["status"] == "succeeded", events
     previews = [data for name, data in events if name == "preview"]
-    # Steps 2 and 4 of each image, job-wide steps 2, 4, 6, 8 of 8, in order.
+    # The job's two images denoise together: steps 2 and 4 of each, job-wide steps 4 and
+    # 8 of 8 (both images have done that many steps), in order.
     assert [(p["image_index"], p["step"], p["total"]) for p in previews] == [
-        (0, 2, 8),
         (0, 4, 8),
-        (1, 6, 8),
+        (1, 4, 8),
+        (0, 8, 8),
         (1, 8, 8),
     ]
     succeeded = [i for i, (name, data) in enumerate(events) if data.get("status") == "succeeded"]

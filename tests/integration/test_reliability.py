@@ -1,5 +1,5 @@
 """Reliability with the real processes: backpressure (429 while the queue is full), a
-worker killed mid-job (the job is redelivered and succeeds once), graceful shutdown of
+worker killed mid-batch (its jobs are redelivered and each succeeds once), graceful shutdown of
 the worker (SIGTERM finishes the running job) and of the gateway (in-flight requests
 complete). Every wait is bounded; no assertion depends on timing."""
 
@@ -145,7 +145,7 @@ def _queue_depth(namespace: Namespace) -> int:
     return asyncio.run(read())
 
 
-def test_job_of_a_killed_worker_is_run_again_and_succeeds_once(
+def test_jobs_of_a_batch_whose_worker_was_killed_are_run_again_and_succeed_once(
     namespace: Namespace,
     mllm: ScriptedMllm,
     logs: Path,
@@ -154,36 +154,41 @@ def test_job_of_a_killed_worker_is_run_again_and_succeeds_once(
     redis_client: redis.Redis,
 ) -> None:
     env = {**namespace.env(), "LLMGA_MLLM_BASE_URL": mllm.base_url}
+    # A window long enough to gather both jobs into one batch on a busy CPU.
+    batching = {**SHORT_VISIBILITY, "LLMGA_WORKER_BATCH_WINDOW_MS": "1000"}
     with (
         start_gateway(env, logs) as gateway,
         httpx.Client(base_url=gateway.url, timeout=60) as api,
     ):
-        with start_worker_process(
-            namespace, models_dir, logs, "worker-a", SHORT_VISIBILITY
-        ) as worker_a:
-            job_id = _create(api, "a job that outlives its worker", CRASHED)
-            _wait_for(_running(api, job_id), "job running on worker A")
+        with start_worker_process(namespace, models_dir, logs, "worker-a", batching) as worker_a:
+            # Two compatible jobs: one batch of 4 images (n = 2 each).
+            job_ids = [_create(api, f"a job that outlives its worker {i}", CRASHED) for i in (0, 1)]
+            for job_id in job_ids:
+                _wait_for(_running(api, job_id), "both jobs of the batch running on worker A")
             # Delivered but not acknowledged: still counted by the queue depth.
-            assert _queue_depth(namespace) == 1
+            assert _queue_depth(namespace) == 2
             _popen(worker_a).send_signal(signal.SIGKILL)
             _popen(worker_a).wait(timeout=60)
 
-        first = jobs.get("local", job_id)
-        assert first is not None and first.status == JobStatus.JOB_STATUS_RUNNING
-        assert first.attempts == 1 and first.worker.endswith("worker-a")
+        for job_id in job_ids:
+            first = jobs.get("local", job_id)
+            assert first is not None and first.status == JobStatus.JOB_STATUS_RUNNING
+            assert first.attempts == 1 and first.worker.endswith("worker-a")
 
-        with start_worker_process(namespace, models_dir, logs, "worker-b", SHORT_VISIBILITY):
+        with start_worker_process(namespace, models_dir, logs, "worker-b", batching):
             # Redelivered once the visibility timeout has passed (30 s), then run.
-            view = wait_for_job(api, job_id, timeout_s=300)
+            views = [wait_for_job(api, job_id, timeout_s=300) for job_id in job_ids]
 
-        assert view["status"] == "succeeded", view["error"]
-        assert len(view["images"]) == CRASHED["n"]
-        for image in view["images"]:
-            assert api.get(image["url"]).status_code == 200
-        record = jobs.get("local", job_id)
-        assert record is not None and record.attempts == 2
-        assert record.worker.endswith("worker-b")
-        _wait_for(lambda: _queue_depth(namespace) == 0, "the message acknowledged", timeout_s=60)
+        # None lost, none run twice: each succeeded once, on its second attempt.
+        for job_id, view in zip(job_ids, views, strict=True):
+            assert view["status"] == "succeeded", view["error"]
+            assert len(view["images"]) == CRASHED["n"]
+            for image in view["images"]:
+                assert api.get(image["url"]).status_code == 200
+            record = jobs.get("local", job_id)
+            assert record is not None and record.attempts == 2
+            assert record.worker.endswith("worker-b")
+        _wait_for(lambda: _queue_depth(namespace) == 0, "the messages acknowledged", timeout_s=60)
 
 
 # --------------------------------------------------------------------------- shutdown

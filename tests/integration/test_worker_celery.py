@@ -1,6 +1,6 @@
 """A real worker process (`python -m services.worker`) runs jobs sent as the gateway sends
 them (text-to-image, inpaint, outpaint), against real Redis, on tiny models it builds
-itself."""
+itself; compatible jobs sent together denoise as one batch."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import redis
 from PIL import Image
 
+from services.common import job_states
 from services.common.blob_store import RedisBlobStore
 from services.common.contract import (
     GENERATE_TASK_NAME,
@@ -35,6 +36,10 @@ from tests.support.services import REDIS_URL, Namespace, start_worker
 pytestmark = pytest.mark.integration
 
 TENANT = "tenant-a"
+MAX_BATCH = 4
+# Pixels of an image denoised in a batch differ from the same image denoised alone by at
+# most this (of 255): the arithmetic of a larger batch rounds differently (docs/batching.md).
+BATCH_TOLERANCE = 2
 
 
 class Harness:
@@ -102,7 +107,11 @@ def t2i_request(**fields: object) -> GenerationRequest:
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     namespace = Namespace.unique("test-worker")
     models_dir = tmp_path_factory.mktemp("models")
-    with start_worker(namespace, models_dir, tmp_path_factory.mktemp("logs")) as worker_name:
+    logs = tmp_path_factory.mktemp("logs")
+    # Batches of up to 4 images; a window long enough that jobs sent together on a busy
+    # CPU are gathered into one batch.
+    env = {"LLMGA_WORKER_MAX_BATCH": str(MAX_BATCH), "LLMGA_WORKER_BATCH_WINDOW_MS": "500"}
+    with start_worker(namespace, models_dir, logs, env=env) as worker_name:
         h = Harness(namespace, worker_name)
         yield h
     try:
@@ -148,8 +157,7 @@ def test_job_runs_through_its_states_and_is_reproducible(harness: Harness) -> No
     assert t.created_at <= t.started_at <= t.finished_at
     assert t.encode_s > 0 and t.denoise_s > 0 and t.decode_s > 0
 
-    # The message is delivered again (a lost acknowledgement): nothing runs. The worker
-    # takes one message at a time in order, so once the next job is done, so is this one.
+    # The message is delivered again (a lost acknowledgement): nothing runs.
     h.send(first)
     again = t2i_request(
         prompt=prompt, negative_prompt="blurry", width=64, height=96, steps=10, seed=1235
@@ -158,16 +166,62 @@ def test_job_runs_through_its_states_and_is_reproducible(harness: Harness) -> No
     assert h.watch(again.job_id)[-1].status == JobStatus.JOB_STATUS_SUCCEEDED
     assert h.jobs.get(TENANT, first.job_id) == done
 
-    # Image i of a job uses seed + i and equals a one-image job with that seed, byte for byte.
-    def png(record: JobRecord, index: int) -> bytes:
-        blob = h.blobs.get(TENANT, record.images[index].image_id)
-        assert blob is not None
-        return blob.data
-
+    # Image i of a job uses seed + i and equals a one-image job with that seed (the job's
+    # two images denoised as one batch: within the batch tolerance).
     second = h.jobs.get(TENANT, again.job_id)
-    assert second is not None
-    assert png(second, 0) == png(done, 1)
-    assert png(done, 0) != png(done, 1)
+    assert second is not None and done.batch_size == 2 and second.batch_size == 1
+    assert np.abs(pixels(h, second, 0) - pixels(h, done, 1)).max() <= BATCH_TOLERANCE
+    assert np.abs(pixels(h, done, 0) - pixels(h, done, 1)).max() > 10 * BATCH_TOLERANCE
+
+
+def pixels(h: Harness, record: JobRecord, index: int) -> np.ndarray:
+    """Image `index` of the job, as signed integers."""
+    blob = h.blobs.get(TENANT, record.images[index].image_id)
+    assert blob is not None
+    return np.asarray(Image.open(io.BytesIO(blob.data)), dtype=np.int16)
+
+
+def test_compatible_jobs_denoise_together_and_each_ends_on_its_own(harness: Harness) -> None:
+    h = harness
+    # Three jobs of one batch key (size, steps, guidance), sent together; one of another
+    # size (its own batch); one with a bad width (fails before it could join).
+    # Four images in all (one job has two): a full batch, so it starts without waiting
+    # out the window.
+    together = [
+        t2i_request(prompt=f"a lighthouse {i}", width=64, height=64, steps=60, seed=10 + i, n=n)
+        for i, n in enumerate([2, 1, 1])
+    ]
+    other = t2i_request(prompt="a fox", width=64, height=96, steps=4, seed=7)
+    bad = t2i_request(prompt="a cat", width=65, steps=4)
+    for request in [*together, other, bad]:
+        h.submit(request)
+    first, canceled, third = together
+
+    # Cancel one job of the batch while it runs: its rows leave, the others go on.
+    def running(job_id: str) -> bool:
+        record = h.jobs.get(TENANT, job_id)
+        return record is not None and record.progress.step >= 2
+
+    deadline = time.monotonic() + 120
+    while not all(running(r.job_id) for r in together) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    h.jobs.update(TENANT, canceled.job_id, lambda r: job_states.cancel(r, "canceled"))
+
+    ended = {r.job_id: h.watch(r.job_id, timeout_s=180)[-1] for r in [*together, other, bad]}
+    for request in (first, third):
+        done = ended[request.job_id]
+        assert done.status == JobStatus.JOB_STATUS_SUCCEEDED, done.error
+        n = request.n
+        assert done.batch_size == MAX_BATCH and done.progress.step == done.progress.total == 60 * n
+        assert done.timings.denoise_s > 0 and len(done.images) == n
+    stopped = ended[canceled.job_id]
+    assert stopped.status == JobStatus.JOB_STATUS_CANCELED and not stopped.images
+    # The worker stopped writing its progress at the next step.
+    assert 2 <= stopped.progress.step < 60
+    assert ended[other.job_id].status == JobStatus.JOB_STATUS_SUCCEEDED
+    assert ended[other.job_id].batch_size == 1
+    assert ended[bad.job_id].status == JobStatus.JOB_STATUS_FAILED
+    assert "width must be a multiple of 8" in ended[bad.job_id].error
 
 
 def test_seed_is_drawn_and_recorded_when_unset(harness: Harness) -> None:

@@ -1,5 +1,5 @@
 """The latent-to-RGB map of previews (services/worker/previews.py) on known latents, and
-the step reporter's `on_latents` hook."""
+the batch step callback's `on_latents` hook."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from services.common.job_previews import PreviewEntry
-from services.worker.pipelines.common import ResolvedParams, step_reporter
+from services.worker.pipelines.batching import BatchMember, DenoisingBatch
+from services.worker.pipelines.common import ResolvedParams
 from services.worker.previews import (
     PREVIEW_MAX_SIDE,
     SD15_LATENT_RGB,
@@ -85,13 +86,18 @@ class _Pipeline:
     text_encoder_2 = None
 
 
-def test_step_reporter_passes_each_steps_latents_once_and_unchanged() -> None:
+def test_batch_step_callback_passes_each_steps_latents_once_and_unchanged() -> None:
     params = ResolvedParams("p", "", 64, 64, 2, 1.0, 1, 2)  # 2 steps, 2 images
     progress = _Progress()
-    report = step_reporter(progress, params, image_index=1)
-    latents = torch.randn(1, 4, 2, 2)
+    batch = DenoisingBatch(_Pipeline(), [BatchMember(params, progress)], [])  # type: ignore[arg-type]
+    latents = torch.randn(2, 4, 2, 2)  # the job's two images step together
     for evaluation in range(3):  # 3 evaluations mapped onto 2 steps (as PNDM does)
         kwargs = {"latents": latents}
-        assert report(_Pipeline(), evaluation, None, kwargs) is kwargs  # type: ignore[arg-type]
-    assert progress.steps == [(3, 4), (4, 4), (4, 4)]
-    assert progress.latents == [(1, 1, 3, 4, False), (1, 2, 4, 4, False)]
+        assert batch(_Pipeline(), evaluation, None, kwargs) is kwargs  # type: ignore[arg-type]
+    assert progress.steps == [(2, 4), (4, 4), (4, 4)]
+    assert progress.latents == [
+        (0, 1, 2, 4, False),
+        (1, 1, 2, 4, False),
+        (0, 2, 4, 4, False),
+        (1, 2, 4, 4, False),
+    ]

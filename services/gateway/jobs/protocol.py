@@ -75,6 +75,12 @@ class JobView(BaseModel):
     started_at: float | None = Field(default=None, description="Unix seconds; null until it runs.")
     finished_at: float | None = Field(default=None, description="Unix seconds; null until it ends.")
     timings: TimingsView
+    batch_size: int | None = Field(
+        default=None,
+        description="Images the worker denoised together in the batch this job ran in: "
+        "its own n plus those of compatible jobs it shared the batch with (1: it ran "
+        "alone); null until it succeeded.",
+    )
     model_profile: str | None = Field(default=None, description="The worker's model profile.")
     conversation_id: str | None = Field(default=None, description="The chat that started the job.")
     input_image_ids: list[str] = Field(

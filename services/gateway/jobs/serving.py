@@ -80,6 +80,7 @@ def job_view(record: JobRecord, links: Links = PLAIN) -> JobView:
         timings=TimingsView(
             encode_s=timings.encode_s, denoise_s=timings.denoise_s, decode_s=timings.decode_s
         ),
+        batch_size=record.batch_size or None,
         model_profile=record.model_profile or None,
         conversation_id=request.conversation_id or None,
         input_image_ids=list(request.input_image_ids),

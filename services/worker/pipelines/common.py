@@ -1,5 +1,5 @@
 """What every diffusion task shares: the resolved parameters and result of a job, seeds,
-prompt encoding, per-step progress and decoding.
+prompt encoding and decoding (per-step progress of a batch of images: batching.py).
 
 Each task's pipeline module (text_to_image.py, inpainting.py, ...) reads top to bottom and
 calls these steps by name, so a seed, a progress step or a prompt encoding means the same
@@ -13,7 +13,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from diffusers.pipelines.controlnet.pipeline_controlnet import StableDiffusionControlNetPipeline
@@ -34,7 +33,6 @@ from PIL import Image
 
 from services.common.contract import GenerationRequest
 from services.common.image_rules import LATENT_SCALE, side_within
-from services.worker.metrics import step_timer
 from services.worker.profiles import ModelProfile
 from services.worker.prompt_encoding import (
     EncodedPrompts,
@@ -62,8 +60,6 @@ SDPipeline = (
     | StableDiffusionControlNetPipeline
     | SDXLPipeline
 )
-# diffusers' `callback_on_step_end` signature.
-StepCallback = Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]
 
 MIN_SIDE = 64  # the smallest image side accepted (8 latent pixels)
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes any unsigned 64-bit value
@@ -116,6 +112,9 @@ class GenerationResult:
     source_prompt_used: str = ""
     edit_method_used: str = ""
     restore_used: str = ""
+    # Images in the denoising batch the job ran in: its own and those of the jobs it
+    # shared it with (services/worker/batching.py); 1 for a task that runs images alone.
+    batch_size: int = 1
 
 
 def draw_seed() -> int:
@@ -223,48 +222,6 @@ def image_generator(seed: int) -> torch.Generator:
     """The noise source of one image: a CPU generator, so the same seed gives the same noise
     on any device."""
     return torch.Generator("cpu").manual_seed(seed)
-
-
-def step_reporter(
-    on_progress: ProgressCallback | None, params: ResolvedParams, image_index: int
-) -> StepCallback:
-    """A `callback_on_step_end` for image `image_index` that reports job-wide progress.
-
-    Progress counts `params.denoise_steps` per image. The scheduler may run a different
-    number of model evaluations (PNDM runs one more than asked), so the pipeline's own count
-    (`num_timesteps`) is mapped onto it: the last step of an image always reports exactly
-    its last unit, and the job's progress never passes `params.total_steps`.
-    (Before this mapping, PNDM's extra evaluation pushed text-to-image progress past
-    its total.)
-    """
-    done_before = image_index * params.denoise_steps
-    tick = step_timer()  # llmga_worker_denoise_step_duration_seconds
-    on_latents: LatentsCallback | None = getattr(on_progress, "on_latents", None)
-    last_shown = 0  # the scheduler may map two evaluations onto one step: show it once
-
-    def report(
-        pipeline: SDPipeline, step: int, _timestep: Any, callback_kwargs: dict[str, Any]
-    ) -> dict[str, Any]:
-        nonlocal last_shown
-        tick()
-        if on_progress is not None:
-            # Rounded up: the first evaluation already shows progress.
-            done = -(-(step + 1) * params.denoise_steps // max(pipeline.num_timesteps, 1))
-            on_progress(done_before + done, params.total_steps)
-            latents = callback_kwargs.get("latents")
-            if on_latents is not None and latents is not None and done != last_shown:
-                last_shown = done
-                on_latents(
-                    image_index,
-                    done,
-                    done_before + done,
-                    params.total_steps,
-                    latents[0],
-                    is_sdxl(pipeline),
-                )
-        return callback_kwargs
-
-    return report
 
 
 def decode_latents(

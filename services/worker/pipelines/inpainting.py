@@ -8,7 +8,8 @@ pipeline:
 1. pad the image to whole latent pixels (multiples of 8) by repeating its edges; the
    padding is kept, not generated, and cropped off again at the end;
 2. encode the prompts once, without truncation (common.py, as text-to-image);
-3. per image: denoise from the noise of seed + i, reporting every step (as text-to-image);
+3. denoise all images together (one batch, pipelines/batching.py), image i from the noise
+   of seed + i, reporting every step (as text-to-image);
 4. decode with the VAE (as text-to-image), crop, and put the input's pixels back outside
    the mask: the VAE round trip changes every pixel a little, and a user's unmasked
    pixels must come back exactly;
@@ -21,8 +22,9 @@ Outpainting (outpainting.py) builds an extended canvas and its border mask and r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -37,6 +39,12 @@ from PIL import Image
 from services.common.contract import GenerationRequest
 from services.common.image_rules import snap_up
 from services.worker.masks import load_mask, mask_to_image
+from services.worker.pipelines.batching import (
+    BatchMember,
+    DenoisingBatch,
+    equal_shape_groups,
+    finished,
+)
 from services.worker.pipelines.common import (
     GenerationResult,
     ProgressCallback,
@@ -45,10 +53,7 @@ from services.worker.pipelines.common import (
     decode_latents,
     draw_seed,
     encode_prompts,
-    image_generator,
     resolve_sampling,
-    step_reporter,
-    synchronize,
 )
 from services.worker.profiles import ModelProfile
 from services.worker.restorers import COLOR_RESTORER, Restorer
@@ -149,75 +154,107 @@ def composite(generated: Image.Image, original: Image.Image, mask: np.ndarray) -
     return np.where(mask[..., None], np.asarray(generated), np.asarray(original))
 
 
-@torch.no_grad()
 def run_inpainting(
     pipeline: StableDiffusionInpaintPipeline | StableDiffusionXLInpaintPipeline,
     params: InpaintParams,
     on_progress: ProgressCallback | None = None,
     restorer: Restorer | None = COLOR_RESTORER,
 ) -> GenerationResult:
-    """Regenerate `params.mask` of `params.image`, `params.num_images` times.
+    """Regenerate `params.mask` of `params.image`, `params.num_images` times, all images
+    denoised together as one batch.
 
-    `on_progress(done, total)` is called after every denoising step of every image; an
-    exception it raises stops the job there. A `restorer` (DiffRIR, or the colour fallback
-    by default; None: none) then restores each image's generated region against the input,
-    from the image's seed. Composition and restoration count as decoding in the timings.
+    `on_progress(done, total)` is called after every denoising step; an exception it
+    raises stops the job there. A `restorer` (DiffRIR, or the colour fallback by default;
+    None: none) then restores each image's generated region against the input, from the
+    image's seed. Composition and restoration count as decoding in the timings.
     """
-    device = pipeline._execution_device
+    (outcome,) = run_inpainting_batch(pipeline, [BatchMember(params, on_progress)], [restorer])
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+@torch.no_grad()
+def run_inpainting_batch(
+    pipeline: StableDiffusionInpaintPipeline | StableDiffusionXLInpaintPipeline,
+    members: Sequence[BatchMember],
+    restorers: Sequence[Restorer | None],
+) -> list[GenerationResult | BaseException]:
+    """Inpaint the images of several jobs denoised together (pipelines/batching.py): one
+    outcome per member, in order: its result, or the exception that stopped it. Every
+    member's `params` is an `InpaintParams`; they share the canvas size, steps, strength
+    and guidance scale (the batch rule, task_table.py); their images, masks, prompts,
+    seeds and restorers are their own.
+    """
+    jobs = [cast(InpaintParams, member.params) for member in members]
+    first = jobs[0]
+    outcomes: list[GenerationResult | BaseException | None] = [None] * len(members)
 
     # Step 1: the canvas the model runs on: whole latent pixels.
-    canvas, canvas_mask = pad_to_latent_grid(params.image, params.mask)
-    mask_image = mask_to_image(canvas_mask)
+    canvases = [pad_to_latent_grid(params.image, params.mask) for params in jobs]
 
-    # Step 2: encode the prompts once for all images, without truncation.
-    encoded, encode_s = encode_prompts(pipeline, params)
+    # Step 2: encode each job's prompts once for all its images, without truncation.
+    encoded = [encode_prompts(pipeline, params) for params in jobs]
 
-    images: list[Image.Image] = []
-    denoise_s = decode_s = 0.0
-    for index, seed in enumerate(params.seeds):
-        generator = image_generator(seed)
-
-        # Step 3: denoise this image, reporting every step.
-        started = time.perf_counter()
-        # diffusers annotates this pipeline's output and callback loosely (a tuple output,
-        # a two-argument callback); with return_dict on it is the documented output object.
-        output = pipeline(
-            **encoded.pipeline_kwargs(),
-            image=canvas,
-            mask_image=mask_image,
-            height=canvas.height,
-            width=canvas.width,
-            strength=params.strength,
-            num_inference_steps=params.steps,
-            guidance_scale=params.guidance_scale,
-            generator=generator,
-            output_type="latent",
-            callback_on_step_end=step_reporter(on_progress, params, index),  # type: ignore[arg-type]
+    # Prompts of different lengths cannot share a tensor: one pipeline call per length.
+    for group in equal_shape_groups([encoding for encoding, _ in encoded]):
+        batch = DenoisingBatch(
+            pipeline, [members[i] for i in group], [encoded[i][0] for i in group]
         )
-        latents: torch.Tensor = output.images  # type: ignore[union-attr,assignment]
-        synchronize(device)
-        denoise_s += time.perf_counter() - started
+        # One canvas and mask per image: each image's generator encodes its own copy
+        # (the VAE samples), so every image draws from its generator exactly what the
+        # one-image job with its seed draws.
+        images = batch.per_row([canvases[i][0] for i in group])
+        masks = batch.per_row([mask_to_image(canvases[i][1]) for i in group])
 
-        # Step 4: decode, crop the padding off, keep the input's pixels outside the mask.
-        started = time.perf_counter()
-        (generated,) = decode_latents(pipeline, latents, generator)
-        generated = generated.crop((0, 0, params.width, params.height))
-        pixels = composite(generated, params.image, params.mask)
+        # Step 3: denoise every image of the group together, reporting every step.
+        latents = batch.denoise(
+            pipeline,
+            image=images,
+            mask_image=masks,
+            height=images[0].height,
+            width=images[0].width,
+            strength=first.strength,
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance_scale,
+        )
+        for index, error in batch.stopped.items():
+            outcomes[group[index]] = error
 
-        # Step 5: restore the generated region against the kept one, inside the mask only.
-        if restorer is not None:
-            pixels = restorer.restore(pixels, np.asarray(params.image), params.mask, seed)
-        images.append(Image.fromarray(pixels))
-        decode_s += time.perf_counter() - started
+        # Steps 4 and 5, per job: decode, crop, composite, restore.
+        for index, rows in batch.live_rows(latents) if latents is not None else []:
+            member = group[index]
+            started = time.perf_counter()
+            generated = decode_latents(pipeline, rows, batch.member_generators(index)[0])
+            finished_images = [
+                finish_inpainted(image, jobs[member], seed, restorers[member])
+                for image, seed in zip(generated, jobs[member].seeds, strict=True)
+            ]
+            encoding, encode_s = encoded[member]
+            restorer = restorers[member]
+            outcomes[member] = GenerationResult(
+                images=finished_images,
+                seeds=jobs[member].seeds,
+                params=jobs[member],
+                prompt_tokens=encoding.prompt_tokens,
+                chunks=encoding.chunks,
+                encode_s=encode_s,
+                denoise_s=batch.denoise_s,
+                decode_s=time.perf_counter() - started,
+                restore_used=restorer.name if restorer is not None else "",
+                batch_size=batch.size,
+            )
+    return finished(outcomes)
 
-    return GenerationResult(
-        images=images,
-        seeds=params.seeds,
-        params=params,
-        prompt_tokens=encoded.prompt_tokens,
-        chunks=encoded.chunks,
-        encode_s=encode_s,
-        denoise_s=denoise_s,
-        decode_s=decode_s,
-        restore_used=restorer.name if restorer is not None else "",
-    )
+
+def finish_inpainted(
+    generated: Image.Image, params: InpaintParams, seed: int, restorer: Restorer | None
+) -> Image.Image:
+    """One decoded image made the job's result: the padding cropped off, the input's
+    pixels put back outside the mask, and the generated region restored against the kept
+    one, inside the mask only (when a restorer is given)."""
+    generated = generated.crop((0, 0, params.width, params.height))
+    pixels = composite(generated, params.image, params.mask)
+    if restorer is not None:
+        pixels = restorer.restore(pixels, np.asarray(params.image), params.mask, seed)
+    return Image.fromarray(pixels)

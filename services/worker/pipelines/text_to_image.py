@@ -1,17 +1,19 @@
 """Text-to-image: one `GenerationRequest` run on a loaded SD 1.5 or SDXL pipeline.
 
 Reads top to bottom like a diffusers pipeline: check the inputs and resolve the profile's
-defaults, encode the prompts (without truncation, prompt_encoding.py), then for each image
-denoise from its own seeded noise and decode. Image i of a job uses seed + i and is
-generated on its own, so it is exactly the image a one-image job with that seed gives.
-The steps shared with the other tasks (seeds, encoding, progress, decoding) are in
-common.py.
+defaults, encode the prompts (without truncation, prompt_encoding.py), denoise all images
+of the job together (one batch, pipelines/batching.py) and decode. Image i of a job uses
+seed + i through its own generator, so it starts from exactly the noise of a one-image job
+with that seed and ends as that job's image, up to the rounding of a larger batch.
+`run_text_to_image_batch` denoises the images of several compatible jobs together the
+same way. The steps shared with the other tasks (seeds, encoding, progress, decoding) are
+in common.py.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -19,9 +21,14 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import Stabl
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
     StableDiffusionXLPipeline,
 )
-from PIL import Image
 
 from services.common.contract import GenerationRequest
+from services.worker.pipelines.batching import (
+    BatchMember,
+    DenoisingBatch,
+    equal_shape_groups,
+    finished,
+)
 from services.worker.pipelines.common import (
     GenerationResult,
     ProgressCallback,
@@ -30,10 +37,7 @@ from services.worker.pipelines.common import (
     decode_latents,
     draw_seed,
     encode_prompts,
-    image_generator,
     resolve_sampling,
-    step_reporter,
-    synchronize,
 )
 from services.worker.profiles import ModelProfile
 
@@ -54,58 +58,76 @@ def resolve_params(
     return resolve_sampling(request, profile, width, height, draw)
 
 
-@torch.no_grad()
 def run_text_to_image(
     pipeline: StableDiffusionPipeline | StableDiffusionXLPipeline,
     params: ResolvedParams,
     on_progress: ProgressCallback | None = None,
     conditioning: Mapping[str, Any] | None = None,
 ) -> GenerationResult:
-    """Generate `params.num_images` images with `pipeline` (already loaded and on its device).
+    """Generate `params.num_images` images with `pipeline` (already loaded and on its device),
+    all of them denoised together as one batch.
 
-    `on_progress(done, total)` is called after every denoising step of every image; an
-    exception it raises stops the job there and propagates to the caller. `conditioning`:
-    more keyword arguments of every denoising call, from tasks that steer text-to-image
-    (ControlNet's control image and scale, controlnet.py).
+    `on_progress(done, total)` is called after every denoising step; an exception it
+    raises stops the job there and propagates to the caller. `conditioning`: more keyword
+    arguments of every denoising call, from tasks that steer text-to-image (ControlNet's
+    control image and scale, controlnet.py).
     """
-    device = pipeline._execution_device
+    (outcome,) = run_text_to_image_batch(pipeline, [BatchMember(params, on_progress)], conditioning)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
-    # Step 1: encode the prompts once for all images, without truncation.
-    encoded, encode_s = encode_prompts(pipeline, params)
 
-    images: list[Image.Image] = []
-    denoise_s = decode_s = 0.0
-    for index, seed in enumerate(params.seeds):
-        generator = image_generator(seed)
+@torch.no_grad()
+def run_text_to_image_batch(
+    pipeline: StableDiffusionPipeline | StableDiffusionXLPipeline,
+    members: Sequence[BatchMember],
+    conditioning: Mapping[str, Any] | None = None,
+) -> list[GenerationResult | BaseException]:
+    """Generate the images of several jobs denoised together (pipelines/batching.py): one
+    outcome per member, in order: its result, or the exception that stopped it (its
+    progress callback's). The members share size, steps and guidance scale (the batch
+    rule, task_table.py); their prompts, seeds and image counts are their own.
+    """
+    first = members[0].params
+    outcomes: list[GenerationResult | BaseException | None] = [None] * len(members)
 
-        # Step 2: denoise this image, reporting every step.
-        started = time.perf_counter()
-        latents = pipeline(
-            **encoded.pipeline_kwargs(),
-            height=params.height,
-            width=params.width,
-            num_inference_steps=params.steps,
-            guidance_scale=params.guidance_scale,
-            generator=generator,
-            output_type="latent",
-            callback_on_step_end=step_reporter(on_progress, params, index),
+    # Step 1: encode each job's prompts once for all its images, without truncation.
+    encoded = [encode_prompts(pipeline, member.params) for member in members]
+
+    # Prompts of different lengths cannot share a tensor: one pipeline call per length.
+    for group in equal_shape_groups([encoding for encoding, _ in encoded]):
+        batch = DenoisingBatch(
+            pipeline, [members[i] for i in group], [encoded[i][0] for i in group]
+        )
+
+        # Step 2: denoise every image of the group together, reporting every step.
+        latents = batch.denoise(
+            pipeline,
+            height=first.height,
+            width=first.width,
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance_scale,
             **(conditioning or {}),
-        ).images
-        synchronize(device)
-        denoise_s += time.perf_counter() - started
+        )
+        for index, error in batch.stopped.items():
+            outcomes[group[index]] = error
 
-        # Step 3: decode the latents to an image, as the stock pipeline does.
-        started = time.perf_counter()
-        images += decode_latents(pipeline, latents, generator)
-        decode_s += time.perf_counter() - started
-
-    return GenerationResult(
-        images=images,
-        seeds=params.seeds,
-        params=params,
-        prompt_tokens=encoded.prompt_tokens,
-        chunks=encoded.chunks,
-        encode_s=encode_s,
-        denoise_s=denoise_s,
-        decode_s=decode_s,
-    )
+        # Step 3: decode each job's latents to images, as the stock pipeline does.
+        for index, rows in batch.live_rows(latents) if latents is not None else []:
+            member = batch.members[index]
+            started = time.perf_counter()
+            images = decode_latents(pipeline, rows, batch.member_generators(index)[0])
+            encoding, encode_s = encoded[group[index]]
+            outcomes[group[index]] = GenerationResult(
+                images=images,
+                seeds=member.params.seeds,
+                params=member.params,
+                prompt_tokens=encoding.prompt_tokens,
+                chunks=encoding.chunks,
+                encode_s=encode_s,
+                denoise_s=batch.denoise_s,
+                decode_s=time.perf_counter() - started,
+                batch_size=batch.size,
+            )
+    return finished(outcomes)

@@ -190,7 +190,7 @@ class Timings(_message.Message):
     def __init__(self, created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., encode_s: _Optional[float] = ..., denoise_s: _Optional[float] = ..., decode_s: _Optional[float] = ...) -> None: ...
 
 class JobRecord(_message.Message):
-    __slots__ = ("request", "status", "progress", "images", "timings", "error", "prompt_used", "negative_prompt_used", "model_profile", "model_revision", "worker", "attempts", "source_prompt_used", "edit_method_used", "restore_used")
+    __slots__ = ("request", "status", "progress", "images", "timings", "error", "prompt_used", "negative_prompt_used", "model_profile", "model_revision", "worker", "attempts", "source_prompt_used", "edit_method_used", "restore_used", "batch_size")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
@@ -206,6 +206,7 @@ class JobRecord(_message.Message):
     SOURCE_PROMPT_USED_FIELD_NUMBER: _ClassVar[int]
     EDIT_METHOD_USED_FIELD_NUMBER: _ClassVar[int]
     RESTORE_USED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     request: GenerationRequest
     status: JobStatus
     progress: Progress
@@ -221,4 +222,5 @@ class JobRecord(_message.Message):
     source_prompt_used: str
     edit_method_used: str
     restore_used: str
-    def __init__(self, request: _Optional[_Union[GenerationRequest, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., images: _Optional[_Iterable[_Union[GeneratedImage, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[str] = ..., prompt_used: _Optional[str] = ..., negative_prompt_used: _Optional[str] = ..., model_profile: _Optional[str] = ..., model_revision: _Optional[str] = ..., worker: _Optional[str] = ..., attempts: _Optional[int] = ..., source_prompt_used: _Optional[str] = ..., edit_method_used: _Optional[str] = ..., restore_used: _Optional[str] = ...) -> None: ...
+    batch_size: int
+    def __init__(self, request: _Optional[_Union[GenerationRequest, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., images: _Optional[_Iterable[_Union[GeneratedImage, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., error: _Optional[str] = ..., prompt_used: _Optional[str] = ..., negative_prompt_used: _Optional[str] = ..., model_profile: _Optional[str] = ..., model_revision: _Optional[str] = ..., worker: _Optional[str] = ..., attempts: _Optional[int] = ..., source_prompt_used: _Optional[str] = ..., edit_method_used: _Optional[str] = ..., restore_used: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
