@@ -254,9 +254,9 @@ def test_a_429_is_retried_after_its_retry_after(gateway: HttpService, namespace:
     assert waited >= retry_after * 0.9, (waited, retry_after)
 
     # The budget is spent again; a Retry-After over `max_retry_after` is raised at once.
-    with Client(gateway.url, api_key=key, max_retries=2, max_retry_after=0.1) as hurried:
-        with pytest.raises(RateLimitError):
-            hurried.jobs.list()
+    hurried = Client(gateway.url, api_key=key, max_retries=2, max_retry_after=0.1)
+    with hurried, pytest.raises(RateLimitError):
+        hurried.jobs.list()
 
 
 def test_webhook_helper_verifies_a_real_delivery(
