@@ -171,18 +171,23 @@ def test_inpaint_from_uploads_keeps_every_pixel_outside_the_mask(client: Client)
 
 
 def test_events_show_progress_before_the_terminal_status(client: Client) -> None:
-    job = client.images.create(prompt="a quiet harbour", **tiny(steps=6))
+    # Enough steps that the stream opens while the job still runs.
+    job = client.images.create(prompt="a quiet harbour", **tiny(steps=40))
     events = list(client.jobs.events(job.id))
     updates = [e for e in events if isinstance(e, JobEvent)]
     assert all(isinstance(e, JobEvent | PreviewEvent) for e in events)
     assert updates[-1].event == "status" and updates[-1].job.status == "succeeded"
     assert events[-1] is updates[-1]  # the iterator ends with the terminal status
     before_end = updates[:-1]
-    assert any(u.job.status == "running" and u.job.progress.total == 6 for u in before_end), [
+    assert any(u.job.status == "running" and u.job.progress.total == 40 for u in before_end), [
         (u.event, u.job.status, u.job.progress) for u in events if isinstance(u, JobEvent)
     ]
     steps = [u.job.progress.step for u in updates]
     assert steps == sorted(steps)
+    # The worker's previews (every LLMGA_WORKER_PREVIEW_EVERY = 5 steps), small JPEGs.
+    previews = [e for e in events if isinstance(e, PreviewEvent)]
+    assert previews and all(p.total == 40 and p.image_index == 0 for p in previews)
+    assert client.images.download(previews[0].url)[:2] == b"\xff\xd8"
 
 
 def test_jobs_list_pages_with_cursors_and_filters(client: Client) -> None:
@@ -236,27 +241,32 @@ def test_errors_are_typed_with_status_field_and_reason(client: Client) -> None:
 
 
 def test_a_429_is_retried_after_its_retry_after(gateway: HttpService, namespace: Namespace) -> None:
-    # 2 requests per 2 s: a burst of 2 passes, then one per second.
-    key = create_api_key(namespace, "sdk-limited", "--rate-limit", "2/2")
+    # One request per 3 s: the first passes, the next ones wait their turn.
+    key = create_api_key(namespace, "sdk-limited", "--rate-limit", "1/3")
     with Client(gateway.url, api_key=key, max_retries=0) as impatient:
-        impatient.jobs.list()
         impatient.jobs.list()
         with pytest.raises(RateLimitError) as limited:
             impatient.jobs.list()
     retry_after = limited.value.retry_after
-    assert limited.value.type == "rate_limited" and retry_after is not None and retry_after > 0
+    assert (limited.value.status, limited.value.type) == (429, "rate_limited")
+    assert retry_after is not None and retry_after > 0
 
-    with Client(gateway.url, api_key=key, max_retries=2) as patient:
+    statuses: list[int] = []
+    http = httpx.Client(event_hooks={"response": [lambda r: statuses.append(r.status_code)]})
+    with Client(gateway.url, api_key=key, max_retries=2, http_client=http) as patient:
         started = time.monotonic()
-        page = patient.jobs.list()  # 429 first, then the retry after Retry-After passes
+        page = patient.jobs.list()
         waited = time.monotonic() - started
     assert page.data == []
+    assert statuses == [429, 200]  # refused, then sent again after Retry-After
     assert waited >= retry_after * 0.9, (waited, retry_after)
 
     # The budget is spent again; a Retry-After over `max_retry_after` is raised at once.
     hurried = Client(gateway.url, api_key=key, max_retries=2, max_retry_after=0.1)
+    started = time.monotonic()
     with hurried, pytest.raises(RateLimitError):
         hurried.jobs.list()
+    assert time.monotonic() - started < retry_after
 
 
 def test_webhook_helper_verifies_a_real_delivery(
