@@ -53,8 +53,9 @@ M = TypeVar("M", bound=BaseModel)
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 # Statuses that say "the same request may succeed later" (with Retry-After from the gateway).
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-# The gateway's own bound of one `Prefer: wait` (LLMGA_MAX_WAIT_S default); longer waits loop.
-MAX_WAIT_STEP_S = 60
+# One `Prefer: wait` of `jobs.wait`: within the gateway's bound (LLMGA_MAX_WAIT_S, default
+# 60) with room for a deployment that lowers it; longer waits are several in a row.
+MAX_WAIT_STEP_S = 30
 
 FileInput = bytes | str | os.PathLike[str] | IO[bytes]
 
@@ -130,10 +131,12 @@ def build_request(
     headers: Mapping[str, str] | None = None,
     read_timeout_s: float | None = None,
 ) -> httpx.Request:
-    """A request to the gateway: absolute URL, the key, the client's headers, a timeout."""
+    """A request to the gateway: absolute URL, the key, the client's headers, a timeout.
+    The key goes to the gateway only: an absolute URL elsewhere (an object store's
+    presigned image URL) carries its own authorization and would refuse a second one."""
     url = path if path.startswith(("http://", "https://")) else settings.base_url + path
     all_headers = {"user-agent": f"llmga-client/{__version__}", **settings.headers}
-    if settings.api_key:
+    if settings.api_key and url.startswith(settings.base_url + "/"):
         all_headers["authorization"] = f"Bearer {settings.api_key}"
     all_headers.update(headers or {})
     timeout = httpx.Timeout(settings.timeout_s, read=read_timeout_s or settings.timeout_s)
@@ -307,7 +310,10 @@ def get_job(settings: Settings, job_id: str, wait_s: int | None = None) -> Opera
 
 
 def wait_for_job(
-    settings: Settings, job_id: str, timeout_s: float | None, clock: Callable[[], float]
+    settings: Settings,
+    job_id: str,
+    timeout_s: float | None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Operation[JobView]:
     """The job once terminal: bounded server-side waits in a row, no polling delay. Raise
     JobWaitTimeout after `timeout_s` (None: wait as long as it takes)."""
@@ -349,10 +355,6 @@ def open_job_events(settings: Settings, job_id: str) -> Operation[httpx.Response
     return send(settings, lambda: build_request(settings, "GET", path, headers=headers), True)
 
 
-def monotonic() -> float:
-    return time.monotonic()
-
-
 # ----------------------------------------------------------------------------- streams
 
 
@@ -362,18 +364,26 @@ class ChatStreamParser:
 
     def __init__(self) -> None:
         self._decoder = SSEDecoder()
+        self._result_seen = False
 
     def feed(self, line: str) -> ChatDelta | ChatResponse | None:
         event = self._decoder.feed(line)
         if event is None or event.data == "[DONE]":
             return None
         if event.event == "chat.result":
+            self._result_seen = True
             return ChatResponse.model_validate_json(event.data)
         if event.event == "error":
             raise stream_error(event.data)
         chunk = json.loads(event.data)
         content = chunk["choices"][0]["delta"].get("content") if chunk.get("choices") else None
         return ChatDelta(content=content) if content else None
+
+    def finish(self) -> None:
+        """At the stream's end: a turn cut short (the gateway's stream bound, a shutdown)
+        was not stored, so it is an error, not a quiet end."""
+        if not self._result_seen:
+            raise APIConnectionError("the chat stream ended before the turn's result")
 
 
 def stream_error(data: str) -> StreamError:
@@ -403,10 +413,11 @@ class JobEventFollower:
         event = self._decoder.feed(line)
         if event is None or self.finished:
             return None
+        if event.event not in ("status", "progress", "preview"):
+            return None
+        self._reconnects = 0  # the stream works: count drops in a row only
         if event.event == "preview":
             return PreviewEvent.model_validate_json(event.data)
-        if event.event not in ("status", "progress"):
-            return None
         job = JobView.model_validate_json(event.data)
         self.finished = job.done
         return JobEvent(event="status" if event.event == "status" else "progress", job=job)

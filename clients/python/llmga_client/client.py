@@ -53,7 +53,8 @@ class Client:
     `retry_backoff` seconds; 429, 502, 503 and 504 after their `Retry-After` (not when it
     asks for more than `max_retry_after` seconds: the error is raised at once). `timeout`
     bounds each request (a `wait` adds its seconds). `http_client` replaces the client's
-    own `httpx.Client` (proxies, custom transports); it should follow redirects.
+    own `httpx.Client` (proxies, custom transports; it should follow redirects, and
+    stays yours to close).
     """
 
     def __init__(
@@ -71,6 +72,8 @@ class Client:
         self.settings = Settings.create(
             base_url, api_key, timeout, max_retries, retry_backoff, max_retry_after, headers
         )
+        # A client passed in stays the caller's to close.
+        self._owns_http = http_client is None
         self._http = http_client or httpx.Client(follow_redirects=True)
         self.images = Images(self)
         self.uploads = Uploads(self)
@@ -120,9 +123,11 @@ class Client:
                     yield item
         finally:
             response.close()
+        parser.finish()
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> Self:
         return self
@@ -192,7 +197,7 @@ class Jobs:
         """The job once it has ended (succeeded, failed or canceled); JobWaitTimeout
         after `timeout` seconds (None: no limit)."""
         settings = self._client.settings
-        return self._client.run(_core.wait_for_job(settings, job_id, timeout, _core.monotonic))
+        return self._client.run(_core.wait_for_job(settings, job_id, timeout))
 
     def cancel(self, job_id: str) -> JobView:
         """Cancel a queued or running job (ConflictError if it has already ended)."""
@@ -277,6 +282,7 @@ class AsyncClient:
         self.settings = Settings.create(
             base_url, api_key, timeout, max_retries, retry_backoff, max_retry_after, headers
         )
+        self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(follow_redirects=True)
         self.images = AsyncImages(self)
         self.uploads = AsyncUploads(self)
@@ -325,9 +331,11 @@ class AsyncClient:
                     yield item
         finally:
             await response.aclose()
+        parser.finish()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -390,9 +398,7 @@ class AsyncJobs:
 
     async def wait(self, job_id: str, *, timeout: float | None = None) -> JobView:
         settings = self._client.settings
-        return await self._client.run(
-            _core.wait_for_job(settings, job_id, timeout, _core.monotonic)
-        )
+        return await self._client.run(_core.wait_for_job(settings, job_id, timeout))
 
     async def cancel(self, job_id: str) -> JobView:
         settings = self._client.settings
