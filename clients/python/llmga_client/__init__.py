@@ -8,10 +8,9 @@ with Client("http://127.0.0.1:8000", api_key="llmga_…") as client:
     png = client.images.download(job.images[0])
 """
 
-__version__ = "0.1.0"
-
-from . import webhooks  # noqa: E402
-from .client import (  # noqa: E402
+from . import webhooks
+from ._version import __version__
+from .client import (
     AsyncClient,
     AsyncConversations,
     AsyncImages,
@@ -23,7 +22,7 @@ from .client import (  # noqa: E402
     Jobs,
     Uploads,
 )
-from .errors import (  # noqa: E402
+from .errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
@@ -40,7 +39,7 @@ from .errors import (  # noqa: E402
     UnprocessableEntityError,
     WebhookVerificationError,
 )
-from .models import (  # noqa: E402
+from .models import (
     ChatDelta,
     ChatResponse,
     ControlInput,
@@ -58,6 +57,7 @@ from .models import (  # noqa: E402
 )
 
 __all__ = [
+    "__version__",
     "APIConnectionError",
     "APIStatusError",
     "AsyncClient",

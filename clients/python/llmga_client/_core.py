@@ -21,8 +21,8 @@ from typing import IO, Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from . import __version__
 from ._sse import SSEDecoder
+from ._version import __version__
 from .errors import (
     APIConnectionError,
     JobWaitTimeout,
