@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Every dependency, transitive ones too, at the version the suite passed with: one lock
 # for the tested set (all extras) and one per service image (deploy/lock/README.md).
 LOCK := deploy/lock/dev.txt
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
 MODELS_DIR ?= $(HOME)/.cache/llmga/models
 MLLM_CACHE_DIR ?= $(HOME)/.cache/llmga/mllm
 export LLMGA_MODELS_DIR ?= $(MODELS_DIR)
@@ -20,13 +20,15 @@ PROTOS := $(wildcard proto/llmga/v1/*.proto)
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml clients/python/pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: the CPU build; nothing may pull a CUDA build into CI.
 	$(PY) -m pip install --quiet torch==2.13.0
 	# The lock, then the project itself without resolving anything again.
 	$(PY) -m pip install --quiet -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps -e .
+	# The Python SDK, its own distribution (llmga-client); its dependencies are in the lock.
+	$(PY) -m pip install --quiet --no-deps -e clients/python
 	$(PY) -m pip check
 	@rm -f $(VENV)/.installed-* && touch $@
 
@@ -66,9 +68,11 @@ test-deploy: install  ## lint the Dockerfiles, validate compose and every Kubern
 		tests/unit/test_deploy_k8s.py
 
 lint: install  ## ruff and mypy
-	$(VENV)/bin/ruff check services tests deploy benchmarks
-	$(VENV)/bin/ruff format --check services tests deploy benchmarks
+	$(VENV)/bin/ruff check services tests deploy benchmarks clients/python
+	$(VENV)/bin/ruff format --check services tests deploy benchmarks clients/python
 	$(VENV)/bin/mypy services deploy benchmarks tests
+	# The SDK on its own terms: strict, as a package people type-check their code against.
+	$(VENV)/bin/mypy --strict clients/python/llmga_client
 
 bench: models  ## serving overhead vs. in-process baselines, batching across jobs, the gateway alone
 	$(PY) -m benchmarks.bench_serving

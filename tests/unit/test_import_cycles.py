@@ -1,4 +1,5 @@
-"""No import circle among the modules under services/ (tests/support/import_cycles.py)."""
+"""No import circle among the modules under services/, nor in the Python SDK
+(clients/python/llmga_client); the checker is tests/support/import_cycles.py."""
 
 from __future__ import annotations
 
@@ -71,5 +72,12 @@ def test_no_import_cycles_in_services() -> None:
     graph = import_graph(REPO_ROOT / "services")
     # The resolver sees the real imports (an empty graph would pass trivially).
     assert "services.gateway.state" in graph["services.gateway.app"]
+    cycles = find_cycles(graph)
+    assert not cycles, "import cycles (break them, e.g. move the shared code):\n" + describe(cycles)
+
+
+def test_no_import_cycles_in_the_python_sdk() -> None:
+    graph = import_graph(REPO_ROOT / "clients" / "python" / "llmga_client")
+    assert "llmga_client._core" in graph["llmga_client.client"]
     cycles = find_cycles(graph)
     assert not cycles, "import cycles (break them, e.g. move the shared code):\n" + describe(cycles)
