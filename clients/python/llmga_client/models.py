@@ -109,6 +109,7 @@ class ChatRequest(_Request):
     control: ControlInput | None = None
     conversation_id: str | None = None
     edit_method: EditMethod | None = None
+    generate: bool | None = None
     guidance_scale: float | None = None
     height: int | None = None
     images: list[ImageInput] = Field(default_factory=list)
@@ -178,6 +179,7 @@ class UploadResponse(_Response):
 class JobView(_Response):
     """A job (`GET /v1/jobs/{id}`): status, progress, and its images once succeeded."""
 
+    batch_size: int | None = None
     control: ControlInput | None = None
     conversation_id: str | None = None
     created_at: float

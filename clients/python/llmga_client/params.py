@@ -49,6 +49,7 @@ class ChatFields(TypedDict, total=False):
     control: ControlInput | None
     conversation_id: str | None
     edit_method: EditMethod | None
+    generate: bool | None
     guidance_scale: float | None
     height: int | None
     images: list[ImageInput]
