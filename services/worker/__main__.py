@@ -23,6 +23,7 @@ from services.common.blob_stores import open_blob_store
 from services.common.job_store import JobStore
 from services.common.logs import configure_logging
 from services.common.redis_keys import RedisKeys
+from services.common.tenant_slots import TenantSlots
 from services.common.workers import WorkerRegistry
 from services.worker import metrics
 from services.worker.celery_app import create_app
@@ -79,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     # Step 2: the stores jobs are recorded in, and the task bound to them.
     client = redis.Redis.from_url(settings.redis_url, decode_responses=False)
     keys = RedisKeys(settings.key_prefix)
+    broker = (
+        client
+        if settings.effective_broker_url == settings.redis_url
+        else redis.Redis.from_url(settings.effective_broker_url, decode_responses=False)
+    )
     runner = GenerationRunner(
         models=models,
         jobs=JobStore(client, keys, settings.job_ttl_s),
@@ -94,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             settings.preview_every,
             settings.preview_ttl_s,
         ),
+        slots=TenantSlots(
+            broker, keys, settings.queue_name, settings.tenant_max_in_flight, settings.job_ttl_s
+        )
+        if settings.tenant_max_in_flight
+        else None,
     )
     app = create_app(settings)
     register_tasks(app, runner)
