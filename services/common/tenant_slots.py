@@ -165,6 +165,18 @@ class AsyncTenantSlots:
         )
         return int(queued)
 
+    async def held_positions(self, tenant: str, job_ids: list[str]) -> dict[str, int]:
+        """Where each of the tenant's held jobs among `job_ids` waits: how many queued
+        messages and earlier held jobs of the tenant are ahead of it (others' jobs that
+        arrive meanwhile may go ahead too). Jobs not held are left out."""
+        keys = self._slots.keys
+        async with self._broker.pipeline(transaction=False) as pipe:
+            pipe.llen(self._slots.queue_name)
+            pipe.lrange(keys.tenant_held(tenant), 0, -1)
+            waiting, held = await pipe.execute()
+        index = {job_id.decode(): i for i, job_id in enumerate(held)}
+        return {job_id: int(waiting) + index[job_id] for job_id in job_ids if job_id in index}
+
     async def held(self) -> int:
         """Jobs held back, all tenants together (part of the queue depth)."""
         keys = self._slots.keys

@@ -29,6 +29,7 @@ from services.worker import metrics
 from services.worker.celery_app import create_app
 from services.worker.diffrir.tiling import Tiling
 from services.worker.loading import load_models, resolve_device, resolve_dtype
+from services.worker.optimisations import Optimisations, warm_up
 from services.worker.previews import PreviewWriter
 from services.worker.profiles import ModelProfile, get_profile, local_sources
 from services.worker.settings import WorkerSettings
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             allocated=lambda: float(torch.cuda.memory_allocated(index)),
             reserved=lambda: float(torch.cuda.memory_reserved(index)),
         )
+    optimisations = Optimisations.from_settings(settings, device)
+    logger.info("pipeline optimisations: %s", optimisations.describe())
     models = load_models(
         profile,
         settings.models_dir,
@@ -75,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         components=models_needed(TASKS),  # every task of the table the profile can serve
         diffrir_weights=settings.diffrir_weights,
         diffrir_tiling=Tiling(settings.diffrir_tile, settings.diffrir_tile_overlap),
+        optimisations=optimisations,
     )
+    if optimisations.compile_unet:
+        # Compile now, on the profile's default size, so readiness means "fast now".
+        warm_up(models.text_to_image, profile.width, profile.height, profile.guidance_scale)
 
     # Step 2: the stores jobs are recorded in, and the task bound to them.
     client = redis.Redis.from_url(settings.redis_url, decode_responses=False)

@@ -88,6 +88,7 @@ def test_one_tenants_backlog_does_not_starve_another(
         assert redis_client.scard(keys.tenant_in_flight("tenant-a")) <= CAP
         last = a.get(f"/v1/jobs/{backlog[-1]}").json()
         assert last["status"] == "queued"
+        assert last["queue_position"] > CAP  # behind A's queued and earlier held jobs
         assert _queue_depth(a) >= held
 
         # Canceling a held job drops it from the hold: it never runs.

@@ -186,7 +186,10 @@ async def with_queue_positions(
     if not queued:
         return views
     try:
-        positions = await state.queue.positions([view.id for view in queued])
+        ids = [view.id for view in queued]
+        positions = await state.queue.positions(ids)
+        if state.slots is not None:  # held back by the tenant's cap: not in the queue yet
+            positions |= await state.slots.held_positions(tenant, ids)
         # Nothing ahead: the estimate is 0 whatever the run time.
         run_s = await mean_run_s(state, tenant) if any(positions.values()) else 0.0
     except redis.RedisError as exc:
