@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import platform
 import statistics
 import tempfile
@@ -91,6 +92,9 @@ class Case:
     steps: int
     guidance_scale: float
     batches: tuple[int, ...]
+    # Whether the setting sweep and the torch.compile rows run for this case (they take
+    # most of a GPU run's time: SDXL's would not fit the time plan, benchmarks/README.md).
+    extras: bool = False
 
     @property
     def label(self) -> str:
@@ -98,7 +102,7 @@ class Case:
 
 
 GPU_CASES = (
-    Case("sd15", 512, 512, 25, 7.5, (1, 2, 4, 8, 16)),
+    Case("sd15", 512, 512, 25, 7.5, (1, 2, 4, 8, 16), extras=True),
     Case("sdxl", 1024, 1024, 20, 5.0, (1, 2, 4, 8, 16)),
 )
 # Small enough for CI on a shared 2-core machine (about a minute, most of it building and
@@ -325,6 +329,18 @@ class Plan:
     warmups: int
     # False: the stock row's time is that of the FLOP-counting call (saves a run on CPU).
     time_stock_separately: bool
+    # Seconds into the run after which the optional rows (sweep, compile) are skipped.
+    deadline_s: float
+    started: float = field(default_factory=time.perf_counter)
+
+    def extras_for(self, case: Case) -> bool:
+        """Whether `case`'s sweep and compile rows still fit the time plan."""
+        if not case.extras:
+            return False
+        if time.perf_counter() - self.started > self.deadline_s:
+            print(f"past {self.deadline_s:.0f} s: skipping the sweep and compile rows")
+            return False
+        return True
 
 
 def measure_case(plan: Plan, case: Case, report: Report, tokenizers: Tokenizers) -> list[Row]:
@@ -375,6 +391,8 @@ def measure_case(plan: Plan, case: Case, report: Report, tokenizers: Tokenizers)
     _free(device)
 
     for name, (options, dtype) in plan.sweep.items():
+        if not plan.extras_for(case):
+            break
         variant = build(case.model, device, dtype, tokenizers)
         optimise_pipelines([variant], options)
         label = f"{options.describe()} {str(dtype).removeprefix('torch.')}"
@@ -383,7 +401,7 @@ def measure_case(plan: Plan, case: Case, report: Report, tokenizers: Tokenizers)
         del variant
         _free(device)
 
-    if plan.compile_batches:
+    if plan.compile_batches and plan.extras_for(case):
         compiled = build(case.model, device, plan.dtype, tokenizers)
         options = dataclasses.replace(plan.defaults, compile_unet=True)
         optimise_pipelines([compiled], options)
@@ -404,7 +422,7 @@ def _free(device: torch.device) -> None:
 
 def print_header() -> None:
     print(
-        f"{'path':<22} {'batch':>5} {'latency s':>10} {'img/s':>8} {'x stock':>8} "
+        f"{'path':<28} {'batch':>5} {'latency s':>10} {'img/s':>8} {'x stock':>8} "
         f"{'peak GiB':>9} {'TFLOP/img':>10} {'MFU paper':>10} {'MFU mm':>7} {'warm-up s':>9}"
         "  settings"
     )
@@ -414,7 +432,7 @@ def print_row(row: Row) -> None:
     peak = "-" if row.peak_memory_gib is None else f"{row.peak_memory_gib:.2f}"
     mfu = "-" if row.mfu_paper is None else f"{row.mfu_paper:.1%}"
     print(
-        f"{row.path:<22} {row.batch:>5} {row.latency_s:>10.3f} {row.images_per_s:>8.2f} "
+        f"{row.path:<28} {row.batch:>5} {row.latency_s:>10.3f} {row.images_per_s:>8.2f} "
         f"{row.speedup_vs_stock:>8.2f} {peak:>9} {row.tflop_per_image:>10.3f} {mfu:>10} "
         f"{row.mfu_matmul:>7.1%} {row.warmup_s:>9.1f}  {row.settings}",
         flush=True,
@@ -434,6 +452,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--compile-batches", default="", help="batches of the torch.compile rows; none: skip"
     )
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=0,
+        help="skip the sweep and compile rows after this many seconds (CUDA default 330)",
+    )
+    parser.add_argument("--extras-for", default="", help="models with sweep/compile rows")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
     return parser.parse_args(argv)
 
@@ -450,6 +475,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
             case.model: case for case in cases
         }
         cases = tuple(known[name] for name in wanted)
+    if args.extras_for:
+        extras = set(args.extras_for.split(","))
+        cases = tuple(dataclasses.replace(case, extras=case.model in extras) for case in cases)
     if args.batches:
         batches = tuple(int(b) for b in args.batches.split(","))
         cases = tuple(dataclasses.replace(case, batches=batches) for case in cases)
@@ -493,6 +521,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         # CPU: no warm-up (the FLOP count runs the stock call once before it anyway).
         warmups=1 if cuda else 0,
         time_stock_separately=cuda,
+        deadline_s=args.deadline_s or (330 if cuda else math.inf),
     )
 
 
@@ -524,10 +553,9 @@ def main(argv: list[str] | None = None) -> None:
         tokenizers = Tokenizers.build(Path(directory))
     for case in plan.cases:
         report.cases[case.label] = measure_case(plan, case, report, tokenizers)
+        if args.json is not None:  # after every case: a run stopped later keeps these
+            args.json.write_text(json.dumps(dataclasses.asdict(report), indent=2))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
-    if args.json is not None:
-        args.json.write_text(json.dumps(dataclasses.asdict(report), indent=2))
-        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":
