@@ -140,6 +140,8 @@ class Report:
     matmul_tflops: float
     paper_peak_tflops: float | None
     cases: dict[str, list[Row]] = field(default_factory=dict)
+    # model -> component -> GiB of its parameters in the run's dtype
+    weights_gib: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- models
@@ -296,6 +298,17 @@ def timed(device: torch.device, run: Callable[[], Any], repeats: int, warmups: i
         return statistics.median(times), peak(), first
 
 
+def weight_bytes(pipeline: Any) -> dict[str, int]:
+    """Bytes of each network's parameters (UNet, VAE, text encoders) as loaded."""
+    names = ("unet", "vae", "text_encoder", "text_encoder_2")
+    modules = {name: getattr(pipeline, name, None) for name in names}
+    return {
+        name: sum(p.numel() * p.element_size() for p in module.parameters())
+        for name, module in modules.items()
+        if module is not None
+    }
+
+
 def count_stock(pipeline: Any, case: Case) -> tuple[float, float]:
     """TFLOPs of one stock call for one image (everything it runs), counted by torch, and
     the seconds that call took."""
@@ -349,7 +362,14 @@ def measure_case(plan: Plan, case: Case, report: Report, tokenizers: Tokenizers)
     rows: list[Row] = []
     started = time.perf_counter()
     pipeline = build(case.model, device, plan.dtype, tokenizers)
-    print(f"\n{case.label}: built in {time.perf_counter() - started:.1f} s")
+    weights = weight_bytes(pipeline)
+    print(
+        f"\n{case.label}: built in {time.perf_counter() - started:.1f} s; weights "
+        + ", ".join(f"{name} {size / 2**30:.2f} GiB" for name, size in weights.items())
+    )
+    report.weights_gib[case.model] = {
+        name: round(size / 2**30, 3) for name, size in weights.items()
+    }
     tflop, counted_s = count_stock(pipeline, case)
 
     def row(path: str, settings: str, batch: int, measured: Measurement) -> Row:
