@@ -142,6 +142,8 @@ class Report:
     cases: dict[str, list[Row]] = field(default_factory=dict)
     # model -> component -> GiB of its parameters in the run's dtype
     weights_gib: dict[str, dict[str, float]] = field(default_factory=dict)
+    # "<case>: <path> batch <n>" for each configuration that ran out of GPU memory
+    out_of_memory: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- models
@@ -372,6 +374,16 @@ def measure_case(plan: Plan, case: Case, report: Report, tokenizers: Tokenizers)
     }
     tflop, counted_s = count_stock(pipeline, case)
 
+    def attempt(path: str, batch: int, run: Callable[[], Any], warmups: int) -> Measurement | None:
+        """`timed`, or None (noted in the report) when the batch does not fit in memory."""
+        try:
+            return timed(device, run, plan.repeats, warmups)
+        except torch.OutOfMemoryError:
+            _free(device)
+            print(f"{path:<28} {batch:>5} out of memory", flush=True)
+            report.out_of_memory.append(f"{case.label}: {path} batch {batch}")
+            return None
+
     def row(path: str, settings: str, batch: int, measured: Measurement) -> Row:
         latency, peak, first = measured
         throughput = batch / latency
@@ -406,7 +418,10 @@ def measure_case(plan: Plan, case: Case, report: Report, tokenizers: Tokenizers)
     optimise_pipelines([pipeline], plan.defaults)
     for batch in case.batches:
         run = partial(run_ours, pipeline, case, batch)
-        row("ours", plan.defaults.describe(), batch, timed(device, run, plan.repeats, plan.warmups))
+        measured = attempt("ours", batch, run, plan.warmups)
+        if measured is None:
+            break  # larger batches need more
+        row("ours", plan.defaults.describe(), batch, measured)
     del pipeline
     _free(device)
 
@@ -417,7 +432,8 @@ def measure_case(plan: Plan, case: Case, report: Report, tokenizers: Tokenizers)
         optimise_pipelines([variant], options)
         label = f"{options.describe()} {str(dtype).removeprefix('torch.')}"
         run = partial(run_ours, variant, case, 1)
-        row(f"setting:{name}", label, 1, timed(device, run, plan.repeats, plan.warmups))
+        if (measured := attempt(f"setting:{name}", 1, run, plan.warmups)) is not None:
+            row(f"setting:{name}", label, 1, measured)
         del variant
         _free(device)
 
@@ -429,7 +445,8 @@ def measure_case(plan: Plan, case: Case, report: Report, tokenizers: Tokenizers)
             # The first warm-up compiles (dynamic=False: once per batch size).
             warmups = max(plan.warmups, 2)
             run = partial(run_ours, compiled, case, batch)
-            row("compiled", options.describe(), batch, timed(device, run, plan.repeats, warmups))
+            if (measured := attempt("compiled", batch, run, warmups)) is not None:
+                row("compiled", options.describe(), batch, measured)
         del compiled
         _free(device)
     return rows
