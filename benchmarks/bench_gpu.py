@@ -105,7 +105,7 @@ GPU_CASES = (
     Case("sd15", 512, 512, 25, 7.5, (1, 2, 4, 8, 16), extras=True),
     Case("sdxl", 1024, 1024, 20, 5.0, (1, 2, 4, 8, 16)),
 )
-# Small enough for CI on a shared 2-core machine (about a minute, most of it building and
+# Small enough for CI on a shared 2-core machine (about 30 s, most of it building and
 # running the full-size SD 1.5 at 64², whose every layer runs as at 512²).
 CPU_CASES = (
     Case("tiny", 64, 64, 4, 7.5, (1, 2)),
@@ -311,13 +311,11 @@ def weight_bytes(pipeline: Any) -> dict[str, int]:
     }
 
 
-def count_stock(pipeline: Any, case: Case) -> tuple[float, float]:
-    """TFLOPs of one stock call for one image (everything it runs), counted by torch, and
-    the seconds that call took."""
-    started = time.perf_counter()
+def count_flops(pipeline: Any, case: Case) -> float:
+    """TFLOPs of one stock call for one image (everything it runs), counted by torch."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         run_stock(pipeline, case)
-    return counter.get_total_flops() / 1e12, time.perf_counter() - started
+    return counter.get_total_flops() / 1e12
 
 
 def matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
@@ -342,8 +340,6 @@ class Plan:
     compile_batches: tuple[int, ...]
     repeats: int
     warmups: int
-    # False: the stock row's time is that of the FLOP-counting call (saves a run on CPU).
-    time_stock_separately: bool
     # Seconds into the run after which the optional rows (sweep, compile) are skipped.
     deadline_s: float
     started: float = field(default_factory=time.perf_counter)
@@ -372,7 +368,7 @@ def measure_case(plan: Plan, case: Case, report: Report, tokenizers: Tokenizers)
     report.weights_gib[case.model] = {
         name: round(size / 2**30, 3) for name, size in weights.items()
     }
-    tflop, counted_s = count_stock(pipeline, case)
+    tflop = count_flops(pipeline, case)
 
     def attempt(path: str, batch: int, run: Callable[[], Any], warmups: int) -> Measurement | None:
         """`timed`, or None (noted in the report) when the batch does not fit in memory."""
@@ -410,10 +406,7 @@ def measure_case(plan: Plan, case: Case, report: Report, tokenizers: Tokenizers)
         return result
 
     print_header()
-    if plan.time_stock_separately:
-        stock = timed(device, partial(run_stock, pipeline, case), plan.repeats, plan.warmups)
-    else:  # the counted call is the measurement (CPU: the counter's overhead is small)
-        stock = (counted_s, None, 0.0)
+    stock = timed(device, partial(run_stock, pipeline, case), plan.repeats, plan.warmups)
     row("stock", "diffusers defaults", 1, stock)
     optimise_pipelines([pipeline], plan.defaults)
     for batch in case.batches:
@@ -555,9 +548,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         sweep=sweep,
         compile_batches=compile_batches,
         repeats=args.repeats or (3 if cuda else 1),
-        # CPU: no warm-up (the FLOP count runs the stock call once before it anyway).
-        warmups=1 if cuda else 0,
-        time_stock_separately=cuda,
+        warmups=1,
         deadline_s=args.deadline_s or (330 if cuda else math.inf),
     )
 
@@ -567,6 +558,10 @@ def main(argv: list[str] | None = None) -> None:
     diffusers_logging.set_verbosity_error()
     transformers_logging.set_verbosity_error()
     plan = make_plan(args)
+    if plan.device.type == "cpu":
+        # One thread, as bench_serving: on a small shared CPU two threads fighting other
+        # processes are many times slower than one.
+        torch.set_num_threads(1)
     name = (
         torch.cuda.get_device_name(plan.device)
         if plan.device.type == "cuda"
