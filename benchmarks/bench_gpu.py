@@ -518,6 +518,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         "no-channels-last": (dataclasses.replace(defaults, channels_last=False), dtype),
         "channels-last": (dataclasses.replace(defaults, channels_last=True), dtype),
         "fused-qkv": (dataclasses.replace(defaults, fuse_qkv=True), dtype),
+        # Changes the images (docs/worker.md): measured for its speed only.
+        "feature-reuse-3": (dataclasses.replace(defaults, feature_reuse_interval=3), dtype),
         "bfloat16": (defaults, torch.bfloat16),
         "bfloat16-vae-float32": (
             dataclasses.replace(defaults, vae_dtype=torch.float32),

@@ -15,7 +15,9 @@ its own (`benchmarks/bench_gpu.py --only`):
   key + value of cross-attention), diffusers' `fuse_qkv_projections`;
 - `compile_unet`: `torch.compile` the UNet, then warm it up at start-up on the profile's
   default size so the first job does not pay the compilation. Another size or batch
-  compiles once more on first use.
+  compiles once more on first use;
+- `feature_reuse_interval`: DeepCache-style reuse of the UNet's deep features between
+  full steps (feature_reuse.py); off by default: it changes the images.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import torch
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
+from services.worker.feature_reuse import FeatureReuse
 from services.worker.settings import Attention, CompileMode, WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,13 @@ class Optimisations:
     compile_mode: CompileMode = "default"
     # torch.compile's backend: `inductor` generates kernels; `eager` only traces (tests).
     compile_backend: str = "inductor"
+    # 0: off; N >= 2: the whole UNet every N steps, its shallow blocks only in between.
+    feature_reuse_interval: int = 0
+
+    def __post_init__(self) -> None:
+        if self.compile_unet and self.feature_reuse_interval:
+            # The reuse switches Python-side per step: a compiled graph would bake one in.
+            raise ValueError("feature reuse and torch.compile of the UNet do not combine")
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings, device: torch.device) -> Optimisations:
@@ -62,6 +72,10 @@ class Optimisations:
             fuse_qkv=settings.fuse_qkv,
             compile_unet=settings.compile_unet,
             compile_mode=settings.compile_mode,
+            # 1 would run every step whole: the same as off.
+            feature_reuse_interval=settings.feature_reuse_interval
+            if settings.feature_reuse_interval > 1
+            else 0,
         )
 
     def describe(self) -> str:
@@ -75,6 +89,8 @@ class Optimisations:
             parts.append("fused_qkv")
         if self.compile_unet:
             parts.append(f"compile({self.compile_mode},{self.compile_backend})")
+        if self.feature_reuse_interval:
+            parts.append(f"feature_reuse={self.feature_reuse_interval}")
         return " ".join(parts)
 
 
@@ -99,6 +115,9 @@ def optimise_pipelines(pipelines: list[Any], options: Optimisations) -> None:
     if options.channels_last:
         for module in (*networks, *vaes):
             module.to(memory_format=torch.channels_last)
+    if options.feature_reuse_interval:
+        for unet in _distinct([p.unet for p in pipelines]):
+            FeatureReuse(unet, options.feature_reuse_interval)
     if options.compile_unet:
         for unet in _distinct([p.unet for p in pipelines]):
             # In place (nn.Module.compile): every pipeline holding the UNet runs it compiled.

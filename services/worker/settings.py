@@ -92,6 +92,14 @@ class WorkerSettings(StateSettings):
         description="torch.compile mode of the UNet (`max-autotune-no-cudagraphs`: faster "
         "kernels, minutes more warm-up).",
     )
+    feature_reuse_interval: int = Field(
+        default=0,
+        ge=0,
+        validation_alias=_env("feature_reuse_interval"),
+        description="DeepCache-style feature reuse: the whole UNet every N denoising steps, "
+        "its shallowest blocks only in between (faster, the images change); 0 or 1: off. "
+        "Not with compile_unet.",
+    )
     name: str = Field(
         default="",
         validation_alias=_env("name"),
@@ -187,6 +195,12 @@ class WorkerSettings(StateSettings):
                 f"diffrir_tile_overlap ({self.diffrir_tile_overlap}) must be less than "
                 f"diffrir_tile ({self.diffrir_tile})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _reuse_or_compile(self) -> WorkerSettings:
+        if self.compile_unet and self.feature_reuse_interval > 1:
+            raise ValueError("feature_reuse_interval and compile_unet do not combine")
         return self
 
     @model_validator(mode="after")
