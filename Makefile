@@ -15,7 +15,7 @@ export LLMGA_MLLM_CACHE_DIR ?= $(MLLM_CACHE_DIR)
 PROTOS := $(wildcard proto/llmga/v1/*.proto)
 
 .PHONY: install lock models run test test-unit test-deploy lint proto bench bench-gateway bench-edit \
-    load clean help
+    bench-gpu bench-fairness load clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -83,6 +83,15 @@ bench: models  ## serving overhead vs. in-process baselines, batching across job
 BENCH_GATEWAY_ARGS ?=
 bench-gateway: install  ## gateway submit throughput (wrk) vs. a bare app; reads under slow chats
 	$(PY) -m benchmarks.bench_gateway $(BENCH_GATEWAY_ARGS)
+
+# CUDA: SD 1.5 512² x 25 steps and SDXL 1024² x 20 steps at full size (random weights) vs
+# stock diffusers; without CUDA the CPU mode (tiny models, SD 1.5 at 64²). benchmarks/README.md
+BENCH_GPU_ARGS ?=
+bench-gpu: install  ## images/s, latency, peak memory, MFU at batch 1-16 vs diffusers (CPU mode without CUDA)
+	$(PY) -m benchmarks.bench_gpu $(BENCH_GPU_ARGS)
+
+bench-fairness: models  ## tenant B's wait behind tenant A's backlog, with and without the per-tenant cap
+	$(PY) -m benchmarks.bench_fairness
 
 bench-edit: models  ## the two editing methods compared on the tiny model (docs/worker.md)
 	$(PY) -m benchmarks.edit_comparison

@@ -81,6 +81,27 @@ class RedisKeys:
         """Images queued by a tenant on one UTC day (`YYYYMMDD`)."""
         return f"{self.prefix}:{tenant}:quota:images:{day}"
 
+    def tenant_in_flight(self, tenant: str) -> str:
+        """Set (on the broker): the tenant's job ids admitted to the queue and not yet
+        released, queued or running (services/common/tenant_slots.py); its TTL the job
+        TTL from the newest admission."""
+        return f"{self.prefix}:{tenant}:in-flight"
+
+    def tenant_held(self, tenant: str) -> str:
+        """List (on the broker): the tenant's job ids held back beyond its in-flight cap,
+        oldest first; its TTL the job TTL from the newest."""
+        return f"{self.prefix}:{tenant}:held"
+
+    def tenant_held_messages(self, tenant: str) -> str:
+        """Hash (on the broker): held job id -> its task message, pushed unchanged onto the
+        queue when the job is admitted."""
+        return f"{self.prefix}:{tenant}:held-messages"
+
+    def tenants_holding(self) -> str:
+        """Set (on the broker): the tenants with held jobs (their held lists are summed
+        into the queue depth)."""
+        return f"{self.prefix}:tenants-holding"
+
     def workers(self) -> str:
         """Sorted set: worker name -> last heartbeat (Unix seconds)."""
         return f"{self.prefix}:workers"

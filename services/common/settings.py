@@ -34,6 +34,15 @@ class StateSettings(BaseSettings):
         gt=0,
         description="How long conversations are kept after their last turn.",
     )
+    tenant_max_in_flight: int = Field(
+        default=4,
+        ge=0,
+        description="Most jobs of one tenant in the generation queue at once, waiting or "
+        "running; its further jobs are held back (still `queued` to clients) and admitted "
+        "one per ended job, so one tenant's backlog cannot starve another's job (docs/jobs.md, "
+        "Fairness between tenants). Set the same on the gateway and the workers; about the "
+        "workers' total batch capacity x 2. 0: no cap (one FIFO queue).",
+    )
 
     blob_store: Literal["redis", "s3"] = Field(
         default="redis",

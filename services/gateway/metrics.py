@@ -41,7 +41,8 @@ class GatewayMetrics:
         # Read from the broker at every scrape (the /metrics route sets it).
         self.queue_depth = Gauge(
             "llmga_gateway_queue_depth",
-            "Jobs in the generation queue: waiting plus delivered but not acknowledged.",
+            "Jobs in the generation queue: waiting, delivered but not acknowledged, and "
+            "held back by the per-tenant cap.",
             registry=self.registry,
         )
         self.mllm_tokens = Counter(

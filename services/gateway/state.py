@@ -14,6 +14,7 @@ from services.common.blob_store import AsyncBlobStore
 from services.common.blob_stores import open_async_blob_store
 from services.common.job_store import AsyncJobStore
 from services.common.redis_keys import RedisKeys
+from services.common.tenant_slots import AsyncTenantSlots
 from services.common.workers import AsyncWorkerRegistry
 from services.gateway.http.backpressure import QueueDepth
 from services.gateway.http.idempotency import IdempotencyStore
@@ -72,6 +73,8 @@ class GatewayState:
     quota: ImageQuota
     # says whether a chat turn asks for an image (docs/router.md)
     router: NaiveBayes
+    # The per-tenant in-flight cap (LLMGA_TENANT_MAX_IN_FLIGHT); None when off.
+    slots: AsyncTenantSlots | None = None
 
     @property
     def image_limits(self) -> ImageLimits:
@@ -118,7 +121,15 @@ class GatewayState:
             )
         )
         quota = ImageQuota(client, keys, settings.quota_images_per_day, metrics)
-        publisher = TaskPublisher(producer, broker, settings.queue_name)
+        # On the broker: admission and the queue push are one script there.
+        slots = (
+            AsyncTenantSlots(
+                broker, keys, settings.queue_name, settings.tenant_max_in_flight, settings.job_ttl_s
+            )
+            if settings.tenant_max_in_flight
+            else None
+        )
+        publisher = TaskPublisher(producer, broker, settings.queue_name, slots)
         return cls(
             settings=settings,
             metrics=metrics,
@@ -149,11 +160,12 @@ class GatewayState:
                 # A claim outlives the longest request (mllm call + wait), then lapses.
                 pending_ttl_s=int(settings.mllm_timeout_s + settings.max_wait_s) + 60,
             ),
-            queue=QueueDepth(broker, settings.queue_name, settings.queue_depth_refresh_s),
+            queue=QueueDepth(broker, settings.queue_name, settings.queue_depth_refresh_s, slots),
             rate_limiter=RequestRateLimiter(
                 client, keys, settings.rate_limit_requests, settings.rate_limit_window_s
             ),
             quota=quota,
+            slots=slots,
         )
 
     async def close(self) -> None:

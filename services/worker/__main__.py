@@ -25,12 +25,14 @@ from services.common.blob_stores import open_blob_store
 from services.common.job_store import JobStore
 from services.common.logs import configure_logging
 from services.common.redis_keys import RedisKeys
+from services.common.tenant_slots import TenantSlots
 from services.common.workers import WorkerRegistry
 from services.worker import metrics
 from services.worker.batching import BatchScheduler
 from services.worker.celery_app import create_app
 from services.worker.diffrir.tiling import Tiling
 from services.worker.loading import load_models, resolve_device, resolve_dtype
+from services.worker.optimisations import Optimisations, warm_up
 from services.worker.previews import PreviewWriter
 from services.worker.profiles import ModelProfile, get_profile, local_sources
 from services.worker.settings import WorkerSettings
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             allocated=lambda: float(torch.cuda.memory_allocated(index)),
             reserved=lambda: float(torch.cuda.memory_reserved(index)),
         )
+    optimisations = Optimisations.from_settings(settings, device)
+    logger.info("pipeline optimisations: %s", optimisations.describe())
     models = load_models(
         profile,
         settings.models_dir,
@@ -77,11 +81,20 @@ def main(argv: list[str] | None = None) -> int:
         components=models_needed(TASKS),  # every task of the table the profile can serve
         diffrir_weights=settings.diffrir_weights,
         diffrir_tiling=Tiling(settings.diffrir_tile, settings.diffrir_tile_overlap),
+        optimisations=optimisations,
     )
+    if optimisations.compile_unet:
+        # Compile now, on the profile's default size, so readiness means "fast now".
+        warm_up(models.text_to_image, profile.width, profile.height, profile.guidance_scale)
 
     # Step 2: the stores jobs are recorded in, and the task bound to them.
     client = redis.Redis.from_url(settings.redis_url, decode_responses=False)
     keys = RedisKeys(settings.key_prefix)
+    broker = (
+        client
+        if settings.effective_broker_url == settings.redis_url
+        else redis.Redis.from_url(settings.effective_broker_url, decode_responses=False)
+    )
     runner = GenerationRunner(
         models=models,
         jobs=JobStore(client, keys, settings.job_ttl_s),
@@ -97,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             settings.preview_every,
             settings.preview_ttl_s,
         ),
+        slots=TenantSlots(
+            broker, keys, settings.queue_name, settings.tenant_max_in_flight, settings.job_ttl_s
+        )
+        if settings.tenant_max_in_flight
+        else None,
     )
     if settings.max_batch > 1:
         runner.batches = BatchScheduler(settings.batch_window_s(device.type), settings.max_batch)

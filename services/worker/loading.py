@@ -31,6 +31,7 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpain
 from services.worker.diffrir.restorer import DiffRIRRestorer
 from services.worker.diffrir.tiling import Tiling
 from services.worker.metrics import MODEL_LOAD_SECONDS
+from services.worker.optimisations import Optimisations, optimise_pipelines
 from services.worker.profiles import ModelProfile, ModelSource, tiny_revision
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ def load_models(
     components: Collection[Component] = (),
     diffrir_weights: Path | None = None,
     diffrir_tiling: Tiling | None = None,
+    optimisations: Optimisations | None = None,
 ) -> LoadedModels:
     """Load the profile's text-to-image pipeline and those of `components` the profile has
     (the worker asks for what its tasks need, `task_table.models_needed`; text-to-image
@@ -192,6 +194,7 @@ def load_models(
     `revision_override` pins the text-to-image repository; the inpainting checkpoint is a
     different repository and keeps the profile's own pin. With `diffrir_weights`, the
     DiffRIR restorer is loaded too (tiled as `diffrir_tiling`, default `Tiling()`).
+    `optimisations` (optimisations.py) are applied to every diffusion pipeline loaded.
     """
     classes = PIPELINE_CLASSES[profile.architecture]
     text_to_image, revision = load_pipeline(
@@ -225,6 +228,9 @@ def load_models(
             requires_safety_checker=False,
         )
         editing.set_progress_bar_config(disable=True)
+    if optimisations is not None:
+        loaded = [text_to_image, inpaint_pipeline, controlnet_pipeline, editing]
+        optimise_pipelines([p for p in loaded if p is not None], optimisations)
     return LoadedModels(
         profile=profile,
         text_to_image=text_to_image,  # type: ignore[arg-type]

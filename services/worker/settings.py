@@ -21,6 +21,8 @@ from services.common.settings import StateSettings
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 GPU_BATCH_WINDOW_MS = 5.0
 CPU_BATCH_WINDOW_MS = 50.0
+Attention = Literal["sdpa", "eager"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 
 
 def _env(name: str) -> AliasChoices:
@@ -54,6 +56,51 @@ class WorkerSettings(StateSettings):
         default="auto",
         validation_alias=_env("dtype"),
         description="`auto`: float16 on cuda, float32 on cpu.",
+    )
+    # GPU path (services/worker/optimisations.py, docs/worker.md "GPU path settings").
+    attention: Attention = Field(
+        default="sdpa",
+        validation_alias=_env("attention"),
+        description="Attention kernel: `sdpa` (PyTorch's fused scaled_dot_product_attention) "
+        "or `eager` (plain matmul-softmax, for comparison).",
+    )
+    channels_last: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        validation_alias=_env("channels_last"),
+        description="UNet and VAE convolutions in channels-last (NHWC) layout; `auto`: on "
+        "cuda only.",
+    )
+    vae_dtype: DType = Field(
+        default="auto",
+        validation_alias=_env("vae_dtype"),
+        description="The VAE's dtype; `auto`: the weights' (LLMGA_WORKER_DTYPE). A float16 "
+        "SDXL VAE whose config says force_upcast decodes in float32.",
+    )
+    fuse_qkv: bool = Field(
+        default=False,
+        validation_alias=_env("fuse_qkv"),
+        description="Fuse the attention Q/K/V projections into one matmul (diffusers' "
+        "fuse_qkv_projections).",
+    )
+    compile_unet: bool = Field(
+        default=False,
+        validation_alias=_env("compile_unet"),
+        description="torch.compile the UNet and warm it up at start-up on the profile's "
+        "default size (readiness waits for it); other sizes compile on first use.",
+    )
+    compile_mode: CompileMode = Field(
+        default="default",
+        validation_alias=_env("compile_mode"),
+        description="torch.compile mode of the UNet (`max-autotune-no-cudagraphs`: faster "
+        "kernels, minutes more warm-up).",
+    )
+    feature_reuse_interval: int = Field(
+        default=0,
+        ge=0,
+        validation_alias=_env("feature_reuse_interval"),
+        description="DeepCache-style feature reuse: the whole UNet every N denoising steps, "
+        "its shallowest blocks only in between (faster, the images change); 0 or 1: off. "
+        "Not with compile_unet.",
     )
     name: str = Field(
         default="",
@@ -166,6 +213,12 @@ class WorkerSettings(StateSettings):
                 f"diffrir_tile_overlap ({self.diffrir_tile_overlap}) must be less than "
                 f"diffrir_tile ({self.diffrir_tile})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _reuse_or_compile(self) -> WorkerSettings:
+        if self.compile_unet and self.feature_reuse_interval > 1:
+            raise ValueError("feature_reuse_interval and compile_unet do not combine")
         return self
 
     @model_validator(mode="after")

@@ -32,6 +32,7 @@ from services.common.contract import (
 )
 from services.common.job_store import JobStore
 from services.common.logs import log_context
+from services.common.tenant_slots import TenantSlots
 from services.common.workers import WorkerRegistry
 from services.worker.batching import BatchScheduler, JobNotStarted
 from services.worker.job_preparation import PreparedJob, prepare_job
@@ -67,17 +68,26 @@ class GenerationRunner:
     # Denoises jobs together with other compatible jobs (batching.py); None: each job
     # runs alone, on the calling thread.
     batches: BatchScheduler | None = None
+    # The per-tenant in-flight cap (services/common/tenant_slots.py); None: off.
+    slots: TenantSlots | None = None
 
     def run(self, payload: str) -> dict[str, Any]:
         """Run the job in `payload` (`encode_request` text); returns a short summary.
 
         Everything logged meanwhile carries the job's request id and job id; the job's
-        duration and final status go to the worker's metrics (metrics.py)."""
+        duration and final status go to the worker's metrics (metrics.py). Once the job
+        is done with here (its record final, gone, or the job failed unexpectedly: its
+        message is acknowledged either way) its tenant's slot is released, before the
+        acknowledgement, so a crash in between releases it on redelivery."""
         request = decode_request(payload)
         with log_context(request_id=request.request_id, job_id=request.job_id):
             with job_in_progress():
                 started = time.perf_counter()
-                summary = self._run(request)
+                try:
+                    summary = self._run(request)
+                finally:
+                    if self.slots is not None:
+                        self.slots.release(request.tenant, request.job_id)
             # Jobs this call ended carry image_ids or an error; a missing record, a skipped
             # job or a redelivered finished one is not a job run here.
             if ("image_ids" in summary or "error" in summary) and summary["status"] in (

@@ -59,6 +59,9 @@ def gateway(
         "LLMGA_MLLM_TIMEOUT_S": str(MLLM_TIMEOUT_S),
         "LLMGA_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
         "LLMGA_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
+        # No worker ends (and releases) jobs here, and these tests read every job's message
+        # from the queue: no per-tenant cap holding messages back (test_tenant_fairness.py).
+        "LLMGA_TENANT_MAX_IN_FLIGHT": "0",
     }
     with start_gateway(env, tmp_path_factory.mktemp("logs")) as process:
         yield process

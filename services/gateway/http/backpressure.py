@@ -6,7 +6,9 @@ every job a worker still has to finish, whoever submitted it:
 - messages waiting in the queue's Redis list (`LLEN <queue>`), and
 - messages delivered to a worker but not yet acknowledged (kombu's `unacked` hash, whose
   values are `[message, exchange, routing_key]`): with `acks_late` a running job's
-  message stays there until the job ends, and it leaves the list when it is delivered.
+  message stays there until the job ends, and it leaves the list when it is delivered,
+- jobs held back by the per-tenant cap (services/common/tenant_slots.py): not in the
+  queue yet, but waiting all the same, so autoscaling sees the whole backlog.
 
 The check runs before anything is written or sent to the mllm, so a refused request
 changes nothing and the client retries after `Retry-After`. When the broker cannot be
@@ -33,6 +35,7 @@ import redis
 import redis.asyncio as aioredis
 from fastapi import Request
 
+from services.common.tenant_slots import AsyncTenantSlots
 from services.gateway.http.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -69,10 +72,18 @@ JOB_CREATING_ROUTES = frozenset({("POST", "/v1/images"), ("POST", "/v1/chat")})
 
 
 class QueueDepth:
-    """Counts the jobs in one Celery queue on a Redis broker: waiting + unacknowledged."""
+    """Counts the jobs in one Celery queue on a Redis broker: waiting + unacknowledged
+    (+ held back by the per-tenant cap, with `slots`)."""
 
-    def __init__(self, broker: aioredis.Redis, queue_name: str, refresh_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        broker: aioredis.Redis,
+        queue_name: str,
+        refresh_s: float = 0.0,
+        slots: AsyncTenantSlots | None = None,
+    ) -> None:
         self._broker = broker
+        self._slots = slots
         self._queue_name = queue_name
         self._refresh_s = refresh_s
         self._read_lock = asyncio.Lock()
@@ -98,9 +109,9 @@ class QueueDepth:
         self._admitted += 1
 
     async def depth(self) -> int:
-        """Waiting messages plus messages delivered but not acknowledged (running jobs).
-        LLEN and the first HSCAN page share one round trip; a large `unacked` hash takes
-        one more per further page."""
+        """Waiting messages plus messages delivered but not acknowledged (running jobs) plus
+        held jobs. LLEN and the first HSCAN page share one round trip; a large `unacked`
+        hash takes one more per further page, held jobs one or two."""
         async with self._broker.pipeline(transaction=False) as pipe:
             pipe.llen(self._queue_name)
             pipe.hscan(UNACKED_KEY, 0, count=_SCAN_PAGE)
@@ -109,7 +120,8 @@ class QueueDepth:
         while cursor:
             cursor, entries = await self._broker.hscan(UNACKED_KEY, cursor, count=_SCAN_PAGE)
             count += self._count_ours(cast(Mapping[Any, Any], entries))  # HSCAN: a dict
-        return int(waiting) + count
+        held = 0 if self._slots is None else await self._slots.held()
+        return int(waiting) + count + held
 
     async def depth_or_nan(self) -> float:
         """`depth()` for the metrics gauge: NaN while the broker is unreachable."""

@@ -127,8 +127,9 @@ class JobView(BaseModel):
         default=None,
         description="Queued jobs, in GET /v1/jobs and GET /v1/jobs/{id}: how many messages "
         "of the generation queue (all tenants') are ahead of this job's; 0 when it is next, "
-        "or already handed to a worker that has not started it. Null otherwise (also "
-        "while the broker cannot be read).",
+        "or already handed to a worker that has not started it. A job held back by its "
+        "tenant's in-flight cap counts the whole queue plus the tenant's earlier held jobs. "
+        "Null otherwise (also while the broker cannot be read).",
     )
     estimated_start_s: float | None = Field(
         default=None,

@@ -187,7 +187,10 @@ async def with_queue_positions(
     if not queued:
         return views
     try:
-        positions = await state.queue.positions([view.id for view in queued])
+        ids = [view.id for view in queued]
+        positions = await state.queue.positions(ids)
+        if state.slots is not None:  # held back by the tenant's cap: not in the queue yet
+            positions |= await state.slots.held_positions(tenant, ids)
         # Nothing ahead: the estimate is 0 whatever the run time.
         run_s = await mean_run_s(state, tenant) if any(positions.values()) else 0.0
     except redis.RedisError as exc:
@@ -266,6 +269,7 @@ async def delete_job(state: GatewayState, tenant: str, job_id: str) -> None:
 
     if await state.jobs.update(tenant, job_id, mutate) is None:
         raise not_found(f"job {job_id!r} not found")
+    await release_slot(state, tenant, job_id)
     record = await state.jobs.delete(tenant, job_id)
     if record is not None and record.images:
         # Result images belong to their job alone (the worker stores them per job).
@@ -302,7 +306,21 @@ async def cancel_job(state: GatewayState, tenant: str, job_id: str) -> JobView:
         raise not_found(f"job {job_id!r} not found")
     if ended_as:
         raise conflict("job_finished", f"job {job_id!r} has already ended: {ended_as[0]}")
+    await release_slot(state, tenant, job_id)
     return job_view(record, state.links(tenant))
+
+
+async def release_slot(state: GatewayState, tenant: str, job_id: str) -> None:
+    """After a cancel: drop a held job from the hold, or give a queued or running job's
+    in-flight slot to the tenant's next held job now rather than when the worker skips or
+    stops it. If this is lost (a crash, an outage), the worker releases the job when its
+    message comes up (services/common/tenant_slots.py), so the cancel still stands."""
+    if state.slots is None:
+        return
+    try:
+        await state.slots.release(tenant, job_id)
+    except redis.RedisError as exc:
+        logger.warning("could not release job %s's slot now: %r", job_id, exc)
 
 
 async def job_event_stream(

@@ -36,6 +36,7 @@ from services.common.ids import new_id
 from services.common.job_store import AsyncJobStore, stage_create
 from services.common.logs import current_request_id
 from services.common.redis_keys import RedisKeys
+from services.common.tenant_slots import AsyncTenantSlots
 from services.gateway.http.errors import ApiError, invalid
 from services.gateway.http.rate_limits import ImageQuota
 from services.gateway.metrics import GatewayMetrics
@@ -72,12 +73,23 @@ def task_argsrepr(request: GenerationRequest) -> str:
 
 class TaskPublisher:
     """Puts generate tasks on the queue: built by Celery, pushed with redis.asyncio onto
-    the Redis broker (`stage` in a caller's MULTI on the same Redis, or `send`)."""
+    the Redis broker (`stage` in a caller's MULTI on the same Redis, or `send`).
 
-    def __init__(self, producer: Celery, broker: aioredis.Redis, queue_name: str) -> None:
+    With `slots` (a per-tenant cap, services/common/tenant_slots.py) a message is pushed
+    only while its tenant is under the cap; otherwise the job is held back on the broker
+    and pushed when one of the tenant's jobs ends."""
+
+    def __init__(
+        self,
+        producer: Celery,
+        broker: aioredis.Redis,
+        queue_name: str,
+        slots: AsyncTenantSlots | None = None,
+    ) -> None:
         self._producer = producer
         self._broker = broker
         self._queue_name = queue_name
+        self._slots = slots
 
     def message(self, request: GenerationRequest) -> bytes:
         """The task message as kombu's Redis transport stores it in the queue's list
@@ -112,12 +124,18 @@ class TaskPublisher:
         return json_dumps(message).encode()
 
     def stage(self, pipe: Any, request: GenerationRequest) -> None:
-        """Queue the push on `pipe` (a pipeline of the broker's Redis)."""
+        """Queue the push (or the hold) on `pipe` (a pipeline of the broker's Redis)."""
+        if self._slots is not None:
+            self._slots.stage_admit(pipe, request.tenant, request.job_id, self.message(request))
+            return
         # Priority 0: kombu's list for it is the queue's own name.
         pipe.lpush(self._queue_name, self.message(request))
 
     async def send(self, request: GenerationRequest) -> None:
-        """Push the task onto the broker (raises on failure)."""
+        """Push the task onto the broker, or hold it (raises on failure)."""
+        if self._slots is not None:
+            await self._slots.admit(request.tenant, request.job_id, self.message(request))
+            return
         await self._broker.lpush(self._queue_name, self.message(request))
 
 

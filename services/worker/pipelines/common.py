@@ -234,7 +234,8 @@ def decode_latents(
     upcast = is_sdxl(pipeline) and vae.dtype == torch.float16 and vae.config.force_upcast
     if upcast:
         vae.to(dtype=torch.float32)
-        latents = latents.to(torch.float32)
+    # The VAE may have its own dtype (LLMGA_WORKER_VAE_DTYPE, optimisations.py).
+    latents = latents.to(vae.dtype)
     try:
         decoded = vae.decode(
             latents / vae.config.scaling_factor, return_dict=False, generator=generator
