@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         components=models_needed(TASKS),  # every task of the table the profile can serve
         diffrir_weights=settings.diffrir_weights,
         diffrir_tiling=Tiling(settings.diffrir_tile, settings.diffrir_tile_overlap),
+        beyond_clip_weights=settings.beyond_clip_weights,
     )
 
     # Step 2: the stores jobs are recorded in, and the task bound to them.

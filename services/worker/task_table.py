@@ -107,7 +107,10 @@ def _resolve_t2i(context: TaskContext) -> ResolvedParams:
 def _run_t2i(
     context: TaskContext, params: ResolvedParams, on_progress: ProgressCallback | None
 ) -> GenerationResult:
-    return run_text_to_image(context.models.text_to_image, params, on_progress)
+    models = context.models
+    return run_text_to_image(
+        models.text_to_image, params, on_progress, text_conditioner=models.text_conditioner
+    )
 
 
 def _base_revision(models: LoadedModels, _request: GenerationRequest) -> str:

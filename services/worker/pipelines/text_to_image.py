@@ -36,6 +36,7 @@ from services.worker.pipelines.common import (
     synchronize,
 )
 from services.worker.profiles import ModelProfile
+from services.worker.prompt_encoding import TextConditioner
 
 
 def resolve_params(
@@ -60,18 +61,20 @@ def run_text_to_image(
     params: ResolvedParams,
     on_progress: ProgressCallback | None = None,
     conditioning: Mapping[str, Any] | None = None,
+    text_conditioner: TextConditioner | None = None,
 ) -> GenerationResult:
     """Generate `params.num_images` images with `pipeline` (already loaded and on its device).
 
     `on_progress(done, total)` is called after every denoising step of every image; an
     exception it raises stops the job there and propagates to the caller. `conditioning`:
     more keyword arguments of every denoising call, from tasks that steer text-to-image
-    (ControlNet's control image and scale, controlnet.py).
+    (ControlNet's control image and scale, controlnet.py). `text_conditioner`: the
+    profile's prompt encoder when it is not the pipeline's CLIP (Beyond CLIP's LLM).
     """
     device = pipeline._execution_device
 
     # Step 1: encode the prompts once for all images, without truncation.
-    encoded, encode_s = encode_prompts(pipeline, params)
+    encoded, encode_s = encode_prompts(pipeline, params, text_conditioner)
 
     images: list[Image.Image] = []
     denoise_s = decode_s = 0.0
