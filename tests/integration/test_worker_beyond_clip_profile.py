@@ -21,7 +21,7 @@ from tests.support.services import Namespace, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-# Past the 77 positions of CLIP (107 tokens of the tiny LLM tokenizer): one sequence, no
+# Past the 77 positions of CLIP (104 tokens of the tiny LLM tokenizer): one sequence, no
 # chunks, nothing truncated.
 LONG_PROMPT = " ".join(["a small wooden cabin in the forest with smoke from the chimney"] * 4)
 

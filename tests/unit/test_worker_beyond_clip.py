@@ -54,7 +54,7 @@ from tests.support.torch_threads import one_torch_thread
 
 CPU = torch.device("cpu")
 PROFILE = get_profile("tiny-beyond-clip")
-# 48 words: past 77 tokens of the tiny LLM tokenizer, one sequence all the same.
+# 48 words, 104 tokens of the tiny LLM tokenizer: past 77, one sequence all the same.
 LONG_PROMPT = " ".join(["a small wooden cabin in the forest with smoke from the chimney"] * 4)
 
 
@@ -228,7 +228,8 @@ def test_stage_one_cuts_the_held_out_error_to_clip_tenfold_and_stage_two_trains_
     trained = build_text_encoder(llm, config)
     load_weights(trained, stage1.output, config)
     after, cosine = caption_error(trained, frozen.clip_tokenizer, frozen.clip, held_out)
-    print(f"held-out MSE to CLIP: {before:.4f} -> {after:.4f} ({before / after:.1f}x)")
+    ratio = before / after
+    print(f"held-out MSE to CLIP: {before:.4f} -> {after:.4f} ({ratio:.1f}x), cos {cosine:.3f}")
     assert len(history) == 120 and history[-1]["cap"] < history[0]["cap"]
     assert after * 10 <= before
     assert cosine > 0.9

@@ -67,9 +67,10 @@ CONTROLNET_CONDITIONING_CHANNELS = (8, 16, 32, 32)
 BPE_MERGES = 1000
 SEED = 0
 # The tiny LLM (Llama architecture) of the Beyond CLIP profile. Its tokenizer learns fewer
-# merges than the CLIP one, so the two segment a prompt differently, as LLaMA's and CLIP's do.
+# merges than the CLIP one (120 of its 248), so the two segment a prompt differently, as
+# LLaMA's and CLIP's do.
 LLM_BOS_TOKEN, LLM_EOS_TOKEN, LLM_UNK_TOKEN = "<s>", "</s>", "<unk>"
-LLM_BPE_MERGES = 400
+LLM_BPE_MERGES = 120
 LLM_HIDDEN_SIZE = 64
 LLM_CONTEXT = 512
 
