@@ -49,6 +49,7 @@ from services.worker.testing.tiny_models import (
     TEXT_HIDDEN_SIZE,
     build_tiny,
     build_tiny_llama,
+    content_hash,
 )
 from tests.support.torch_threads import one_torch_thread
 
@@ -83,6 +84,15 @@ def request(prompt: str) -> GenerationRequest:
     return GenerationRequest(
         task=Task.TASK_T2I, prompt=prompt, width=64, height=64, steps=3, seed=1
     )
+
+
+def test_the_tiny_llm_and_encoder_builds_are_deterministic(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    # Job records name tiny builds by content hash: two machines must agree.
+    for name in ("tiny-llama", "tiny-beyond-clip-encoder"):
+        again = build_tiny(name, tmp_path)
+        assert content_hash(again) == content_hash(models_dir / name)
 
 
 # -- RepAdapter ------------------------------------------------------------------------------
