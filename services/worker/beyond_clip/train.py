@@ -218,10 +218,15 @@ def caption_loss(
 
 
 def diffusion_loss(
-    frozen: Frozen, pixels: torch.Tensor, conditioning: torch.Tensor, generator: torch.Generator
+    frozen: Frozen,
+    pixels: torch.Tensor,
+    conditioning: torch.Tensor,
+    generator: torch.Generator,
+    min_timestep: int = 0,
 ) -> torch.Tensor:
-    """L_dif: the UNet's noise-prediction loss at a random timestep, conditioned on the
-    mapped features (gradients flow through the frozen UNet into the conditioning)."""
+    """L_dif: the UNet's noise-prediction loss at a random timestep (uniform from
+    `min_timestep` on), conditioned on the mapped features (gradients flow through the
+    frozen UNet into the conditioning)."""
     assert frozen.unet is not None and frozen.vae is not None and frozen.scheduler is not None
     device = pixels.device
     with torch.no_grad():
@@ -230,7 +235,8 @@ def diffusion_loss(
     noise = torch.randn(latents.shape, generator=generator, device=device)
     scheduler = frozen.scheduler
     steps = scheduler.config["num_train_timesteps"]
-    timesteps = torch.randint(0, steps, (latents.shape[0],), generator=generator, device=device)
+    shape = (latents.shape[0],)
+    timesteps = torch.randint(min_timestep, steps, shape, generator=generator, device=device)
     noisy = scheduler.add_noise(latents, noise, timesteps)  # type: ignore[arg-type]
     if scheduler.config["prediction_type"] == "v_prediction":
         target = scheduler.get_velocity(latents, noise, timesteps)  # type: ignore[arg-type]
