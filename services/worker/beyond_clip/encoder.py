@@ -39,12 +39,16 @@ def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 def sequence_ids(tokenizer: PreTrainedTokenizerBase, tokens: list[int], length: int) -> list[int]:
-    """BOS + `tokens` + EOS, right-padded with the pad token to `length` (module docstring).
-    `tokens` must fit: at most length - 2."""
+    """BOS + `tokens` + EOS, right-padded with the pad token to `length` (module docstring);
+    an LLM without a BOS token (Qwen's, for one) starts with the first token. `tokens` must
+    fit: at most length - 2."""
     if len(tokens) + 2 > length:
         raise ValueError(f"{len(tokens)} tokens do not fit a sequence of {length}")
-    ids = [tokenizer.bos_token_id, *tokens, tokenizer.eos_token_id]
-    return ids + [pad_token_id(tokenizer)] * (length - len(ids))
+    pad = pad_token_id(tokenizer)
+    bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+    eos = pad if tokenizer.eos_token_id is None else tokenizer.eos_token_id
+    ids = [*bos, *tokens, eos]
+    return ids + [pad] * (length - len(ids))
 
 
 def aligned_ids(
