@@ -20,6 +20,10 @@ conditioning tells the UNet more about the image). These stand in for the paper'
 CLIP similarity, which need real models and a real judge.
 
     python -m benchmarks.beyond_clip_table [--stage1-steps 300 --stage2-steps 150]
+
+`--sd` (a trained SD 1.5-architecture pipeline folder) with `--train-data` and
+`--held-out-data` (JSONL of image and caption) runs the same ablation on other models and
+data, skipping the fine-tuning.
 """
 
 from __future__ import annotations
@@ -132,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         help="held-out diffusion loss over timesteps from here on: the noisier half, where "
         "the image depends most on the text",
     )
+    parser.add_argument(
+        "--sd", type=Path, help="a trained SD 1.5-architecture pipeline folder: no fine-tuning"
+    )
+    parser.add_argument(
+        "--train-data", type=Path, help="JSONL of image and caption (default: shapes)"
+    )
+    parser.add_argument("--held-out-data", type=Path, help="JSONL, with --train-data")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # as the worker in the tests; faster than two on a shared CPU
@@ -139,17 +150,24 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="beyond-clip-table-"))
     models = work / "models"
-    tiny_sd = build_tiny(TINY_SD15_DIRNAME, models)
     llm = str(build_tiny(TINY_LLAMA_DIRNAME, models))
-    train_captions, held_out = split_captions(shape_captions(), held_out=0.2, seed=0)
-    train_data = write_dataset(train_captions, work / "train", args.resolution)
-    held_out_data = write_dataset(held_out, work / "held-out", args.resolution)
+    if args.train_data and args.held_out_data:
+        train_data, held_out_data = args.train_data, args.held_out_data
+    else:
+        train_split, held_out_split = split_captions(shape_captions(), held_out=0.2, seed=0)
+        train_data = write_dataset(train_split, work / "train", args.resolution)
+        held_out_data = write_dataset(held_out_split, work / "held-out", args.resolution)
+    train_captions = [example.caption for example in read_examples(train_data, stage=2)]
+    held_out = [example.caption for example in read_examples(held_out_data, stage=2)]
     captions = work / "captions.txt"
     captions.write_text("\n".join(train_captions) + "\n")
 
-    # The toy SD: the tiny UNet taught to read its CLIP conditioning.
-    sd = work / "toy-sd"
-    finetune_unet(tiny_sd, train_data, sd, args.unet_steps, args.resolution)
+    # A SD that reads its text: the given one, or the tiny UNet taught to read its CLIP.
+    sd = args.sd
+    if sd is None:
+        sd = work / "toy-sd"
+        tiny_sd = build_tiny(TINY_SD15_DIRNAME, models)
+        finetune_unet(tiny_sd, train_data, sd, args.unet_steps, args.resolution)
     frozen = load_frozen(str(sd), with_unet=True, device=CPU)
 
     def clip_features(texts: list[str]) -> torch.Tensor:
