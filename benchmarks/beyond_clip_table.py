@@ -16,7 +16,8 @@ diffusion loss say something about the conditioning. Then, with the same seeds a
 Measured on the held-out captions: the mapped features' MSE and cosine similarity to CLIP's
 (how well the LLM stands in for CLIP), and the held-out diffusion loss of the fine-tuned
 UNet conditioned on them (the same noise and timesteps for every row: lower means the
-conditioning tells the UNet more about the image). These stand in for the paper's FID and
+conditioning tells the UNet more about the image), and the share of CLIP's drop in that
+loss from the empty prompt the row gets ("text benefit"). These stand in for the paper's FID and
 CLIP similarity, which need real models and a real judge.
 
     python -m benchmarks.beyond_clip_table [--stage1-steps 300 --stage2-steps 150]
@@ -232,12 +233,17 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"held-out captions: {len(held_out)}; trained on {len(train_captions)}")
     loss_column = f"diffusion loss, t >= {args.min_timestep}"
-    print(f"| conditioning | MSE to CLIP | cosine to CLIP | {loss_column} |")
-    print("|---|---|---|---|")
+    print(f"| conditioning | MSE to CLIP | cosine to CLIP | {loss_column} | text benefit |")
+    print("|---|---|---|---|---|")
+    # Text benefit: how much of CLIP's drop in diffusion loss from the empty prompt a row
+    # gets (1 = as much as CLIP, 0 = none).
+    empty = rows["empty prompt"]["diffusion_loss"]
+    gap = empty - rows["CLIP conditioning (SD)"]["diffusion_loss"]
     for name, row in rows.items():
+        row["text_benefit"] = (empty - row["diffusion_loss"]) / gap if gap else float("nan")
         print(
             f"| {name} | {row['mse_to_clip']:.4f} | {row['cosine_to_clip']:.4f} "
-            f"| {row['diffusion_loss']:.5f} |"
+            f"| {row['diffusion_loss']:.6f} | {row['text_benefit']:.2f} |"
         )
     print(f"({time.perf_counter() - started:.0f}s)")
     if args.json:
