@@ -17,8 +17,8 @@ Measured on the held-out captions: the mapped features' MSE and cosine similarit
 (how well the LLM stands in for CLIP), and the held-out diffusion loss of the fine-tuned
 UNet conditioned on them (the same noise and timesteps for every row: lower means the
 conditioning tells the UNet more about the image), and the share of CLIP's drop in that
-loss from the empty prompt the row gets ("text benefit"). These stand in for the paper's FID and
-CLIP similarity, which need real models and a real judge.
+loss from the empty prompt the row gets ("text benefit"). These stand in for the paper's
+FID and CLIP similarity, which need real models and a real judge.
 
     python -m benchmarks.beyond_clip_table [--stage1-steps 300 --stage2-steps 150]
 
