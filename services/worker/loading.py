@@ -151,8 +151,8 @@ def load_pipeline(
     safety = {"safety_checker": None, "requires_safety_checker": False}
     if "safety_checker" not in inspect.signature(pipeline_class).parameters:
         safety = {}
-    if without_text_encoder:
-        safety |= {"text_encoder": None, "tokenizer": None}
+    # None for a component: from_pretrained skips loading it.
+    text_encoder = {"text_encoder": None, "tokenizer": None} if without_text_encoder else {}
     logger.info(
         "loading %s %s (revision %s) as %s on %s",
         pipeline_class.__name__, path_or_id, revision, dtype, device,
@@ -163,6 +163,7 @@ def load_pipeline(
         revision=revision,
         dtype=dtype,  # diffusers 0.42 name; `torch_dtype` is deprecated
         **safety,
+        **text_encoder,
     )
     pipeline = pipeline.to(device)
     # Progress goes to the job record, not to a terminal progress bar.

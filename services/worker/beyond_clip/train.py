@@ -51,13 +51,14 @@ from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from PIL import Image
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 from transformers import CLIPTextModel, CLIPTokenizer, PreTrainedTokenizerBase
 
 from services.worker.beyond_clip.checkpoint import (
+    MAPPING_NAME,
     EncoderConfig,
     build_text_encoder,
-    load_weights,
     save_checkpoint,
 )
 from services.worker.beyond_clip.encoder import LlmTextEncoder, aligned_ids
@@ -255,11 +256,9 @@ def initial_encoder(options: TrainOptions, cross_attention_dim: int) -> LlmTextE
         return build_text_encoder(options.llm, config)
     assert options.init is not None
     init_config = EncoderConfig.read(options.init)
-    stage1 = build_text_encoder(options.llm, init_config)
-    load_weights(stage1, options.init, init_config)
     config = dataclasses.replace(init_config, adapter=options.adapter if options.adapters else None)
     encoder = build_text_encoder(options.llm, config)
-    encoder.mapping.load_state_dict(stage1.mapping.state_dict())
+    encoder.mapping.load_state_dict(load_file(str(options.init / MAPPING_NAME)))
     return encoder
 
 
