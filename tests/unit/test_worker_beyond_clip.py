@@ -259,6 +259,14 @@ def test_stage_one_cuts_the_held_out_error_to_clip_tenfold_and_stage_two_trains_
     assert any(
         name.endswith("up.weight") and tensor.abs().max() > 0 for name, tensor in adapters.items()
     )
+    # The same run without L_dif trains other adapters: the diffusion loss's gradient
+    # reaches them through the frozen UNet and the frozen mapping.
+    without_dif = tmp_path / "stage2-without-dif"
+    argv[argv.index(str(stage2))] = str(without_dif)
+    assert main([*argv, "--cpu", "--lr", "1e-2", "--dif-weight", "0"]) == 0
+    other = load_file(str(without_dif / ADAPTERS_NAME))
+    assert other.keys() == adapters.keys()
+    assert any(not torch.equal(other[name], adapters[name]) for name in adapters)
 
     # The worker serves the stage-2 checkpoint: adapters merged, mapping loaded.
     served = load_models(PROFILE, models_dir, CPU, torch.float32, beyond_clip_weights=stage2)
