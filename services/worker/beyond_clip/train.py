@@ -96,6 +96,8 @@ class TrainOptions:
     seed: int = 0
     log_every: int = 50
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # The frozen LLM's weights; what is trained (mapping, adapters) stays in float32.
+    llm_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     cpu: bool = False
 
     def __post_init__(self) -> None:
@@ -250,15 +252,23 @@ def diffusion_loss(
 def initial_encoder(options: TrainOptions, cross_attention_dim: int) -> LlmTextEncoder:
     """Stage 1: the LLM and a fresh mapping. Stage 2: the LLM with fresh adapters (unless
     the ablation turns them off) and the stage-1 mapping."""
+    llm_dtype = getattr(torch, options.llm_dtype)
     if options.stage == 1:
         llm_width = _llm_hidden_size(options.llm)
         config = EncoderConfig(llm_hidden_size=llm_width, cross_attention_dim=cross_attention_dim)
-        return build_text_encoder(options.llm, config)
+        return _trainable_in_float32(build_text_encoder(options.llm, config, dtype=llm_dtype))
     assert options.init is not None
     init_config = EncoderConfig.read(options.init)
     config = dataclasses.replace(init_config, adapter=options.adapter if options.adapters else None)
-    encoder = build_text_encoder(options.llm, config)
+    encoder = _trainable_in_float32(build_text_encoder(options.llm, config, dtype=llm_dtype))
     encoder.mapping.load_state_dict(load_file(str(options.init / MAPPING_NAME)))
+    return encoder
+
+
+def _trainable_in_float32(encoder: LlmTextEncoder) -> LlmTextEncoder:
+    """The mapping in float32 (adapters are created in float32 already), whatever the LLM's
+    dtype: optimiser steps on half-precision weights lose small updates."""
+    encoder.mapping.float()
     return encoder
 
 
@@ -415,6 +425,12 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    parser.add_argument(
+        "--llm-dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="the frozen LLM's weights (bfloat16 halves a 7B LLM's memory)",
+    )
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
     args = parser.parse_args(argv)
     return TrainOptions(
@@ -436,6 +452,7 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         seed=args.seed,
         log_every=args.log_every,
         mixed_precision=args.mixed_precision,
+        llm_dtype=args.llm_dtype,
         cpu=args.cpu,
     )
 
