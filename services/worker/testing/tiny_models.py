@@ -7,7 +7,9 @@ writes the matching `StableDiffusionInpaintPipeline` (SD 1.5 inpainting's 9-chan
 the same other parts); `--all` builds every tiny model under the models directory: those
 two, a canny `ControlNetModel` for the SD 1.5 UNet, and the SDXL set
 (`StableDiffusionXLPipeline`: two CLIP text encoders, the second with a projection, two
-tokenizers, a "text_time" UNet; its 9-channel inpainting variant; its ControlNet). Nothing
+tokenizers, a "text_time" UNet; its 9-channel inpainting variant; its ControlNet), and for
+the Beyond CLIP profile a tiny `LlamaForCausalLM` with a Llama-style tokenizer and an
+untrained encoder checkpoint (mapping network and RepAdapters) for it. Nothing
 is downloaded: even the tokenizer's byte-level BPE vocabulary is trained here on a small
 built-in English corpus and written in CLIP's own vocab.json/merges.txt format.
 
