@@ -112,13 +112,13 @@ class LlmTextEncoder(nn.Module):
                 f"{self.max_length - 2}"
             )
 
-        # Step 3: encode.
-        def encode(tokens: list[int]) -> torch.Tensor:
-            ids = torch.tensor([sequence_ids(self.tokenizer, tokens, length)], device=device)
-            return self.forward(ids)
-
-        prompt_embeds = encode(prompt_tokens)
-        negative_embeds = encode(negative_tokens) if do_classifier_free_guidance else None
+        # Step 3: encode both in one batch (rows of a causal LLM without a mask do not see
+        # each other): one pass of the LLM, not two.
+        rows = [prompt_tokens, negative_tokens] if do_classifier_free_guidance else [prompt_tokens]
+        ids = [sequence_ids(self.tokenizer, tokens, length) for tokens in rows]
+        embeds = self.forward(torch.tensor(ids, device=device))
+        prompt_embeds = embeds[:1]
+        negative_embeds = embeds[1:] if do_classifier_free_guidance else None
         return EncodedPrompts(
             prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_embeds,
