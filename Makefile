@@ -96,6 +96,10 @@ bench-fairness: models  ## tenant B's wait behind tenant A's backlog, with and w
 bench-edit: models  ## the two editing methods compared on the tiny model (docs/worker.md)
 	$(PY) -m benchmarks.edit_comparison
 
+.PHONY: bench-beyond-clip
+bench-beyond-clip: install  ## Beyond CLIP's Table 1 ablation on the tiny models (docs/beyond-clip.md)
+	$(PY) -m benchmarks.beyond_clip_table
+
 LOAD_ARGS ?= --users 4 --duration 30
 load: models  ## load test: concurrent users chat and generate; throughput, p50/p99, lost jobs
 	$(PY) -m benchmarks.load $(LOAD_ARGS)

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         diffrir_weights=settings.diffrir_weights,
         diffrir_tiling=Tiling(settings.diffrir_tile, settings.diffrir_tile_overlap),
         optimisations=optimisations,
+        beyond_clip_weights=settings.beyond_clip_weights,
     )
     if optimisations.compile_unet:
         # Compile now, on the profile's default size, so readiness means "fast now".

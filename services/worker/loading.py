@@ -28,11 +28,13 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl_inpain
     StableDiffusionXLInpaintPipeline,
 )
 
+from services.worker.beyond_clip.checkpoint import checkpoint_revision, load_text_encoder
 from services.worker.diffrir.restorer import DiffRIRRestorer
 from services.worker.diffrir.tiling import Tiling
 from services.worker.metrics import MODEL_LOAD_SECONDS
 from services.worker.optimisations import Optimisations, optimise_pipelines
-from services.worker.profiles import ModelProfile, ModelSource, tiny_revision
+from services.worker.profiles import LlmEncoderSources, ModelProfile, ModelSource, tiny_revision
+from services.worker.prompt_encoding import TextConditioner
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ Component = Literal["inpainting", "controlnet", "editing"]
 MISSING_COMPONENT: dict[Component, str] = {
     "inpainting": "inpainting model loaded",
     "controlnet": "ControlNet loaded",
-    "editing": "SD 1.5 editing pipeline",
+    "editing": "CLIP-conditioned SD 1.5 editing pipeline",
 }
 
 
@@ -97,6 +99,9 @@ class LoadedModels:
     # Edit jobs: the text-to-image components with the profile's editing VAE, if it has one.
     editing: StableDiffusionPipeline | None = None
     editing_revision: str = ""
+    # LLM-conditioned profiles (Beyond CLIP): encodes text-to-image prompts instead of the
+    # pipeline's CLIP, which is then not loaded. None: CLIP.
+    text_conditioner: TextConditioner | None = None
 
     def has(self, component: Component) -> bool:
         """Whether `component` is loaded."""
@@ -135,15 +140,20 @@ def load_pipeline(
     device: torch.device,
     dtype: torch.dtype,
     revision_override: str = "",
+    without_text_encoder: bool = False,
 ) -> tuple[DiffusionPipeline, str]:
     """Load one pipeline: the same `from_pretrained` call for a local tiny build and a hub
-    checkpoint, safety checker off. Returns it with the revision job records carry."""
+    checkpoint, safety checker off (and with `without_text_encoder`, no CLIP text encoder
+    and tokenizer: another text conditioner replaces them). Returns it with the revision
+    job records carry."""
     path_or_id = source.path_or_id(models_dir)
     revision = (revision_override or source.revision) if not source.local else None
     # SD 1.5 pipelines have a safety checker to turn off; SDXL's have none to pass.
     safety = {"safety_checker": None, "requires_safety_checker": False}
     if "safety_checker" not in inspect.signature(pipeline_class).parameters:
         safety = {}
+    # None for a component: from_pretrained skips loading it.
+    text_encoder = {"text_encoder": None, "tokenizer": None} if without_text_encoder else {}
     logger.info(
         "loading %s %s (revision %s) as %s on %s",
         pipeline_class.__name__, path_or_id, revision, dtype, device,
@@ -154,6 +164,7 @@ def load_pipeline(
         revision=revision,
         dtype=dtype,  # diffusers 0.42 name; `torch_dtype` is deprecated
         **safety,
+        **text_encoder,
     )
     pipeline = pipeline.to(device)
     # Progress goes to the job record, not to a terminal progress bar.
@@ -184,6 +195,7 @@ def load_models(
     diffrir_weights: Path | None = None,
     diffrir_tiling: Tiling | None = None,
     optimisations: Optimisations | None = None,
+    beyond_clip_weights: Path | None = None,
 ) -> LoadedModels:
     """Load the profile's text-to-image pipeline and those of `components` the profile has
     (the worker asks for what its tasks need, `task_table.models_needed`; text-to-image
@@ -195,11 +207,30 @@ def load_models(
     different repository and keeps the profile's own pin. With `diffrir_weights`, the
     DiffRIR restorer is loaded too (tiled as `diffrir_tiling`, default `Tiling()`).
     `optimisations` (optimisations.py) are applied to every diffusion pipeline loaded.
+
+    An LLM-conditioned profile (`profile.llm_encoder`) loads its LLM text encoder with the
+    mapping and adapters of `beyond_clip_weights` (default: the profile's own) instead of
+    the pipeline's CLIP, and serves text-to-image only: CLIP-conditioned components
+    (inpainting, ControlNet, editing) are not loaded, so their jobs are refused.
     """
     classes = PIPELINE_CLASSES[profile.architecture]
+    llm_encoder = profile.llm_encoder
     text_to_image, revision = load_pipeline(
-        classes.text_to_image, profile.text_to_image, models_dir, device, dtype, revision_override
+        classes.text_to_image,
+        profile.text_to_image,
+        models_dir,
+        device,
+        dtype,
+        revision_override,
+        without_text_encoder=llm_encoder is not None,
     )
+    text_conditioner: TextConditioner | None = None
+    if llm_encoder is not None:
+        components = ()  # the CLIP-conditioned pipelines: none (docstring)
+        text_conditioner, encoder_revision = load_llm_conditioner(
+            llm_encoder, models_dir, device, dtype, beyond_clip_weights
+        )
+        revision = f"{revision}+{encoder_revision}"
     inpaint_pipeline, inpainting_revision = None, ""
     if "inpainting" in components and profile.inpainting is not None:
         inpaint_pipeline, inpainting_revision = load_pipeline(
@@ -244,7 +275,36 @@ def load_models(
         controlnet=controlnet_pipeline,  # type: ignore[arg-type]
         controlnet_revision=controlnet_revision,
         restorer=load_restorer(diffrir_weights, device, diffrir_tiling or Tiling()),
+        text_conditioner=text_conditioner,
     )
+
+
+def load_llm_conditioner(
+    sources: LlmEncoderSources,
+    models_dir: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    weights_override: Path | None = None,
+) -> tuple[TextConditioner, str]:
+    """The LLM text encoder of an LLM-conditioned profile, adapters merged (beyond_clip/),
+    with the revision job records carry: the LLM's and the mapping checkpoint's."""
+    if weights_override is not None:
+        weights_dir = weights_override
+    elif sources.weights is not None:
+        weights_dir = Path(sources.weights.path_or_id(models_dir))
+    else:
+        raise ValueError(
+            "this profile's mapping network and adapters are not published: train them "
+            "(docs/beyond-clip.md) and set LLMGA_WORKER_BEYOND_CLIP_WEIGHTS to the checkpoint"
+        )
+    llm_path = sources.llm.path_or_id(models_dir)
+    llm_revision = sources.llm.revision if not sources.llm.local else None
+    logger.info("loading LLM text encoder %s with %s as %s", llm_path, weights_dir, dtype)
+    started = time.perf_counter()
+    encoder = load_text_encoder(llm_path, weights_dir, device, dtype, llm_revision)
+    MODEL_LOAD_SECONDS.labels("LlmTextEncoder").set(time.perf_counter() - started)
+    llm = recorded_revision(sources.llm, llm_path, llm_revision)
+    return encoder.encode_prompts, f"llm:{llm}+{checkpoint_revision(weights_dir)}"
 
 
 def load_controlnet_pipeline(

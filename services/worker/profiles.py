@@ -24,6 +24,12 @@ TINY_SD15_CONTROLNET_DIRNAME = "tiny-sd15-controlnet"
 TINY_SDXL_DIRNAME = "tiny-sdxl"
 TINY_SDXL_INPAINTING_DIRNAME = "tiny-sdxl-inpainting"
 TINY_SDXL_CONTROLNET_DIRNAME = "tiny-sdxl-controlnet"
+# Beyond CLIP: a tiny Llama-architecture LLM with its tokenizer, and an (untrained) encoder
+# checkpoint for it and the tiny SD 1.5 UNet: mapping network and RepAdapters.
+TINY_LLAMA_DIRNAME = "tiny-llama"
+TINY_BEYOND_CLIP_ENCODER_DIRNAME = "tiny-beyond-clip-encoder"
+# The file that makes a folder a Beyond CLIP encoder checkpoint (beyond_clip/checkpoint.py).
+BEYOND_CLIP_CONFIG_NAME = "beyond_clip.json"
 # Written last: its presence marks a complete build; it records the build's content hash.
 MANIFEST_NAME = "llmga_tiny_manifest.json"
 # Bump when the architecture or the build changes, so older builds are replaced. (Adding a
@@ -45,6 +51,17 @@ class ModelSource:
     def path_or_id(self, models_dir: Path) -> str:
         """What `from_pretrained` is given: a local path or a hub repository id."""
         return str(models_dir / self.name) if self.local else self.name
+
+
+@dataclass(frozen=True)
+class LlmEncoderSources:
+    """Beyond CLIP text conditioning: an LLM whose last hidden states, through a trained
+    mapping network, replace CLIP's features (services/worker/beyond_clip/)."""
+
+    llm: ModelSource
+    # The trained mapping and RepAdapters (beyond_clip/checkpoint.py layout). None: the
+    # worker setting LLMGA_WORKER_BEYOND_CLIP_WEIGHTS must name one; it also overrides this.
+    weights: ModelSource | None
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,9 @@ class ModelProfile:
     controlnet: ModelSource | None = None
     # How strongly the ControlNet's residuals steer the UNet when a request leaves it unset.
     controlnet_conditioning_scale: float = 1.0
+    # Text conditioning by an LLM instead of the pipeline's CLIP text encoder (Beyond CLIP;
+    # text-to-image only); None: CLIP, as the checkpoint was trained.
+    llm_encoder: LlmEncoderSources | None = None
 
 
 PROFILES: dict[str, ModelProfile] = {
@@ -146,12 +166,48 @@ PROFILES: dict[str, ModelProfile] = {
         inpaint_strength=0.8,
         controlnet_conditioning_scale=0.5,
     ),
+    # Beyond CLIP on tiny models: the tiny SD 1.5 UNet, VAE and scheduler conditioned by a
+    # tiny Llama through the mapping network (text-to-image only). The encoder checkpoint
+    # built with it is untrained; the training commands write real ones (docs/beyond-clip.md).
+    "tiny-beyond-clip": ModelProfile(
+        name="tiny-beyond-clip",
+        architecture="sd15",
+        text_to_image=ModelSource(TINY_SD15_DIRNAME, local=True),
+        inpainting=None,
+        llm_encoder=LlmEncoderSources(
+            llm=ModelSource(TINY_LLAMA_DIRNAME, local=True),
+            weights=ModelSource(TINY_BEYOND_CLIP_ENCODER_DIRNAME, local=True),
+        ),
+        width=256,
+        height=256,
+        steps=20,
+        guidance_scale=7.5,
+        max_side=1024,
+    ),
+    # The paper's setting: LLaMA-2-chat-7B (4096-d hidden states) -> mapping -> SD v1.4's
+    # 768-d cross-attention, 512². The trained mapping/adapter checkpoint is not published:
+    # train it (docs/beyond-clip.md) and point LLMGA_WORKER_BEYOND_CLIP_WEIGHTS at it.
+    "beyond-clip": ModelProfile(
+        name="beyond-clip",
+        architecture="sd15",
+        text_to_image=ModelSource("CompVis/stable-diffusion-v1-4", revision="main"),
+        inpainting=None,
+        llm_encoder=LlmEncoderSources(
+            llm=ModelSource("meta-llama/Llama-2-7b-chat-hf", revision="main"), weights=None
+        ),
+        width=512,
+        height=512,
+        steps=50,
+        guidance_scale=7.5,
+    ),
 }
 
 
 def local_sources(profile: ModelProfile) -> list[ModelSource]:
     """The profile's sources that are built locally (tiny models), not fetched."""
-    sources = (profile.text_to_image, profile.inpainting, profile.controlnet)
+    sources = [profile.text_to_image, profile.inpainting, profile.controlnet]
+    if profile.llm_encoder is not None:
+        sources += [profile.llm_encoder.llm, profile.llm_encoder.weights]
     return [source for source in sources if source is not None and source.local]
 
 

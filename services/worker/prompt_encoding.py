@@ -23,7 +23,7 @@ Up to 75 tokens, all of it equals `StableDiffusionXLPipeline.encode_prompt` exac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, PreTrainedTokenizerBase
@@ -54,6 +54,20 @@ class EncodedPrompts:
             kwargs["pooled_prompt_embeds"] = self.pooled_prompt_embeds
             kwargs["negative_pooled_prompt_embeds"] = self.negative_pooled_prompt_embeds
         return kwargs
+
+
+class TextConditioner(Protocol):
+    """Text conditioning other than the pipeline's own CLIP encoders, chosen by the model
+    profile (Beyond CLIP's LLM encoder, beyond_clip/encoder.py): the prompt and, when
+    guidance is on, the negative prompt, encoded to the same sequence length."""
+
+    def __call__(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        device: torch.device,
+        do_classifier_free_guidance: bool,
+    ) -> EncodedPrompts: ...
 
 
 def tokenize_untruncated(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:

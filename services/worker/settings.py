@@ -17,6 +17,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import StateSettings
+from services.worker.profiles import BEYOND_CLIP_CONFIG_NAME
 
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 GPU_BATCH_WINDOW_MS = 5.0
@@ -180,6 +181,13 @@ class WorkerSettings(StateSettings):
         validation_alias=_env("diffrir_tile_overlap"),
         description="Minimum overlap of neighbouring DiffRIR tiles (pixels), < diffrir_tile.",
     )
+    beyond_clip_weights: Path | None = Field(
+        default=None,
+        validation_alias=_env("beyond_clip_weights"),
+        description="LLM-conditioned profiles (beyond-clip, tiny-beyond-clip): the folder "
+        "of a trained mapping network and RepAdapters (docs/beyond-clip.md); required by "
+        "beyond-clip, replaces tiny-beyond-clip's untrained one; unset: the profile's own.",
+    )
     loglevel: str = Field(default="info", validation_alias=_env("loglevel"))
     metrics_port: int = Field(
         default=9101,
@@ -204,6 +212,19 @@ class WorkerSettings(StateSettings):
         path = Path(str(value)).expanduser()
         if not path.is_file():
             raise ValueError(f"DiffRIR weights {value} do not exist or are not a file")
+        return path
+
+    @field_validator("beyond_clip_weights", mode="before")
+    @classmethod
+    def _checkpoint_exists(cls, value: object) -> Path | None:
+        # A typo fails at startup, not after the LLM has loaded.
+        if value is None or value == "":
+            return None
+        path = Path(str(value)).expanduser()
+        if not (path / BEYOND_CLIP_CONFIG_NAME).is_file():
+            raise ValueError(
+                f"{value} is not a Beyond CLIP encoder checkpoint (no {BEYOND_CLIP_CONFIG_NAME})"
+            )
         return path
 
     @model_validator(mode="after")

@@ -135,7 +135,10 @@ def _resolve_t2i(context: TaskContext) -> ResolvedParams:
 def _run_t2i(
     context: TaskContext, params: ResolvedParams, on_progress: ProgressCallback | None
 ) -> GenerationResult:
-    return run_text_to_image(context.models.text_to_image, params, on_progress)
+    models = context.models
+    return run_text_to_image(
+        models.text_to_image, params, on_progress, text_conditioner=models.text_conditioner
+    )
 
 
 def _t2i_batch_key(_context: TaskContext, params: ResolvedParams) -> Hashable:
@@ -145,8 +148,11 @@ def _t2i_batch_key(_context: TaskContext, params: ResolvedParams) -> Hashable:
 
 
 def _run_t2i_batch(jobs: Sequence[BatchJob[ResolvedParams]]) -> BatchOutcomes:
-    pipeline = jobs[0][0].models.text_to_image
-    return run_text_to_image_batch(pipeline, [BatchMember(params, cb) for _, params, cb in jobs])
+    models = jobs[0][0].models
+    members = [BatchMember(params, cb) for _, params, cb in jobs]
+    return run_text_to_image_batch(
+        models.text_to_image, members, text_conditioner=models.text_conditioner
+    )
 
 
 def _base_revision(models: LoadedModels, _request: GenerationRequest) -> str:

@@ -36,6 +36,7 @@ from services.common.image_rules import LATENT_SCALE, side_within
 from services.worker.profiles import ModelProfile
 from services.worker.prompt_encoding import (
     EncodedPrompts,
+    TextConditioner,
     encode_long_prompt,
     encode_long_prompt_sdxl,
 )
@@ -188,14 +189,19 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def encode_prompts(pipeline: SDPipeline, params: ResolvedParams) -> tuple[EncodedPrompts, float]:
+def encode_prompts(
+    pipeline: SDPipeline, params: ResolvedParams, conditioner: TextConditioner | None = None
+) -> tuple[EncodedPrompts, float]:
     """Encode the job's prompts once for all its images, without truncation
-    (prompt_encoding.py; SDXL: both text encoders and the pooled embedding). Returns the
-    encodings and the seconds it took."""
+    (prompt_encoding.py; SDXL: both text encoders and the pooled embedding), or with the
+    profile's `conditioner` instead of the pipeline's CLIP encoders. Returns the encodings
+    and the seconds it took."""
     device = pipeline._execution_device
     started = time.perf_counter()
     guidance = uses_guidance(pipeline, params.guidance_scale)
-    if is_sdxl(pipeline):
+    if conditioner is not None:
+        encoded = conditioner(params.prompt, params.negative_prompt, device, guidance)
+    elif is_sdxl(pipeline):
         encoded = encode_long_prompt_sdxl(
             (pipeline.tokenizer, pipeline.tokenizer_2),  # type: ignore[union-attr]
             (pipeline.text_encoder, pipeline.text_encoder_2),  # type: ignore[union-attr]

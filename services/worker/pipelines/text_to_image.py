@@ -40,6 +40,7 @@ from services.worker.pipelines.common import (
     resolve_sampling,
 )
 from services.worker.profiles import ModelProfile
+from services.worker.prompt_encoding import TextConditioner
 
 
 def resolve_params(
@@ -63,16 +64,20 @@ def run_text_to_image(
     params: ResolvedParams,
     on_progress: ProgressCallback | None = None,
     conditioning: Mapping[str, Any] | None = None,
+    text_conditioner: TextConditioner | None = None,
 ) -> GenerationResult:
     """Generate `params.num_images` images with `pipeline` (already loaded and on its device),
     all of them denoised together as one batch.
 
-    `on_progress(done, total)` is called after every denoising step; an exception it
-    raises stops the job there and propagates to the caller. `conditioning`: more keyword
-    arguments of every denoising call, from tasks that steer text-to-image (ControlNet's
-    control image and scale, controlnet.py).
+    `on_progress(done, total)` is called after every denoising step of every image; an
+    exception it raises stops the job there and propagates to the caller. `conditioning`:
+    more keyword arguments of every denoising call, from tasks that steer text-to-image
+    (ControlNet's control image and scale, controlnet.py). `text_conditioner`: the
+    profile's prompt encoder when it is not the pipeline's CLIP (Beyond CLIP's LLM).
     """
-    (outcome,) = run_text_to_image_batch(pipeline, [BatchMember(params, on_progress)], conditioning)
+    (outcome,) = run_text_to_image_batch(
+        pipeline, [BatchMember(params, on_progress)], conditioning, text_conditioner
+    )
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
@@ -83,17 +88,19 @@ def run_text_to_image_batch(
     pipeline: StableDiffusionPipeline | StableDiffusionXLPipeline,
     members: Sequence[BatchMember],
     conditioning: Mapping[str, Any] | None = None,
+    text_conditioner: TextConditioner | None = None,
 ) -> list[GenerationResult | BaseException]:
     """Generate the images of several jobs denoised together (pipelines/batching.py): one
     outcome per member, in order: its result, or the exception that stopped it (its
     progress callback's). The members share size, steps and guidance scale (the batch
     rule, task_table.py); their prompts, seeds and image counts are their own.
+    `text_conditioner`: the profile's prompt encoder when it is not the pipeline's CLIP.
     """
     first = members[0].params
     outcomes: list[GenerationResult | BaseException | None] = [None] * len(members)
 
     # Step 1: encode each job's prompts once for all its images, without truncation.
-    encoded = [encode_prompts(pipeline, member.params) for member in members]
+    encoded = [encode_prompts(pipeline, member.params, text_conditioner) for member in members]
 
     # Prompts of different lengths cannot share a tensor: one pipeline call per length.
     for group in equal_shape_groups([encoding for encoding, _ in encoded]):

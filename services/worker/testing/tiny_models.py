@@ -7,7 +7,9 @@ writes the matching `StableDiffusionInpaintPipeline` (SD 1.5 inpainting's 9-chan
 the same other parts); `--all` builds every tiny model under the models directory: those
 two, a canny `ControlNetModel` for the SD 1.5 UNet, and the SDXL set
 (`StableDiffusionXLPipeline`: two CLIP text encoders, the second with a projection, two
-tokenizers, a "text_time" UNet; its 9-channel inpainting variant; its ControlNet). Nothing
+tokenizers, a "text_time" UNet; its 9-channel inpainting variant; its ControlNet), and for
+the Beyond CLIP profile a tiny `LlamaForCausalLM` with a Llama-style tokenizer and an
+untrained encoder checkpoint (mapping network and RepAdapters) for it. Nothing
 is downloaded: even the tokenizer's byte-level BPE vocabulary is trained here on a small
 built-in English corpus and written in CLIP's own vocab.json/merges.txt format.
 
@@ -35,6 +37,8 @@ from pathlib import Path
 from services.worker.profiles import (
     BUILD_FORMAT,
     MANIFEST_NAME,
+    TINY_BEYOND_CLIP_ENCODER_DIRNAME,
+    TINY_LLAMA_DIRNAME,
     TINY_SD15_CONTROLNET_DIRNAME,
     TINY_SD15_DIRNAME,
     TINY_SD15_INPAINTING_DIRNAME,
@@ -64,6 +68,13 @@ SDXL_TOKENIZER_2_PAD_TOKEN = "!"
 CONTROLNET_CONDITIONING_CHANNELS = (8, 16, 32, 32)
 BPE_MERGES = 1000
 SEED = 0
+# The tiny LLM (Llama architecture) of the Beyond CLIP profile. Its tokenizer learns fewer
+# merges than the CLIP one (120 of its 248), so the two segment a prompt differently, as
+# LLaMA's and CLIP's do.
+LLM_BOS_TOKEN, LLM_EOS_TOKEN, LLM_UNK_TOKEN = "<s>", "</s>", "<unk>"
+LLM_BPE_MERGES = 120
+LLM_HIDDEN_SIZE = 64
+LLM_CONTEXT = 512
 
 # Prompt-like English for the tokenizer's BPE merges: enough words that common prompt
 # vocabulary tokenizes into a few pieces, as with the real CLIP tokenizer.
@@ -124,9 +135,8 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in chars), strict=True))
 
 
-def _clip_words(corpus: str) -> Counter[tuple[str, ...]]:
-    """Split `corpus` into words the way transformers' CLIPTokenizer does before BPE, each
-    word as byte-level symbols with CLIP's end-of-word suffix on the last one."""
+def _clip_text_processing() -> tuple[object, object]:
+    """CLIP's normalizer and pre-tokenizer (as transformers' CLIPTokenizer applies them)."""
     from tokenizers import Regex, normalizers, pre_tokenizers
 
     normalizer = normalizers.Sequence(
@@ -142,9 +152,17 @@ def _clip_words(corpus: str) -> Counter[tuple[str, ...]]:
             pre_tokenizers.ByteLevel(add_prefix_space=False),
         ]
     )
+    return normalizer, pre_tokenizer
+
+
+def _clip_words(corpus: str) -> Counter[tuple[str, ...]]:
+    """Split `corpus` into words the way transformers' CLIPTokenizer does before BPE, each
+    word as byte-level symbols with CLIP's end-of-word suffix on the last one."""
+    normalizer, pre_tokenizer = _clip_text_processing()
     words: Counter[tuple[str, ...]] = Counter()
     for line in corpus.splitlines():
-        for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)):
+        text = normalizer.normalize_str(line)  # type: ignore[attr-defined]
+        for piece, _ in pre_tokenizer.pre_tokenize_str(text):  # type: ignore[attr-defined]
             words[(*piece[:-1], piece[-1] + "</w>")] += 1
     return words
 
@@ -501,6 +519,95 @@ def _write_sdxl_controlnet(staging: Path) -> None:
     controlnet.save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
 
 
+def build_llm_tokenizer(directory: Path) -> object:
+    """Write a tiny Llama-style tokenizer (`<unk>`, `<s>`, `</s>` at ids 0-2, no pad token,
+    BOS prepended) to `directory` and return it: byte-level BPE learnt on the corpus."""
+    from tokenizers import Tokenizer, decoders, models, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab, merges = train_clip_bpe(CORPUS, LLM_BPE_MERGES)
+    tokens = [LLM_UNK_TOKEN, LLM_BOS_TOKEN, LLM_EOS_TOKEN]
+    tokens += [token for token in vocab if token not in (BOS_TOKEN, EOS_TOKEN)]
+    llm_vocab = {token: i for i, token in enumerate(tokens)}
+    backend = Tokenizer(
+        models.BPE(
+            vocab=llm_vocab, merges=merges, unk_token=LLM_UNK_TOKEN, end_of_word_suffix="</w>"
+        )
+    )
+    backend.normalizer, backend.pre_tokenizer = _clip_text_processing()  # type: ignore[assignment]
+    backend.decoder = decoders.BPEDecoder(suffix="</w>")  # type: ignore[assignment]
+    backend.post_processor = processors.TemplateProcessing(  # type: ignore[assignment]
+        single=f"{LLM_BOS_TOKEN} $A", special_tokens=[(LLM_BOS_TOKEN, 1)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=LLM_BOS_TOKEN,
+        eos_token=LLM_EOS_TOKEN,
+        unk_token=LLM_UNK_TOKEN,
+        model_max_length=LLM_CONTEXT,
+    )
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def build_tiny_llama(vocab_size: int) -> object:
+    """A seeded random-weight `LlamaForCausalLM`: LLaMA-2's architecture (RMSNorm, RoPE,
+    SwiGLU, grouped-query attention) at a 64-wide, two-layer size."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(SEED + 10)
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=LLM_HIDDEN_SIZE,
+            intermediate_size=2 * LLM_HIDDEN_SIZE,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=LLM_CONTEXT,
+            bos_token_id=1,
+            eos_token_id=2,
+        )
+    )
+
+
+def _write_tiny_llama(staging: Path) -> None:
+    tokenizer = build_llm_tokenizer(staging)
+    build_tiny_llama(len(tokenizer)).save_pretrained(staging)  # type: ignore[arg-type,attr-defined]
+
+
+def _write_tiny_beyond_clip_encoder(staging: Path) -> None:
+    """An untrained encoder checkpoint for the tiny Llama and the tiny SD 1.5 UNet: a seeded
+    mapping network and RepAdapters whose up-projections get small seeded random weights
+    (fresh ones are zero, which would make merging them a no-op no test could tell from
+    none)."""
+    import torch
+
+    from services.worker.beyond_clip.checkpoint import EncoderConfig, save_checkpoint
+    from services.worker.beyond_clip.mapping import MappingNetwork
+    from services.worker.beyond_clip.rep_adapter import RepAdapterConfig, add_rep_adapters
+
+    config = EncoderConfig(
+        llm_hidden_size=LLM_HIDDEN_SIZE,
+        cross_attention_dim=TEXT_HIDDEN_SIZE,
+        adapter=RepAdapterConfig(hidden_dim=8, up_groups=2),
+    )
+    # The tiny Llama rebuilt from its seed: the weights tiny-llama holds. Its vocabulary
+    # size is that of the tokenizer, which the LLM build writes.
+    vocab_size = len(build_llm_tokenizer(staging / "tokenizer"))  # type: ignore[arg-type]
+    shutil.rmtree(staging / "tokenizer")
+    llm = build_tiny_llama(vocab_size).model  # type: ignore[attr-defined]
+    assert config.adapter is not None
+    torch.manual_seed(SEED + 11)
+    add_rep_adapters(llm, config.adapter)
+    for name, param in llm.named_parameters():
+        if name.endswith("adapter.up.weight"):
+            torch.nn.init.normal_(param, std=0.02)
+    mapping = MappingNetwork(LLM_HIDDEN_SIZE, TEXT_HIDDEN_SIZE)
+    save_checkpoint(staging, config, mapping, llm)
+
+
 # Every tiny model: folder name under the models directory -> what writes it.
 TINY_BUILDS: dict[str, Callable[[Path], None]] = {
     TINY_SD15_DIRNAME: _write_sd15,
@@ -509,6 +616,8 @@ TINY_BUILDS: dict[str, Callable[[Path], None]] = {
     TINY_SDXL_DIRNAME: _write_sdxl,
     TINY_SDXL_INPAINTING_DIRNAME: _write_sdxl_inpainting,
     TINY_SDXL_CONTROLNET_DIRNAME: _write_sdxl_controlnet,
+    TINY_LLAMA_DIRNAME: _write_tiny_llama,
+    TINY_BEYOND_CLIP_ENCODER_DIRNAME: _write_tiny_beyond_clip_encoder,
 }
 
 
