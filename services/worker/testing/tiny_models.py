@@ -205,11 +205,16 @@ def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
     return tuple(merged)
 
 
-def build_tokenizer(directory: Path, pad_token: str = EOS_TOKEN) -> object:
-    """Write a CLIP tokenizer (vocab.json, merges.txt, configs) to `directory` and return it."""
+def build_tokenizer(
+    directory: Path,
+    pad_token: str = EOS_TOKEN,
+    bpe: tuple[dict[str, int], list[tuple[str, str]]] | None = None,
+) -> object:
+    """Write a CLIP tokenizer (vocab.json, merges.txt, configs) to `directory` and return it.
+    `bpe`: the (vocab, merges) of `train_clip_bpe`; default: those of the built-in corpus."""
     from transformers import CLIPTokenizer
 
-    vocab, merges = _corpus_bpe()
+    vocab, merges = bpe if bpe is not None else _corpus_bpe()
     with tempfile.TemporaryDirectory() as raw:
         raw_dir = Path(raw)
         (raw_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
