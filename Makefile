@@ -49,7 +49,7 @@ lock:  ## re-resolve deploy/lock/*.txt from pyproject.toml (UPGRADE=1: newest ve
 	done
 
 models: install  ## build the tiny diffusion models and convert the local MLLM once
-	$(PY) -m services.worker.testing.tiny_models --all --models-dir $(LLMGA_MODELS_DIR)
+	$(PY) -m services.worker.testing.tiny_models --all --toy --models-dir $(LLMGA_MODELS_DIR)
 	$(PY) -m services.mllm.prepare
 
 run: models  ## start mllm, worker and gateway locally (gateway on http://127.0.0.1:8000)
