@@ -33,7 +33,10 @@ def build_vae() -> AutoencoderKL:
         block_out_channels=(16, 32, 64),
         layers_per_block=1,
         latent_channels=LATENT_CHANNELS,
-        norm_num_groups=16,
+        # One group: a group norm removes each group's mean and scale, so a group of one
+        # or two channels cannot say what colour a flat area is (16 groups of 16 channels
+        # decoded every flat background as the same grey-orange).
+        norm_num_groups=1,
         # No attention in the middle: flat shapes need no global context to encode.
         mid_block_add_attention=False,
         sample_size=IMAGE_SIZE,
@@ -80,7 +83,7 @@ def build_unet(in_channels: int = LATENT_CHANNELS) -> UNet2DConditionModel:
         layers_per_block=1,
         cross_attention_dim=TEXT_HIDDEN_SIZE,
         attention_head_dim=8,
-        norm_num_groups=16,
+        norm_num_groups=4,  # 8 or 16 channels per group, as SD's 10 (see build_vae)
     )
 
 

@@ -26,7 +26,7 @@ KL_WEIGHT = 1e-5
 
 
 def train_vae(
-    output: Path, steps: int, batch_size: int = 16, lr: float = 1e-3, seed: int = 0
+    output: Path, steps: int, batch_size: int = 16, lr: float = 3e-4, seed: int = 0
 ) -> AutoencoderKL:
     """Train (or resume) and save the VAE to `output/vae`; returns it."""
     torch.manual_seed(seed)
@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     """Command line (see --help)."""
     parser = argparse.ArgumentParser(prog="python -m training.vae", description=__doc__)
     parser.add_argument("--output", type=Path, default=Path(".toy-train/vae"))
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
