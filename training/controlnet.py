@@ -42,7 +42,13 @@ def edge_maps(images: torch.Tensor) -> torch.Tensor:
 
 
 def train_controlnet(
-    t2i: Path, output: Path, steps: int, batch_size: int = 32, lr: float = 5e-4, seed: int = 2
+    t2i: Path,
+    output: Path,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 5e-4,
+    seed: int = 2,
+    max_minutes: float = 0.0,
 ) -> ControlNetModel:
     """Train (or resume) and write `<output>/controlnet`."""
     torch.manual_seed(seed)
@@ -85,7 +91,7 @@ def train_controlnet(
         optimizer.step()
         return {"loss": loss.item()}
 
-    Run(output, accelerator).loop(steps, step_fn, checkpoint_every=100, description="controlnet")
+    Run(output, accelerator).loop(steps, step_fn, 100, "controlnet", max_minutes)
     final = accelerator.unwrap_model(controlnet)
     final.save_pretrained(output / "controlnet", safe_serialization=True)
     return final
@@ -100,10 +106,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (resumable) after")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    train_controlnet(args.t2i, args.output, args.steps, args.batch_size, args.lr)
+    train_controlnet(
+        args.t2i, args.output, args.steps, args.batch_size, args.lr, max_minutes=args.max_minutes
+    )
 
 
 if __name__ == "__main__":

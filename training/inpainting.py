@@ -36,7 +36,13 @@ logger = logging.getLogger(__name__)
 
 
 def train_inpainting(
-    t2i: Path, output: Path, steps: int, batch_size: int = 32, lr: float = 3e-4, seed: int = 1
+    t2i: Path,
+    output: Path,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 3e-4,
+    seed: int = 1,
+    max_minutes: float = 0.0,
 ) -> StableDiffusionInpaintPipeline:
     """Train (or resume) and write `<output>/pipeline`."""
     torch.manual_seed(seed)
@@ -77,7 +83,7 @@ def train_inpainting(
         ema.step(accelerator.unwrap_model(unet).parameters())
         return {"loss": loss.item()}
 
-    Run(output, accelerator).loop(steps, step_fn, checkpoint_every=100, description="inpaint")
+    Run(output, accelerator).loop(steps, step_fn, 100, "inpaint", max_minutes)
     final = accelerator.unwrap_model(unet)
     ema.copy_to(final.parameters())
     pipeline = StableDiffusionInpaintPipeline(
@@ -103,10 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (resumable) after")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    train_inpainting(args.t2i, args.output, args.steps, args.batch_size, args.lr)
+    train_inpainting(
+        args.t2i, args.output, args.steps, args.batch_size, args.lr, max_minutes=args.max_minutes
+    )
 
 
 if __name__ == "__main__":

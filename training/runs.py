@@ -53,9 +53,11 @@ class Run:
         step_fn: Callable[[int], dict[str, float]],
         checkpoint_every: int,
         description: str,
+        max_minutes: float = 0.0,
     ) -> None:
         """Run `step_fn(step)` for the steps not yet done, logging its losses, saving every
-        `checkpoint_every` steps and at the end."""
+        `checkpoint_every` steps and at the end. With `max_minutes`, stop (saved) once that
+        much time has passed: a time-boxed run, resumed by running it again."""
         start = self.resume()
         log = (self.folder / "losses.jsonl").open("a")
         progress = tqdm(
@@ -72,9 +74,13 @@ class Run:
                 losses = step_fn(step)
                 log.write(json.dumps({"step": step, **losses}) + "\n")
                 progress.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
-                if step % checkpoint_every == 0 or step == steps:
+                out_of_time = max_minutes and time.perf_counter() - started > 60 * max_minutes
+                if step % checkpoint_every == 0 or step == steps or out_of_time:
                     log.flush()
                     self.save(step)
+                if out_of_time:
+                    logger.info("%s: stopped after step %d (time budget)", description, step)
+                    break
         finally:
             log.close()
         logger.info(

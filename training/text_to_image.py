@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -75,7 +75,7 @@ class T2IOptions:
     ema_decay: float = 0.995
     warmup: int = 100
     checkpoint_every: int = 200
-    extra: dict[str, object] = field(default_factory=dict)
+    max_minutes: float = 0.0
 
 
 def load_components(options: T2IOptions) -> Components:
@@ -169,7 +169,7 @@ def train_text_to_image(options: T2IOptions) -> StableDiffusionPipeline:
         return {"loss": loss.item()}
 
     Run(options.output, accelerator).loop(
-        options.steps, step_fn, options.checkpoint_every, description="t2i"
+        options.steps, step_fn, options.checkpoint_every, "t2i", options.max_minutes
     )
     # The pipeline with the EMA weights.
     for ema, module in zip(emas, trained, strict=True):
@@ -211,6 +211,9 @@ def parse_args(argv: list[str] | None = None) -> T2IOptions:
     parser.add_argument("--detailed-share", type=float, default=0.5)
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument(
+        "--max-minutes", type=float, default=0.0, help="stop (resumable) after this long"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -229,6 +232,7 @@ def parse_args(argv: list[str] | None = None) -> T2IOptions:
         truncate=args.truncate,
         detailed_share=args.detailed_share,
         checkpoint_every=args.checkpoint_every,
+        max_minutes=args.max_minutes,
     )
 
 
