@@ -9,10 +9,13 @@ import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 from PIL import Image
+
+if TYPE_CHECKING:
+    from services.common.contract import GenerationRequest, Task
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,15 @@ class Result:
     restore_used: str | None = None
 
 
-class Backend(Protocol):
+class Restoring(Protocol):
+    """What the restoration protocol asks of a backend."""
+
+    def restore(
+        self, image: Image.Image, reference: Image.Image, mask: Image.Image, seed: int
+    ) -> Result: ...
+
+
+class Backend(Restoring, Protocol):
     """What the protocols ask of a backend."""
 
     def text_to_image(self, prompt: str, seed: int) -> Result: ...
@@ -32,10 +43,6 @@ class Backend(Protocol):
 
     def edit(
         self, image: Image.Image, source: str, target: str, method: str, seed: int
-    ) -> Result: ...
-
-    def restore(
-        self, image: Image.Image, reference: Image.Image, mask: Image.Image, seed: int
     ) -> Result: ...
 
 
@@ -166,3 +173,113 @@ class LocalBackend:
         self, image: Image.Image, reference: Image.Image, mask: Image.Image, seed: int
     ) -> Result:
         raise NotImplementedError("the local backend serves text-to-image only")
+
+
+@dataclass
+class WorkerBackend:
+    """A profile's models loaded by the worker's own loader and run by its own task
+    runners, in this process (no queue, no HTTP): the claims' runs on one machine.
+    `restorer`: what inpaint jobs and `restore` use (None: the colour fallback)."""
+
+    models_dir: Path
+    profile_name: str = "toy"
+    restorer: object | None = None
+
+    def __post_init__(self) -> None:
+        import torch
+
+        from services.worker.loading import load_models
+        from services.worker.profiles import get_profile, local_sources
+        from services.worker.testing.tiny_models import build_tiny
+
+        self.profile = get_profile(self.profile_name)
+        for source in local_sources(self.profile):
+            build_tiny(source.name, self.models_dir)
+        self.models = load_models(
+            self.profile,
+            self.models_dir,
+            torch.device("cpu"),
+            torch.float32,
+            components=("inpainting", "editing"),
+        )
+
+    def _request(self, task: Task, prompt: str, seed: int) -> GenerationRequest:
+        from services.common.contract import GenerationRequest
+
+        request = GenerationRequest(task=task, prompt=prompt)
+        request.seed = seed
+        return request
+
+    def text_to_image(self, prompt: str, seed: int) -> Result:
+        from services.common.contract import Task
+        from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
+
+        params = resolve_params(self._request(Task.TASK_T2I, prompt, seed), self.profile)  # type: ignore[arg-type]
+        return Result(run_text_to_image(self.models.text_to_image, params).images[0])
+
+    def inpaint(self, image: Image.Image, mask: Image.Image, prompt: str, seed: int) -> Result:
+        from services.common.contract import Task
+        from services.worker.masks import load_mask
+        from services.worker.pipelines.inpainting import resolve_inpaint_params, run_inpainting
+        from services.worker.restorers import COLOR_RESTORER
+
+        request = self._request(Task.TASK_INPAINT, prompt, seed)
+        pixels = load_mask(mask, image.size)
+        params = resolve_inpaint_params(request, self.profile, image, pixels)  # type: ignore[arg-type]
+        restorer = self.restorer or COLOR_RESTORER
+        assert self.models.inpainting is not None
+        result = run_inpainting(self.models.inpainting, params, restorer=restorer)  # type: ignore[arg-type]
+        return Result(result.images[0], getattr(restorer, "name", None))
+
+    def edit(self, image: Image.Image, source: str, target: str, method: str, seed: int) -> Result:
+        from services.common.contract import EditMethod, Task
+        from services.worker.pipelines.editing import resolve_edit_params, run_edit
+
+        request = self._request(Task.TASK_EDIT, target, seed)
+        request.edit.source_caption = source  # type: ignore[attr-defined]
+        request.edit.method = (
+            EditMethod.EDIT_METHOD_P2P if method == "p2p" else EditMethod.EDIT_METHOD_DIFFEDIT
+        )  # type: ignore[attr-defined]
+        params = resolve_edit_params(request, self.profile, image)  # type: ignore[arg-type]
+        assert self.models.editing is not None
+        return Result(run_edit(self.models.editing, params).images[0])
+
+    def restore(
+        self, image: Image.Image, reference: Image.Image, mask: Image.Image, seed: int
+    ) -> Result:
+        return restore_with(self.restorer, image, reference, mask, seed)
+
+
+def restore_with(
+    restorer: object | None,
+    image: Image.Image,
+    reference: Image.Image,
+    mask: Image.Image,
+    seed: int,
+) -> Result:
+    """Run a worker restorer (None: the colour fallback) as a restore job does."""
+    import numpy as np
+
+    from services.worker.masks import load_mask
+    from services.worker.restorers import COLOR_RESTORER
+
+    chosen = restorer or COLOR_RESTORER
+    pixels = chosen.restore(  # type: ignore[attr-defined]
+        np.asarray(image.convert("RGB")),
+        np.asarray(reference.convert("RGB")),
+        load_mask(mask, image.size),
+        seed,
+    )
+    return Result(Image.fromarray(pixels), chosen.name)  # type: ignore[attr-defined]
+
+
+@dataclass
+class RestorerBackend:
+    """A restorer alone (the restoration protocol's rows)."""
+
+    restorer: object | None
+
+    def restore(
+        self, image: Image.Image, reference: Image.Image, mask: Image.Image, seed: int
+    ) -> Result:
+        return restore_with(self.restorer, image, reference, mask, seed)

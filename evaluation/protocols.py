@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from evaluation.backends import Backend
+from evaluation.backends import Backend, Restoring
 from evaluation.metrics import (
     Tally,
     frechet_distance,
@@ -161,7 +161,7 @@ def colour_shifted(image: Image.Image, mask: Image.Image, rng: np.random.Generat
     return Image.fromarray((shifted * 255).round().astype(np.uint8))
 
 
-def restoration(backend: Backend, count: int) -> dict[str, float]:
+def restoration(backend: Restoring, count: int) -> dict[str, float]:
     """Seam error of colour-shifted regions before (none) and after the backend's restore
     job; which restorer ran is the jobs' `restore_used`."""
     rng = np.random.default_rng(3)

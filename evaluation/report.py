@@ -4,6 +4,7 @@ drawn with Pillow (no plotting library is needed)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -11,7 +12,9 @@ from PIL import Image, ImageDraw
 BAR_COLOUR = (60, 110, 200)
 
 
-def bar_chart(title: str, values: dict[str, float], path: Path, top: float | None = None) -> None:
+def bar_chart(
+    title: str, values: Mapping[str, float], path: Path, top: float | None = None
+) -> None:
     """A horizontal bar chart of `values` (scaled to `top`, default the largest)."""
     row, label_w, bar_w = 22, 260, 300
     height = 40 + row * len(values)
@@ -29,7 +32,7 @@ def bar_chart(title: str, values: dict[str, float], path: Path, top: float | Non
 
 
 def write_report(
-    out: Path, sections: dict[str, dict[str, float]], notes: dict[str, object]
+    out: Path, sections: Mapping[str, Mapping[str, float]], notes: Mapping[str, object]
 ) -> Path:
     """Write report.json, report.md and one chart per section into `out`; the .md path."""
     out.mkdir(parents=True, exist_ok=True)

@@ -162,3 +162,25 @@ def object_mask(scene: Scene, index: int, size: int = 64, margin: float = 0.0) -
     mask = Image.new("L", (size, size), 0)
     ImageDraw.Draw(mask).rectangle((cx - r, cy - r, cx + r, cy + r), fill=255)
     return mask
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m toyworld.scenes --out DIR --count N`: write N rendered scenes as PNGs (an
+    image folder for commands that train on files, e.g. DiffRIR's)."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m toyworld.scenes", description=main.__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(args.seed)
+    for index in range(args.count):
+        render(sample_scene(rng), args.size).save(args.out / f"{index:05d}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -24,12 +24,13 @@ from services.worker.profiles import (
 from services.worker.testing.tiny_models import toy_weights_dir
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
+HALF = torch.float16
 
 
 def _save(model: object, out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
-    model.to(torch.float16).save_pretrained(out, safe_serialization=True)  # type: ignore[attr-defined]
+    model.save_pretrained(out, safe_serialization=True)  # type: ignore[attr-defined]
     too_big = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size > MAX_FILE_BYTES]
     if too_big:
         raise ValueError(f"files over {MAX_FILE_BYTES} bytes: {too_big}")
@@ -43,10 +44,15 @@ def export(t2i: Path | None, inpaint: Path | None, controlnet: Path | None, out:
             out / TOY_SD15_DIRNAME,
         )
     if inpaint is not None:
-        pipeline = StableDiffusionInpaintPipeline.from_pretrained(inpaint, safety_checker=None)
-        _save(pipeline, out / TOY_SD15_INPAINTING_DIRNAME)
+        inpainting = StableDiffusionInpaintPipeline.from_pretrained(
+            inpaint, safety_checker=None, dtype=HALF
+        )
+        _save(inpainting, out / TOY_SD15_INPAINTING_DIRNAME)
     if controlnet is not None:
-        _save(ControlNetModel.from_pretrained(controlnet), out / TOY_SD15_CONTROLNET_DIRNAME)
+        _save(
+            ControlNetModel.from_pretrained(controlnet, dtype=HALF),
+            out / TOY_SD15_CONTROLNET_DIRNAME,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
