@@ -5,10 +5,13 @@ worker's pipelines load (a few steps only, on tiny models)."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from diffusers import StableDiffusionPipeline
 from PIL import Image
 
 from services.worker.profiles import TINY_SD15_DIRNAME
@@ -25,12 +28,14 @@ def tiny_sd15(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny(TINY_SD15_DIRNAME, tmp_path_factory.mktemp("models"))
 
 
-def test_training_encodes_captions_as_the_worker_encodes_prompts(tiny_sd15: Path) -> None:
-    from diffusers import StableDiffusionPipeline
+@pytest.fixture(scope="module")
+def pipeline(tiny_sd15: Path) -> Any:
+    return StableDiffusionPipeline.from_pretrained(tiny_sd15, safety_checker=None)
 
-    pipeline = StableDiffusionPipeline.from_pretrained(tiny_sd15, safety_checker=None)
-    import random
 
+def test_training_encodes_captions_as_the_worker_encodes_prompts(
+    pipeline: Any,
+) -> None:
     scene = scene_from_seed(3)
     long_caption = detailed_caption(scene, random.Random(0)).text
     for caption in (short_caption(scene), long_caption, ""):
@@ -58,11 +63,8 @@ def test_training_encodes_captions_as_the_worker_encodes_prompts(tiny_sd15: Path
 
 
 def test_a_batch_pads_shorter_captions_with_empty_chunks_as_the_negative_prompt(
-    tiny_sd15: Path,
+    pipeline: Any,
 ) -> None:
-    from diffusers import StableDiffusionPipeline
-
-    pipeline = StableDiffusionPipeline.from_pretrained(tiny_sd15, safety_checker=None)
     long_caption = "a red circle " * 60  # 180 tokens: three chunks
     with torch.no_grad():
         batch = encode_captions(pipeline.tokenizer, pipeline.text_encoder, [long_caption, ""])
@@ -91,9 +93,9 @@ def _image_folder(folder: Path) -> Path:
     return folder
 
 
-def test_sd15_fine_tuning_runs_two_steps_resumes_and_loads(tiny_sd15: Path, tmp_path: Path) -> None:
-    from diffusers import StableDiffusionPipeline
-
+def test_sd15_fine_tuning_runs_two_steps_resumes_and_loads(
+    tiny_sd15: Path, pipeline: Any, tmp_path: Path
+) -> None:
     data = _image_folder(tmp_path / "data")
     options = T2IOptions(
         output=tmp_path / "run",
@@ -114,7 +116,7 @@ def test_sd15_fine_tuning_runs_two_steps_resumes_and_loads(tiny_sd15: Path, tmp_
     tuned = StableDiffusionPipeline.from_pretrained(
         tmp_path / "run" / "pipeline", safety_checker=None
     )
-    base = StableDiffusionPipeline.from_pretrained(tiny_sd15, safety_checker=None)
+    base = pipeline
     changed = [
         name
         for (name, p), (_, q) in zip(
