@@ -69,9 +69,11 @@ class Run:
             disable=not self.accelerator.is_main_process,
         )
         started = time.perf_counter()
+        done = start
         try:
             for step in progress:
                 losses = step_fn(step)
+                done = step
                 log.write(json.dumps({"step": step, **losses}) + "\n")
                 progress.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
                 out_of_time = max_minutes and time.perf_counter() - started > 60 * max_minutes
@@ -84,5 +86,5 @@ class Run:
         finally:
             log.close()
         logger.info(
-            "%s: %d steps in %.0fs", description, steps - start, time.perf_counter() - started
+            "%s: steps %d-%d in %.0fs", description, start + 1, done, time.perf_counter() - started
         )
