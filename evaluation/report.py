@@ -4,6 +4,7 @@ drawn with Pillow (no plotting library is needed)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def write_report(
         lines += ["", f"## {section}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {value:.4f} |" for name, value in values.items()]
         if values:
-            chart = f"{section}.png"
+            chart = re.sub(r"[^a-z0-9]+", "-", section.lower()).strip("-") + ".png"
             rates = all(0 <= v <= 1 for v in values.values())
             bar_chart(section, values, out / chart, top=1.0 if rates else None)
             lines += ["", f"![{section}]({chart})"]
