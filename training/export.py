@@ -30,7 +30,7 @@ HALF = torch.float16
 def _save(model: object, out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
-    model.save_pretrained(out, safe_serialization=True)  # type: ignore[attr-defined]
+    model.to(HALF).save_pretrained(out, safe_serialization=True)  # type: ignore[attr-defined]
     too_big = [p for p in out.rglob("*") if p.is_file() and p.stat().st_size > MAX_FILE_BYTES]
     if too_big:
         raise ValueError(f"files over {MAX_FILE_BYTES} bytes: {too_big}")
