@@ -134,8 +134,11 @@ class LocalBackend:
     def __post_init__(self) -> None:
         from diffusers import StableDiffusionPipeline
 
+        import torch
+
+        # fp32 on the CPU, as the worker loads it there (committed weights are fp16).
         self.pipeline = StableDiffusionPipeline.from_pretrained(
-            self.pipeline_dir, safety_checker=None
+            self.pipeline_dir, safety_checker=None, dtype=torch.float32
         )
         self.pipeline.set_progress_bar_config(disable=True)
 
