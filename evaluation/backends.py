@@ -132,9 +132,8 @@ class LocalBackend:
     truncate: bool = False
 
     def __post_init__(self) -> None:
-        from diffusers import StableDiffusionPipeline
-
         import torch
+        from diffusers import StableDiffusionPipeline
 
         # fp32 on the CPU, as the worker loads it there (committed weights are fp16).
         self.pipeline = StableDiffusionPipeline.from_pretrained(
