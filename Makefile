@@ -15,7 +15,7 @@ export LLMGA_MLLM_CACHE_DIR ?= $(MLLM_CACHE_DIR)
 PROTOS := $(wildcard proto/llmga/v1/*.proto)
 
 .PHONY: install lock models run toy-train toy-judge toy-vae toy-t2i toy-inpaint toy-controlnet \
-    eval test test-unit test-deploy lint proto bench bench-gateway bench-edit \
+    toy-diffrir eval test test-unit test-deploy lint proto bench bench-gateway bench-edit \
     load clean help
 
 help:  ## list targets
@@ -69,7 +69,13 @@ toy-inpaint: toy-t2i  ## train the toy 9-channel inpainting UNet (irregular, box
 	$(PY) -m training.inpainting --t2i $(TOY_RUNS)/t2i/pipeline --output $(TOY_RUNS)/inpaint --steps 1500
 toy-controlnet: toy-t2i  ## train the toy canny ControlNet
 	$(PY) -m training.controlnet --t2i $(TOY_RUNS)/t2i/pipeline --output $(TOY_RUNS)/controlnet --steps 800
-toy-train: toy-judge toy-inpaint toy-controlnet  ## train every toy model, export fp16 weights
+toy-diffrir: install  ## DiffRIR (tiny config) on toy scenes, with and without the colour degradation
+	$(PY) -m toyworld.scenes --out $(TOY_RUNS)/scenes --count 2000
+	$(PY) -m services.worker.diffrir.train --images $(TOY_RUNS)/scenes --tiny --crop 64 \
+		--batch-size 8 --steps 1000 --output $(TOY_RUNS)/diffrir-colour.pth
+	$(PY) -m services.worker.diffrir.train --images $(TOY_RUNS)/scenes --tiny --crop 64 \
+		--batch-size 8 --steps 1000 --no-colour --output $(TOY_RUNS)/diffrir-nocolour.pth
+toy-train: toy-judge toy-inpaint toy-controlnet toy-diffrir  ## train every toy model, export fp16 weights
 	$(PY) -m training.export --runs $(TOY_RUNS)
 
 EVAL_ARGS ?= --base-url http://127.0.0.1:8000 --out eval-report --count 100
