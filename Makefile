@@ -14,7 +14,8 @@ export LLMGA_MODELS_DIR ?= $(MODELS_DIR)
 export LLMGA_MLLM_CACHE_DIR ?= $(MLLM_CACHE_DIR)
 PROTOS := $(wildcard proto/llmga/v1/*.proto)
 
-.PHONY: install lock models run test test-unit test-deploy lint proto bench bench-gateway bench-edit \
+.PHONY: install lock models run toy-train toy-judge toy-vae toy-t2i toy-inpaint toy-controlnet \
+    toy-diffrir eval test test-unit test-deploy lint proto bench bench-gateway bench-edit \
     bench-gpu bench-fairness load clean help
 
 help:  ## list targets
@@ -51,11 +52,37 @@ lock:  ## re-resolve deploy/lock/*.txt from pyproject.toml (UPGRADE=1: newest ve
 	done
 
 models: install  ## build the tiny diffusion models and convert the local MLLM once
-	$(PY) -m services.worker.testing.tiny_models --all --models-dir $(LLMGA_MODELS_DIR)
+	$(PY) -m services.worker.testing.tiny_models --all --toy --models-dir $(LLMGA_MODELS_DIR)
 	$(PY) -m services.mllm.prepare
 
 run: models  ## start mllm, worker and gateway locally (gateway on http://127.0.0.1:8000)
 	$(PY) deploy/local/stack.py
+
+# The toy world's models (docs/toy-world.md): each step resumes where it stopped; the last
+# writes fp16 weights into toyworld/weights (committed, so `make run` needs none of this).
+TOY_RUNS ?= .toy-train
+toy-judge: install  ## train the toy world's judge (toyworld/weights/judge.safetensors)
+	$(PY) -m toyworld.judge --steps 4500
+toy-vae: install  ## train the toy VAE
+	$(PY) -m training.vae --output $(TOY_RUNS)/vae --steps 2000
+toy-t2i: toy-vae  ## train the toy text encoder and text-to-image UNet (chunked captions)
+	$(PY) -m training.text_to_image --toy --vae $(TOY_RUNS)/vae/vae --output $(TOY_RUNS)/t2i --steps 4000
+toy-inpaint: toy-t2i  ## train the toy 9-channel inpainting UNet (irregular, box, border masks)
+	$(PY) -m training.inpainting --t2i $(TOY_RUNS)/t2i/pipeline --output $(TOY_RUNS)/inpaint --steps 1500
+toy-controlnet: toy-t2i  ## train the toy canny ControlNet
+	$(PY) -m training.controlnet --t2i $(TOY_RUNS)/t2i/pipeline --output $(TOY_RUNS)/controlnet --steps 800
+toy-diffrir: install  ## DiffRIR (tiny config) on toy scenes, with and without the colour degradation
+	$(PY) -m toyworld.scenes --out $(TOY_RUNS)/scenes --count 2000
+	$(PY) -m services.worker.diffrir.train --images $(TOY_RUNS)/scenes --tiny --crop 64 \
+		--batch-size 8 --steps 1000 --output $(TOY_RUNS)/diffrir-colour.pth
+	$(PY) -m services.worker.diffrir.train --images $(TOY_RUNS)/scenes --tiny --crop 64 \
+		--batch-size 8 --steps 1000 --no-colour --output $(TOY_RUNS)/diffrir-nocolour.pth
+toy-train: toy-judge toy-inpaint toy-controlnet toy-diffrir  ## train every toy model, export fp16 weights
+	$(PY) -m training.export --runs $(TOY_RUNS)
+
+EVAL_ARGS ?= --base-url http://127.0.0.1:8000 --out eval-report --count 100
+eval: install  ## run the evaluation protocols against a running stack (make run), write eval-report/
+	$(PY) -m evaluation $(EVAL_ARGS)
 
 test: install  ## run the whole test suite (needs Redis on 127.0.0.1:6379)
 	$(PY) -m pytest -q
@@ -68,9 +95,9 @@ test-deploy: install  ## lint the Dockerfiles, validate compose and every Kubern
 		tests/unit/test_deploy_k8s.py
 
 lint: install  ## ruff and mypy
-	$(VENV)/bin/ruff check services tests deploy benchmarks clients/python
-	$(VENV)/bin/ruff format --check services tests deploy benchmarks clients/python
-	$(VENV)/bin/mypy services deploy benchmarks tests
+	$(VENV)/bin/ruff check services tests deploy benchmarks clients/python toyworld training evaluation
+	$(VENV)/bin/ruff format --check services tests deploy benchmarks clients/python toyworld training evaluation
+	$(VENV)/bin/mypy services deploy benchmarks tests toyworld training evaluation
 	# The SDK on its own terms: strict, as a package people type-check their code against.
 	$(VENV)/bin/mypy --strict clients/python/llmga_client
 

@@ -30,6 +30,12 @@ TINY_LLAMA_DIRNAME = "tiny-llama"
 TINY_BEYOND_CLIP_ENCODER_DIRNAME = "tiny-beyond-clip-encoder"
 # The file that makes a folder a Beyond CLIP encoder checkpoint (beyond_clip/checkpoint.py).
 BEYOND_CLIP_CONFIG_NAME = "beyond_clip.json"
+# The toy models' folder names: trained on the toy world (toyworld/, training/) and
+# committed as fp16 weights, installed under the models directory by copying
+# (services/worker/testing/tiny_models.py `install_toy`).
+TOY_SD15_DIRNAME = "toy-sd15"
+TOY_SD15_INPAINTING_DIRNAME = "toy-sd15-inpainting"
+TOY_SD15_CONTROLNET_DIRNAME = "toy-sd15-controlnet"
 # Written last: its presence marks a complete build; it records the build's content hash.
 MANIFEST_NAME = "llmga_tiny_manifest.json"
 # Bump when the architecture or the build changes, so older builds are replaced. (Adding a
@@ -118,6 +124,21 @@ PROFILES: dict[str, ModelProfile] = {
         steps=20,
         guidance_scale=7.5,
         max_side=1024,
+    ),
+    # SD 1.5-architecture models trained on the toy world's 64 x 64 scenes of coloured
+    # shapes (docs/toy-world.md): they draw what a toy-world prompt says. Committed weights,
+    # installed locally like the tiny models.
+    "toy": ModelProfile(
+        name="toy",
+        architecture="sd15",
+        text_to_image=ModelSource(TOY_SD15_DIRNAME, local=True),
+        inpainting=ModelSource(TOY_SD15_INPAINTING_DIRNAME, local=True),
+        controlnet=ModelSource(TOY_SD15_CONTROLNET_DIRNAME, local=True),
+        width=64,
+        height=64,
+        steps=25,
+        guidance_scale=4.0,
+        max_side=512,
     ),
     # Random-weight SDXL-architecture models (two text encoders, "text_time" UNet) built by
     # testing/tiny_models.py, with SDXL's guidance and inpainting defaults at the tiny size

@@ -17,6 +17,7 @@ from services.worker.profiles import (
 )
 from services.worker.testing.tiny_models import (
     TINY_BUILDS,
+    TOY_INSTALLS,
     build_tiny,
     build_tiny_sd15,
     build_tiny_sd15_inpainting,
@@ -109,8 +110,9 @@ def test_every_tiny_model_has_a_builder_and_unknown_names_are_refused(tmp_path: 
     from services.worker.profiles import PROFILES, local_sources
 
     for profile in PROFILES.values():
-        assert all(source.name in TINY_BUILDS for source in local_sources(profile))
-    with pytest.raises(ValueError, match="no tiny model is called 'tiny-sd3'"):
+        known = {**TINY_BUILDS, **TOY_INSTALLS}
+        assert all(source.name in known for source in local_sources(profile))
+    with pytest.raises(ValueError, match="no local model is called 'tiny-sd3'"):
         build_tiny("tiny-sd3", tmp_path)
 
 

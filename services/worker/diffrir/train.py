@@ -195,6 +195,11 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
     parser.add_argument(
         "--colour-only", action="store_true", help="only the colour degradation, no blur/noise/JPEG"
     )
+    parser.add_argument(
+        "--no-colour",
+        action="store_true",
+        help="no colour degradation (x * c1 + c2): the ablation of the paper's Table 4",
+    )
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -210,7 +215,11 @@ def parse_args(argv: list[str] | None = None) -> TrainOptions:
         seed=args.seed,
         config=TINY_CONFIG if args.tiny else DiffRIRConfig(),
         init=args.init,
-        degradation=Degradation(second_order=not args.colour_only),
+        degradation=Degradation(
+            second_order=not args.colour_only,
+            gain_error=0.0 if args.no_colour else Degradation.gain_error,
+            bias_error=0.0 if args.no_colour else Degradation.bias_error,
+        ),
         log_every=args.log_every,
         device=args.device,
     )

@@ -45,6 +45,9 @@ from services.worker.profiles import (
     TINY_SDXL_CONTROLNET_DIRNAME,
     TINY_SDXL_DIRNAME,
     TINY_SDXL_INPAINTING_DIRNAME,
+    TOY_SD15_CONTROLNET_DIRNAME,
+    TOY_SD15_DIRNAME,
+    TOY_SD15_INPAINTING_DIRNAME,
     read_manifest,
 )
 
@@ -223,11 +226,16 @@ def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
     return tuple(merged)
 
 
-def build_tokenizer(directory: Path, pad_token: str = EOS_TOKEN) -> object:
-    """Write a CLIP tokenizer (vocab.json, merges.txt, configs) to `directory` and return it."""
+def build_tokenizer(
+    directory: Path,
+    pad_token: str = EOS_TOKEN,
+    bpe: tuple[dict[str, int], list[tuple[str, str]]] | None = None,
+) -> object:
+    """Write a CLIP tokenizer (vocab.json, merges.txt, configs) to `directory` and return it.
+    `bpe`: the (vocab, merges) of `train_clip_bpe`; default: those of the built-in corpus."""
     from transformers import CLIPTokenizer
 
-    vocab, merges = _corpus_bpe()
+    vocab, merges = bpe if bpe is not None else _corpus_bpe()
     with tempfile.TemporaryDirectory() as raw:
         raw_dir = Path(raw)
         (raw_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
@@ -621,6 +629,30 @@ TINY_BUILDS: dict[str, Callable[[Path], None]] = {
 }
 
 
+def toy_weights_dir() -> Path:
+    """Where the repository keeps the trained toy models (toyworld/weights)."""
+    return Path(__file__).resolve().parents[3] / "toyworld" / "weights"
+
+
+def _install_toy(name: str) -> Callable[[Path], None]:
+    """A writer that copies the committed toy model `name` (trained by `make toy-train`)."""
+
+    def write(staging: Path) -> None:
+        source = toy_weights_dir() / name
+        if not (source / "model_index.json").exists() and not (source / "config.json").exists():
+            raise FileNotFoundError(f"no trained toy model in {source}; run `make toy-train`")
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+
+    return write
+
+
+# The toy models: copies of committed trained weights, not random builds (`--toy`).
+TOY_INSTALLS: dict[str, Callable[[Path], None]] = {
+    name: _install_toy(name)
+    for name in (TOY_SD15_DIRNAME, TOY_SD15_INPAINTING_DIRNAME, TOY_SD15_CONTROLNET_DIRNAME)
+}
+
+
 def content_hash(directory: Path) -> str:
     """SHA-256 over every file's relative path and bytes (the manifest excluded)."""
     digest = hashlib.sha256()
@@ -644,14 +676,14 @@ def build_tiny_sd15_inpainting(out: Path, force: bool = False) -> Path:
 
 
 def build_tiny(name: str, models_dir: Path, force: bool = False) -> Path:
-    """Build the tiny model called `name` (a `TINY_BUILDS` folder name) under `models_dir`
-    unless a complete build is there; ValueError for a name no tiny model has."""
+    """Build the tiny model called `name` (a `TINY_BUILDS` folder name; or install the toy
+    model of a `TOY_INSTALLS` name) under `models_dir` unless a complete build is there;
+    ValueError for a name no local model has."""
+    builds = {**TINY_BUILDS, **TOY_INSTALLS}
     try:
-        write = TINY_BUILDS[name]
+        write = builds[name]
     except KeyError:
-        raise ValueError(
-            f"no tiny model is called {name!r}; known: {sorted(TINY_BUILDS)}"
-        ) from None
+        raise ValueError(f"no local model is called {name!r}; known: {sorted(builds)}") from None
     return _build_once(models_dir / name, write, force)
 
 
@@ -700,18 +732,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--all", action="store_true", help="build every tiny model under --models-dir"
     )
-    parser.add_argument("--models-dir", type=Path, help="with --all (default: LLMGA_MODELS_DIR)")
+    parser.add_argument(
+        "--toy", action="store_true", help="install the trained toy models under --models-dir"
+    )
+    parser.add_argument(
+        "--models-dir", type=Path, help="with --all/--toy (default: LLMGA_MODELS_DIR)"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if a build exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.all:
+    if args.all or args.toy:
         models_dir = args.models_dir
         if models_dir is None:
             from services.worker.settings import WorkerSettings
 
             models_dir = WorkerSettings().models_dir
-        for path in build_tiny_models(models_dir, force=args.force):
-            print(path)
+        names = [*(TINY_BUILDS if args.all else ()), *(TOY_INSTALLS if args.toy else ())]
+        for name in names:
+            print(build_tiny(name, models_dir, force=args.force))
         return 0
     out = args.out
     if out is None:
