@@ -10,7 +10,7 @@ the prompt says where things are.
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKL, ControlNetModel, PNDMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 IMAGE_SIZE = 64
@@ -106,16 +106,3 @@ def controlnet_from(unet: UNet2DConditionModel) -> ControlNetModel:
     training starts); conditioning encoder down to the 1/4 latent scale."""
     torch.manual_seed(SEED + 4)
     return ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 32))
-
-
-def build_scheduler() -> PNDMScheduler:
-    """SD 1.5's own scheduler configuration (what its pipelines sample with)."""
-    return PNDMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        skip_prk_steps=True,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )

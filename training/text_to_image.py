@@ -81,7 +81,8 @@ class T2IOptions:
 def load_components(options: T2IOptions) -> Components:
     """Fresh toy components around the trained toy VAE, or a pretrained pipeline's."""
     if options.toy:
-        from toyworld.models import build_scheduler, build_text_encoder, build_unet
+        from services.worker.testing.tiny_models import sd15_scheduler
+        from toyworld.models import build_text_encoder, build_unet
         from toyworld.tokenizer import build_world_tokenizer
 
         if options.vae is None:
@@ -92,7 +93,7 @@ def load_components(options: T2IOptions) -> Components:
             text_encoder=build_text_encoder(tokenizer),
             vae=AutoencoderKL.from_pretrained(options.vae),
             unet=build_unet(),
-            scheduler=build_scheduler(),
+            scheduler=sd15_scheduler(),
         )
     if options.pretrained is None:
         raise ValueError("give --toy or --pretrained")

@@ -33,6 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.worker.profiles import (
     BUILD_FORMAT,
@@ -50,6 +51,9 @@ from services.worker.profiles import (
     TOY_SD15_INPAINTING_DIRNAME,
     read_manifest,
 )
+
+if TYPE_CHECKING:
+    from diffusers import PNDMScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +230,22 @@ def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
     return tuple(merged)
 
 
+def sd15_scheduler() -> PNDMScheduler:
+    """SD 1.5's own scheduler configuration (what its pipelines sample with): a
+    `PNDMScheduler` (diffusers is imported on use, like every builder here)."""
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
 def build_tokenizer(
     directory: Path,
     pad_token: str = EOS_TOKEN,
@@ -335,7 +355,6 @@ def _build_shared_components(tokenizer: object) -> dict[str, object]:
     """The VAE, text encoder, tokenizer and scheduler: the same (same seeds, same bytes) in
     the text-to-image and the inpainting build, as SD 1.5 inpainting shares SD 1.5's."""
     import torch
-    from diffusers import PNDMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
 
     # Each component gets its own seed, so changing one never changes the others' weights.
@@ -356,16 +375,7 @@ def _build_shared_components(tokenizer: object) -> dict[str, object]:
             pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
         )
     )
-    # SD 1.5's own scheduler configuration.
-    scheduler = PNDMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        skip_prk_steps=True,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = sd15_scheduler()
     return {
         "vae": vae,
         "text_encoder": text_encoder,
