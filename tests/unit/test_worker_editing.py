@@ -52,6 +52,7 @@ from services.worker.pipelines.editing import (
 from services.worker.pipelines.inpainting import pad_image_to_latent_grid
 from services.worker.profiles import TINY_SD15_DIRNAME, ModelSource, get_profile
 from services.worker.testing.tiny_models import build_tiny
+from tests.support.torch_threads import one_torch_thread
 
 PROFILE = get_profile("tiny")
 CPU = torch.device("cpu")
@@ -63,13 +64,8 @@ LONG = ", ".join(["a red apple on a wooden table in the warm light of a quiet ki
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
-    """One intra-op thread while this module runs: on models this small, work split across
-    threads costs more than it gains, and on a busy machine the threads' spin-waiting made
-    these tests 10-20x slower (measured: a 64x64 DiffEdit edit 11.6 s -> 0.6 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from services.worker.optimisations import Optimisations
 from services.worker.pipelines.common import decode_latents, image_generator
 from services.worker.profiles import TINY_SD15_DIRNAME, get_profile
 from services.worker.testing.tiny_models import build_tiny
+from tests.support.torch_threads import one_torch_thread
 
 CPU = torch.device("cpu")
 PROFILE = get_profile("tiny")
@@ -27,10 +28,8 @@ INTERVAL = 3
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from services.worker.pipelines.common import decode_latents, image_generator
 from services.worker.profiles import TINY_SD15_DIRNAME, get_profile
 from services.worker.settings import WorkerSettings
 from services.worker.testing.tiny_models import build_tiny
+from tests.support.torch_threads import one_torch_thread
 
 CPU = torch.device("cpu")
 PROFILE = get_profile("tiny")
@@ -37,11 +38,8 @@ STEPS = 2
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
-    """One intra-op thread: on models this small, more threads only fight."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
