@@ -167,13 +167,11 @@ def build_local_models(profile: ModelProfile, models_dir: Path) -> None:
     """Build the profile's local (tiny) models that are not built yet. The builder is
     imported only here, when the profile names one: a worker serving hub checkpoints never
     loads it (tests/unit/test_worker_runtime_imports.py)."""
-    sources = local_sources(profile)
-    if not sources:
+    if not local_sources(profile):
         return
-    from services.worker.testing.tiny_models import build_tiny
+    from services.worker.testing.tiny_models import build_profile_models
 
-    for source in sources:
-        build_tiny(source.name, models_dir)
+    build_profile_models(profile, models_dir)
 
 
 def _disable_progress_bars() -> None:

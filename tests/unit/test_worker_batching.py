@@ -33,10 +33,10 @@ from services.worker.pipelines.inpainting import (
     run_inpainting_batch,
 )
 from services.worker.pipelines.text_to_image import run_text_to_image, run_text_to_image_batch
-from services.worker.profiles import get_profile, local_sources
+from services.worker.profiles import get_profile
 from services.worker.restorers import COLOR_RESTORER
 from services.worker.settings import WorkerSettings
-from services.worker.testing.tiny_models import build_tiny
+from services.worker.testing.tiny_models import build_profile_models
 from tests.support.services import REDIS_URL
 from tests.support.torch_threads import one_torch_thread
 
@@ -56,8 +56,7 @@ def _one_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> LoadedModels:
     models_dir = tmp_path_factory.mktemp("models")
-    for source in local_sources(PROFILE):
-        build_tiny(source.name, models_dir)
+    build_profile_models(PROFILE, models_dir)
     return load_models(
         PROFILE, models_dir, torch.device("cpu"), torch.float32, components={"inpainting"}
     )

@@ -43,10 +43,11 @@ from services.worker.beyond_clip.train import (
 from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels, load_llm_conditioner, load_models
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
-from services.worker.profiles import get_profile, local_sources
+from services.worker.profiles import get_profile
 from services.worker.testing.tiny_models import (
     LLM_HIDDEN_SIZE,
     TEXT_HIDDEN_SIZE,
+    build_profile_models,
     build_tiny,
     build_tiny_llama,
     content_hash,
@@ -68,8 +69,7 @@ def _one_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models_dir = tmp_path_factory.mktemp("models")
-    for source in local_sources(PROFILE):
-        build_tiny(source.name, models_dir)
+    build_profile_models(PROFILE, models_dir)
     return models_dir
 
 

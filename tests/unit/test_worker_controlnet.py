@@ -27,9 +27,9 @@ from services.worker.job_preparation import prepare_job
 from services.worker.loading import LoadedModels, load_models
 from services.worker.pipelines.controlnet import resolve_controlnet_params, run_controlnet
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
-from services.worker.profiles import ModelProfile, get_profile, local_sources
+from services.worker.profiles import ModelProfile, get_profile
 from services.worker.task_table import model_revision
-from services.worker.testing.tiny_models import build_tiny
+from services.worker.testing.tiny_models import build_profile_models
 
 CPU = torch.device("cpu")
 TINY = get_profile("tiny")
@@ -45,8 +45,7 @@ def square(value: int, size: int = 64) -> Image.Image:
 
 def load(profile: ModelProfile, models_dir_factory: pytest.TempPathFactory) -> LoadedModels:
     models_dir = models_dir_factory.mktemp("models")
-    for source in local_sources(profile):
-        build_tiny(source.name, models_dir)
+    build_profile_models(profile, models_dir)
     return load_models(profile, models_dir, CPU, torch.float32, components={"controlnet"})
 
 

@@ -25,10 +25,10 @@ from services.worker.loading import LoadedModels, load_models
 from services.worker.pipelines.inpainting import params_for_mask_image, run_inpainting
 from services.worker.pipelines.outpainting import resolve_outpaint_params
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
-from services.worker.profiles import get_profile, local_sources
+from services.worker.profiles import get_profile
 from services.worker.prompt_encoding import encode_long_prompt_sdxl, tokenize_untruncated
 from services.worker.task_table import model_revision
-from services.worker.testing.tiny_models import CORPUS, build_tiny
+from services.worker.testing.tiny_models import CORPUS, build_profile_models
 
 CPU = torch.device("cpu")
 PROFILE = get_profile("tiny-sdxl")
@@ -38,8 +38,7 @@ WORDS = sorted(set(CORPUS.lower().replace(",", " ").replace(".", " ").split()))
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models_dir = tmp_path_factory.mktemp("models")
-    for source in local_sources(PROFILE):
-        build_tiny(source.name, models_dir)
+    build_profile_models(PROFILE, models_dir)
     return models_dir
 
 

@@ -15,7 +15,7 @@ from services.worker.loading import load_models
 from services.worker.pipelines.inpainting import resolve_inpaint_params, run_inpainting
 from services.worker.pipelines.text_to_image import resolve_params, run_text_to_image
 from services.worker.profiles import get_profile, local_sources, tiny_revision
-from services.worker.testing.tiny_models import build_tiny
+from services.worker.testing.tiny_models import build_profile_models
 from toyworld.scenes import Scene, SceneObject, render
 
 TOY = get_profile("toy")
@@ -24,8 +24,7 @@ TOY = get_profile("toy")
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("models")
-    for source in local_sources(TOY):
-        build_tiny(source.name, directory)
+    build_profile_models(TOY, directory)
     return directory
 
 

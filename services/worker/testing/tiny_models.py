@@ -49,6 +49,8 @@ from services.worker.profiles import (
     TOY_SD15_CONTROLNET_DIRNAME,
     TOY_SD15_DIRNAME,
     TOY_SD15_INPAINTING_DIRNAME,
+    ModelProfile,
+    local_sources,
     read_manifest,
 )
 
@@ -724,6 +726,13 @@ def _build_once(out: Path, write: Callable[[Path], None], force: bool) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("built tiny models in %s in %.1fs", out, time.perf_counter() - started)
     return out
+
+
+def build_profile_models(profile: ModelProfile, models_dir: Path) -> None:
+    """Build (or install, for `toy`) every local model `profile` names under `models_dir`;
+    a no-op for those already built and for a profile of hub checkpoints."""
+    for source in local_sources(profile):
+        build_tiny(source.name, models_dir)
 
 
 def build_tiny_models(models_dir: Path, force: bool = False) -> list[Path]:
