@@ -126,8 +126,8 @@ PROFILES: dict[str, ModelProfile] = {
         max_side=1024,
     ),
     # SD 1.5-architecture models trained on the toy world's 64 x 64 scenes of coloured
-    # shapes (docs/toy-world.md): they draw what a toy-world prompt says. Committed weights,
-    # installed locally like the tiny models.
+    # shapes (docs/toy-world.md), committed and installed locally like the tiny models.
+    # Trained too briefly so far: they do not yet follow the prompt (measured there).
     "toy": ModelProfile(
         name="toy",
         architecture="sd15",
