@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -51,7 +49,7 @@ from services.worker.pipelines.editing import (
 )
 from services.worker.pipelines.inpainting import pad_image_to_latent_grid
 from services.worker.profiles import TINY_SD15_DIRNAME, ModelSource, get_profile
-from services.worker.testing.tiny_models import build_tiny
+from tests.support.tiny_sd15 import tiny_sd15_models_dir
 from tests.support.torch_threads import one_torch_thread
 
 PROFILE = get_profile("tiny")
@@ -70,9 +68,7 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def models() -> LoadedModels:
-    models_dir = Path(os.environ.get("LLMGA_MODELS_DIR", "~/.cache/llmga/models")).expanduser()
-    build_tiny(TINY_SD15_DIRNAME, models_dir)  # a no-op when `make models` built it
-    return load_models(PROFILE, models_dir, CPU, torch.float32, components={"editing"})
+    return load_models(PROFILE, tiny_sd15_models_dir(), CPU, torch.float32, components={"editing"})
 
 
 @pytest.fixture(scope="module")
@@ -382,7 +378,7 @@ def test_a_profile_with_an_editing_vae_shares_every_other_component(
     models: LoadedModels,
 ) -> None:
     # As the sd15 profile edits with sd-vae-ft-mse: here the tiny build's own VAE folder.
-    models_dir = Path(os.environ.get("LLMGA_MODELS_DIR", "~/.cache/llmga/models")).expanduser()
+    models_dir = tiny_sd15_models_dir()
     vae = ModelSource(f"{TINY_SD15_DIRNAME}/vae", local=True)
     loaded = load_models(
         dataclasses.replace(PROFILE, edit_vae=vae),

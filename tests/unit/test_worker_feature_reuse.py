@@ -5,7 +5,6 @@ printed (pytest -s) is the quality figure docs/worker.md quotes."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import torch
 from services.worker.loading import LoadedModels, load_models
 from services.worker.optimisations import Optimisations
 from services.worker.pipelines.common import decode_latents, image_generator
-from services.worker.profiles import TINY_SD15_DIRNAME, get_profile
-from services.worker.testing.tiny_models import build_tiny
+from services.worker.profiles import get_profile
+from tests.support.tiny_sd15 import tiny_sd15_models_dir
 from tests.support.torch_threads import one_torch_thread
 
 CPU = torch.device("cpu")
@@ -34,9 +33,7 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def models_dir() -> Path:
-    path = Path(os.environ.get("LLMGA_MODELS_DIR", "~/.cache/llmga/models")).expanduser()
-    build_tiny(TINY_SD15_DIRNAME, path)
-    return path
+    return tiny_sd15_models_dir()
 
 
 def generate(models: LoadedModels, seed: int) -> np.ndarray:

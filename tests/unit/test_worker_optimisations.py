@@ -9,7 +9,6 @@ Inductor's compile time on a small CPU. Inductor itself runs in `make bench-gpu`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,9 +24,9 @@ from diffusers.models.attention_processor import (
 from services.worker.loading import LoadedModels, load_models
 from services.worker.optimisations import Optimisations, warm_up
 from services.worker.pipelines.common import decode_latents, image_generator
-from services.worker.profiles import TINY_SD15_DIRNAME, get_profile
+from services.worker.profiles import get_profile
 from services.worker.settings import WorkerSettings
-from services.worker.testing.tiny_models import build_tiny
+from tests.support.tiny_sd15 import tiny_sd15_models_dir
 from tests.support.torch_threads import one_torch_thread
 
 CPU = torch.device("cpu")
@@ -44,9 +43,7 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def models_dir() -> Path:
-    path = Path(os.environ.get("LLMGA_MODELS_DIR", "~/.cache/llmga/models")).expanduser()
-    build_tiny(TINY_SD15_DIRNAME, path)  # a no-op when `make models` built it
-    return path
+    return tiny_sd15_models_dir()
 
 
 def load(
