@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import ControlNetModel, DDPMScheduler, StableDiffusionPipeline
 from PIL import Image
@@ -25,7 +24,7 @@ from PIL import Image
 from services.common.image_rules import CannyThresholds
 from services.worker.control_images import canny_edges
 from toyworld.models import controlnet_from
-from training.denoising import add_training_noise
+from training.denoising import add_training_noise, denoising_loss
 from training.runs import Run
 from training.text_conditioning import encode_captions
 from training.toy_data import toy_batch
@@ -53,7 +52,7 @@ def train_controlnet(
     """Train (or resume) and write `<output>/controlnet`."""
     torch.manual_seed(seed)
     accelerator = Accelerator()
-    base = StableDiffusionPipeline.from_pretrained(t2i, safety_checker=None)
+    base = StableDiffusionPipeline.from_pretrained(t2i, safety_checker=None, dtype=torch.float32)
     for frozen in (base.vae, base.text_encoder, base.unet):
         frozen.requires_grad_(False).eval()
     controlnet = controlnet_from(base.unet)
@@ -85,7 +84,7 @@ def train_controlnet(
             down_block_additional_residuals=down,
             mid_block_additional_residual=mid,
         ).sample
-        loss = F.mse_loss(prediction, noised.noise)
+        loss = denoising_loss(prediction, noised, schedule)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()

@@ -27,7 +27,7 @@ from diffusers.training_utils import EMAModel
 
 from services.worker.diffrir.synthesis import random_mask
 from toyworld.models import inpainting_unet_from
-from training.denoising import add_training_noise
+from training.denoising import add_training_noise, denoising_loss
 from training.runs import Run
 from training.text_conditioning import encode_captions
 from training.toy_data import toy_batch
@@ -47,7 +47,7 @@ def train_inpainting(
     """Train (or resume) and write `<output>/pipeline`."""
     torch.manual_seed(seed)
     accelerator = Accelerator()
-    base = StableDiffusionPipeline.from_pretrained(t2i, safety_checker=None)
+    base = StableDiffusionPipeline.from_pretrained(t2i, safety_checker=None, dtype=torch.float32)
     vae, text_encoder, tokenizer = base.vae, base.text_encoder, base.tokenizer
     vae.requires_grad_(False).eval()
     text_encoder.requires_grad_(False).eval()
@@ -75,7 +75,7 @@ def train_inpainting(
         mask_latents = F.interpolate(masks, size=latents.shape[-2:])
         noised = add_training_noise(latents, schedule)
         inputs = torch.cat([noised.noisy, mask_latents, masked_latents], dim=1)
-        loss = F.mse_loss(unet(inputs, noised.timesteps, text).sample, noised.noise)
+        loss = denoising_loss(unet(inputs, noised.timesteps, text).sample, noised, schedule)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(unet.parameters(), 1.0)

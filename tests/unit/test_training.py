@@ -127,6 +127,7 @@ def test_sd15_fine_tuning_runs_two_steps_resumes_and_loads(
     assert changed  # the UNet was trained
     for p, q in zip(tuned.text_encoder.parameters(), base.text_encoder.parameters(), strict=True):
         assert torch.equal(p, q)  # the text encoder was frozen
+    assert type(tuned.scheduler) is type(base.scheduler)  # it samples as it did
     image = tuned(
         "a red circle in the center", num_inference_steps=2, height=64, width=64, output_type="pil"
     ).images[0]
