@@ -4,6 +4,15 @@ An `AutoencoderKL` (toyworld/models.py) trained from nothing on rendered scenes 
 MSE reconstruction and a small KL term; at the end its `scaling_factor` is set to 1 / the
 latents' standard deviation (SD's 0.18215 was found the same way) and the model is saved
 with `save_pretrained` to `<output>/vae`.
+
+`--decoder-from PATH` fine-tunes only the decoder of a trained VAE, as SD's ft-MSE VAE
+was: the encoder, and with it the latent space and scaling factor a UNet was trained on,
+stay as they are, so the fine-tuned decoder drops into a trained pipeline.
+
+Pixels inside the objects weigh `OBJECT_WEIGHT` times more: the objects cover a few
+percent of the image, and with an unweighted loss the VAE learnt to draw backgrounds
+exactly and objects in the wrong colour (the judge read the right object colour in 62 %
+of reconstructions).
 """
 
 from __future__ import annotations
@@ -12,38 +21,65 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import AutoencoderKL
 
 from toyworld.models import build_vae
+from toyworld.scenes import Scene, object_mask
 from training.runs import Run
 from training.toy_data import toy_batch
 
 logger = logging.getLogger(__name__)
 KL_WEIGHT = 1e-5
+OBJECT_WEIGHT = 10.0
+
+
+def pixel_weights(scenes: list[Scene], size: int) -> torch.Tensor:
+    """(B, 1, size, size): 1 on the background, 1 + OBJECT_WEIGHT in the objects' boxes."""
+    masks = []
+    for scene in scenes:
+        union = np.zeros((size, size), dtype=np.float32)
+        for index in range(len(scene.objects)):
+            union = np.maximum(union, np.asarray(object_mask(scene, index, size)) / 255)
+        masks.append(union)
+    return 1 + OBJECT_WEIGHT * torch.from_numpy(np.stack(masks))[:, None]
 
 
 def train_vae(
-    output: Path, steps: int, batch_size: int = 16, lr: float = 3e-4, seed: int = 0
+    output: Path,
+    steps: int,
+    batch_size: int = 16,
+    lr: float = 3e-4,
+    seed: int = 0,
+    decoder_from: Path | None = None,
 ) -> AutoencoderKL:
-    """Train (or resume) and save the VAE to `output/vae`; returns it."""
+    """Train (or resume) and save the VAE to `output/vae`; returns it. With `decoder_from`,
+    only that VAE's decoder is trained."""
     torch.manual_seed(seed)
     accelerator = Accelerator()
-    vae = build_vae()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)  # type: ignore[attr-defined]
+    vae = build_vae() if decoder_from is None else AutoencoderKL.from_pretrained(decoder_from)
+    if decoder_from is not None:
+        vae.requires_grad_(False)  # type: ignore[union-attr]
+        vae.decoder.requires_grad_(True)  # type: ignore[union-attr]
+    trained = [p for p in vae.parameters() if p.requires_grad]  # type: ignore[union-attr]
+    optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=0.0)
     vae, optimizer = accelerator.prepare(vae, optimizer)
     run = Run(output, accelerator)
 
     def step_fn(step: int) -> dict[str, float]:
-        images = toy_batch(step, batch_size, seed).images.to(accelerator.device)
-        posterior = accelerator.unwrap_model(vae).encode(images).latent_dist
-        recon = accelerator.unwrap_model(vae).decode(posterior.sample()).sample
-        l1 = F.l1_loss(recon, images)
-        mse = F.mse_loss(recon, images)
+        batch = toy_batch(step, batch_size, seed)
+        images = batch.images.to(accelerator.device)
+        weights = pixel_weights(batch.scenes, images.shape[-1]).to(accelerator.device)
+        model = accelerator.unwrap_model(vae)
+        posterior = model.encode(images).latent_dist
+        recon = model.decode(posterior.sample()).sample
+        error = recon - images
+        l1 = (error.abs() * weights).mean()
+        mse = (error.pow(2) * weights).mean()
         kl = posterior.kl().mean()
-        loss = l1 + mse + KL_WEIGHT * kl
+        loss = l1 + mse + (KL_WEIGHT * kl if decoder_from is None else 0)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
@@ -51,10 +87,11 @@ def train_vae(
 
     run.loop(steps, step_fn, checkpoint_every=100, description="vae")
     model = accelerator.unwrap_model(vae).eval()
-    with torch.no_grad():
-        images = toy_batch(10**9, 256, seed).images.to(accelerator.device)
-        latents = model.encode(images).latent_dist.mean
-    model.register_to_config(scaling_factor=float(1 / latents.std()))
+    if decoder_from is None:
+        with torch.no_grad():
+            images = toy_batch(10**9, 256, seed).images.to(accelerator.device)
+            latents = model.encode(images).latent_dist.mean
+        model.register_to_config(scaling_factor=float(1 / latents.std()))
     model.save_pretrained(output / "vae", safe_serialization=True)
     return model
 
@@ -67,10 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--decoder-from", type=Path, help="fine-tune only the decoder of this trained VAE"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    train_vae(args.output, args.steps, args.batch_size, args.lr)
+    train_vae(args.output, args.steps, args.batch_size, args.lr, decoder_from=args.decoder_from)
 
 
 if __name__ == "__main__":
