@@ -107,11 +107,14 @@ def split_logits(logits: torch.Tensor) -> SplitLogits:
     )
 
 
-def scene_targets(scenes: list[Scene]) -> dict[str, torch.Tensor]:
-    """Class indices per head for `scenes` (colour and size of empty cells are -100:
-    ignored by the loss)."""
+def scene_targets(
+    scenes: list[Scene], sizes_known: list[bool] | None = None, texture_known: bool = True
+) -> dict[str, torch.Tensor]:
+    """Class indices per head for `scenes`. What the loss ignores: the colour and size of
+    empty cells (-100), sizes where `sizes_known` says False (-100), and the texture when
+    not `texture_known` (-1); a caption reader is not asked what its caption leaves out."""
     background = torch.tensor([COLOUR_NAMES.index(s.background) for s in scenes])
-    striped = torch.tensor([float(s.textured) for s in scenes])
+    striped = torch.tensor([float(s.textured) if texture_known else -1.0 for s in scenes])
     shape = torch.zeros(len(scenes), CELLS, dtype=torch.long)
     colour = torch.full((len(scenes), CELLS), -100, dtype=torch.long)
     size = torch.full((len(scenes), CELLS), -100, dtype=torch.long)
@@ -120,7 +123,8 @@ def scene_targets(scenes: list[Scene]) -> dict[str, torch.Tensor]:
             cell = POSITION_NAMES.index(obj.position)
             shape[i, cell] = SHAPE_CLASSES.index(obj.shape)
             colour[i, cell] = COLOUR_NAMES.index(obj.colour)
-            size[i, cell] = SIZE_NAMES.index(obj.size)
+            if sizes_known is None or sizes_known[i]:
+                size[i, cell] = SIZE_NAMES.index(obj.size)
     return {
         "background": background,
         "striped": striped,
@@ -155,17 +159,35 @@ def augment(image: Image.Image, rng: random.Random) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
+def _mean_over_known(losses: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Mean of `losses` where `known` (0 when nothing is: a batch may ask no sizes)."""
+    return (losses * known).sum() / known.sum().clamp(min=1)
+
+
 def loss_of(logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum of the heads' cross-entropies (binary for striped)."""
+    """Sum of the heads' cross-entropies (binary for striped), each over its known targets."""
     heads = split_logits(logits)
+
+    def classes(head: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat = target.reshape(-1)
+        losses = F.cross_entropy(
+            head.reshape(len(flat), -1), flat, ignore_index=-100, reduction="none"
+        )
+        return _mean_over_known(losses, flat != -100)
+
+    striped = targets["striped"]
     return (
         F.cross_entropy(heads.background, targets["background"])
-        + 0.3 * F.binary_cross_entropy_with_logits(heads.striped, targets["striped"])
-        + F.cross_entropy(heads.shape.reshape(-1, len(SHAPE_CLASSES)), targets["shape"].reshape(-1))
-        + F.cross_entropy(
-            heads.colour.reshape(-1, len(COLOUR_NAMES)), targets["colour"].reshape(-1)
+        + 0.3
+        * _mean_over_known(
+            F.binary_cross_entropy_with_logits(
+                heads.striped, striped.clamp(min=0), reduction="none"
+            ),
+            striped >= 0,
         )
-        + F.cross_entropy(heads.size.reshape(-1, len(SIZE_NAMES)), targets["size"].reshape(-1))
+        + classes(heads.shape, targets["shape"])
+        + classes(heads.colour, targets["colour"])
+        + classes(heads.size, targets["size"])
     )
 
 
@@ -228,12 +250,17 @@ def held_out_scenes(count: int) -> list[Scene]:
 
 
 def accuracy(judge: Judge, scenes: list[Scene], images: list[Image.Image]) -> dict[str, float]:
-    """Per-attribute accuracy of the judge on `images` of `scenes`: background colour,
-    striped, the shape in each cell (including "none"), and the colour and size of each
-    object; `scene` counts images read exactly right."""
+    """The judge's `scene_accuracy` on `images` of `scenes`."""
     predicted: list[Scene] = []
     for start in range(0, len(images), 256):
         predicted += judge.read(images[start : start + 256])
+    return scene_accuracy(scenes, predicted)
+
+
+def scene_accuracy(scenes: list[Scene], predicted: list[Scene]) -> dict[str, float]:
+    """Per-attribute accuracy of `predicted` against the true `scenes`: background colour,
+    striped, the shape in each cell (including "none"), and the colour and size of each
+    object; `scene` counts scenes read exactly right."""
     totals = {k: 0 for k in ("background", "striped", "cell_shape", "colour", "size", "scene")}
     objects = 0
     for truth, guess in zip(scenes, predicted, strict=True):

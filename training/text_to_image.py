@@ -1,10 +1,11 @@
 """Train a text-to-image UNet (and its text encoder) on captions encoded in 75-token chunks,
 exactly as the worker encodes prompts at inference (training/text_conditioning.py).
 
-The toy world, from nothing (a trained toy VAE, a fresh world tokenizer, text encoder and
-UNet):
+The toy world, from nothing but the trained toy VAE and the pretrained toy text encoder
+(training/text_encoder.py, the toy world's CLIP; frozen here, as SD's is):
 
-    python -m training.text_to_image --toy --vae .toy-train/vae/vae --output .toy-train/t2i
+    python -m training.text_to_image --toy --vae .toy-train/vae/vae \
+        --text-encoder .toy-train/text-encoder --output .toy-train/t2i
 
 Real SD 1.5 fine-tuning on GPUs, the same script (LLMGA's stage 2: detailed prompts, long
 ones chunked), from a pipeline folder and an image folder with `metadata.jsonl`:
@@ -14,33 +15,44 @@ ones chunked), from a pipeline folder and an image folder with `metadata.jsonl`:
 
 Each step: images to latents with the frozen VAE, captions (10 % dropped to "", for
 classifier-free guidance) to chunked text features, noise at a uniform timestep, the UNet
-predicts the noise (MSE). An EMA of the trained weights is kept; the final pipeline folder
-(`<output>/pipeline`, `save_pretrained`) holds the EMA weights and loads in the worker.
+predicts the noise (MSE weighted by Min-SNR, training/denoising.py). An EMA of the trained
+weights is kept; the final pipeline folder (`<output>/pipeline`, `save_pretrained`) holds
+the EMA weights and loads in the worker.
 The run resumes from `<output>` (training/runs.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import diffusers
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
-from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    SchedulerMixin,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from diffusers.training_utils import EMAModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from training.denoising import add_training_noise
+from training.denoising import SNR_GAMMA, add_training_noise, denoising_loss
 from training.folder_data import FolderPairs
 from training.runs import Run
 from training.text_conditioning import encode_captions
 from training.toy_data import toy_batch
 
 logger = logging.getLogger(__name__)
+
+# Trained in float32 whatever the checkpoint's dtype (the toy weights are committed in fp16).
+FULL = torch.float32
 
 
 @dataclass
@@ -65,12 +77,14 @@ class T2IOptions:
     seed: int = 0
     toy: bool = False
     vae: Path | None = None
+    text_encoder: Path | None = None
     pretrained: Path | None = None
     data: Path | None = None
     resolution: int = 64
     train_text_encoder: bool = True
     truncate: bool = False
     caption_dropout: float = 0.1
+    snr_gamma: float | None = SNR_GAMMA
     detailed_share: float = 0.5
     ema_decay: float = 0.995
     warmup: int = 100
@@ -79,7 +93,8 @@ class T2IOptions:
 
 
 def load_components(options: T2IOptions) -> Components:
-    """Fresh toy components around the trained toy VAE, or a pretrained pipeline's."""
+    """A fresh toy UNet around the trained toy VAE and text encoder (or a fresh text
+    encoder without one), or a pretrained pipeline's components."""
     if options.toy:
         from services.worker.testing.tiny_models import sd15_scheduler
         from toyworld.models import build_text_encoder, build_unet
@@ -87,11 +102,18 @@ def load_components(options: T2IOptions) -> Components:
 
         if options.vae is None:
             raise ValueError("--toy needs --vae (the trained toy VAE's folder)")
-        tokenizer = build_world_tokenizer(options.output / "tokenizer")
+        if options.text_encoder is not None:
+            tokenizer = CLIPTokenizer.from_pretrained(options.text_encoder / "tokenizer")
+            text_encoder = CLIPTextModel.from_pretrained(
+                options.text_encoder / "text_encoder", dtype=FULL
+            )
+        else:
+            tokenizer = build_world_tokenizer(options.output / "tokenizer")
+            text_encoder = build_text_encoder(tokenizer)
         return Components(
             tokenizer=tokenizer,
-            text_encoder=build_text_encoder(tokenizer),
-            vae=AutoencoderKL.from_pretrained(options.vae),
+            text_encoder=text_encoder,
+            vae=AutoencoderKL.from_pretrained(options.vae, dtype=FULL),
             unet=build_unet(),
             scheduler=sd15_scheduler(),
         )
@@ -100,11 +122,19 @@ def load_components(options: T2IOptions) -> Components:
     folder = options.pretrained
     return Components(
         tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
-        text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder"),
-        vae=AutoencoderKL.from_pretrained(folder / "vae"),
-        unet=UNet2DConditionModel.from_pretrained(folder / "unet"),
-        scheduler=DDPMScheduler.from_pretrained(folder / "scheduler"),
+        text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=FULL),
+        vae=AutoencoderKL.from_pretrained(folder / "vae", dtype=FULL),
+        unet=UNet2DConditionModel.from_pretrained(folder / "unet", dtype=FULL),
+        scheduler=pipeline_scheduler(folder),
     )
+
+
+def pipeline_scheduler(folder: Path) -> SchedulerMixin:
+    """The pretrained pipeline's own sampling scheduler (PNDM for SD 1.5), saved with the
+    fine-tuned pipeline; training draws its noise from a DDPM of the same configuration."""
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    scheduler_class = getattr(diffusers, config["_class_name"])
+    return scheduler_class.from_pretrained(folder / "scheduler")  # type: ignore[no-any-return]
 
 
 def train_text_to_image(options: T2IOptions) -> StableDiffusionPipeline:
@@ -159,7 +189,7 @@ def train_text_to_image(options: T2IOptions) -> StableDiffusionPipeline:
         # Noise at a uniform timestep; the UNet predicts it.
         noised = add_training_noise(latents, noise_schedule)
         prediction = unet(noised.noisy, noised.timesteps, text).sample
-        loss = F.mse_loss(prediction.float(), noised.noise.float())
+        loss = denoising_loss(prediction, noised, noise_schedule, options.snr_gamma)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)
@@ -196,6 +226,11 @@ def parse_args(argv: list[str] | None = None) -> T2IOptions:
     parser.add_argument("--output", type=Path, required=True, help="run folder (resumed if there)")
     parser.add_argument("--toy", action="store_true", help="toy models from nothing")
     parser.add_argument("--vae", type=Path, help="with --toy: the trained toy VAE folder")
+    parser.add_argument(
+        "--text-encoder",
+        type=Path,
+        help="with --toy: the pretrained toy text encoder's run folder (frozen)",
+    )
     parser.add_argument("--pretrained", type=Path, help="an SD 1.5 pipeline folder to fine-tune")
     parser.add_argument("--data", type=Path, help="image folder with metadata.jsonl (default: toy)")
     parser.add_argument("--resolution", type=int, default=64)
@@ -210,6 +245,12 @@ def parse_args(argv: list[str] | None = None) -> T2IOptions:
         "--truncate", action="store_true", help="ablation: 77-token truncation, no chunks"
     )
     parser.add_argument("--detailed-share", type=float, default=0.5)
+    parser.add_argument(
+        "--snr-gamma",
+        type=float,
+        default=SNR_GAMMA,
+        help="Min-SNR weighting's gamma (0: plain MSE)",
+    )
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument(
@@ -226,12 +267,14 @@ def parse_args(argv: list[str] | None = None) -> T2IOptions:
         seed=args.seed,
         toy=args.toy,
         vae=args.vae,
+        text_encoder=args.text_encoder,
         pretrained=args.pretrained,
         data=args.data,
         resolution=args.resolution,
-        train_text_encoder=args.toy and not args.freeze_text_encoder,
+        train_text_encoder=args.toy and args.text_encoder is None and not args.freeze_text_encoder,
         truncate=args.truncate,
         detailed_share=args.detailed_share,
+        snr_gamma=args.snr_gamma or None,
         checkpoint_every=args.checkpoint_every,
         max_minutes=args.max_minutes,
     )
