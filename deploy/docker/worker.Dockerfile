@@ -3,7 +3,9 @@
 #   docker build -f deploy/docker/worker.Dockerfile --target gpu -t llmga-worker:gpu .
 #   docker build -f deploy/docker/worker.Dockerfile --target cpu -t llmga-worker:cpu .
 # Models are never baked in: LLMGA_MODELS_DIR (tiny models, local copies) and HF_HOME
-# (hub downloads of the sd15 profile) point into the /models volume.
+# (hub downloads of the sd15 profile) point into the /models volume. The one exception is
+# the toy profile's trained weights (a few MB, package data of `toyworld`), installed into
+# /models like the tiny builds.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu22.04
 # uv installs a standalone CPython 3.11 on the CUDA base (Ubuntu ships no 3.11 build).
@@ -30,6 +32,7 @@ COPY deploy/lock/worker.txt ./
 RUN uv pip install -r worker.txt dumb-init==1.2.5
 COPY pyproject.toml README.md ./
 COPY services ./services
+COPY toyworld ./toyworld
 RUN uv pip install --no-deps .
 
 FROM ${CUDA_IMAGE} AS gpu
@@ -64,6 +67,7 @@ COPY deploy/lock/worker.txt ./
 RUN pip install --no-cache-dir -r worker.txt dumb-init==1.2.5
 COPY pyproject.toml README.md ./
 COPY services ./services
+COPY toyworld ./toyworld
 # DL3013: `.` is this project; every dependency is pinned in the lock.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir --no-deps . && pip check

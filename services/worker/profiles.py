@@ -252,8 +252,9 @@ def read_manifest(directory: Path) -> dict[str, object] | None:
 
 
 def tiny_revision(directory: Path) -> str:
-    """The revision string recorded in job records for a tiny build: its content hash."""
+    """The revision string recorded in job records for a local build: its kind ("tiny", or
+    "toy" for the trained toy models) and content hash."""
     manifest = read_manifest(directory)
     if manifest is None:
         raise FileNotFoundError(f"no complete tiny model build in {directory}")
-    return f"tiny-{str(manifest['sha256'])[:12]}"
+    return f"{manifest.get('kind', 'tiny')}-{str(manifest['sha256'])[:12]}"

@@ -642,8 +642,11 @@ TINY_BUILDS: dict[str, Callable[[Path], None]] = {
 
 
 def toy_weights_dir() -> Path:
-    """Where the repository keeps the trained toy models (toyworld/weights)."""
-    return Path(__file__).resolve().parents[3] / "toyworld" / "weights"
+    """Where the trained toy models are: toyworld/weights, package data of `toyworld` (so
+    an installed worker, as in the images, has them too)."""
+    import toyworld
+
+    return Path(toyworld.__file__).resolve().parent / "weights"
 
 
 def _install_toy(name: str) -> Callable[[Path], None]:
@@ -696,12 +699,21 @@ def build_tiny(name: str, models_dir: Path, force: bool = False) -> Path:
         write = builds[name]
     except KeyError:
         raise ValueError(f"no local model is called {name!r}; known: {sorted(builds)}") from None
-    return _build_once(models_dir / name, write, force)
+    out = models_dir / name
+    if name not in TOY_INSTALLS:
+        return _build_once(out, write, force)
+    # A toy install is an exact copy: replaced when the committed weights have changed.
+    installed = read_manifest(out)
+    stale = installed is not None and installed["sha256"] != content_hash(toy_weights_dir() / name)
+    return _build_once(out, write, force or stale, kind="toy")
 
 
-def _build_once(out: Path, write: Callable[[Path], None], force: bool) -> Path:
-    """Let `write` fill a staging folder, add the manifest last and rename it to `out`; an
-    existing complete build is kept unless `force`."""
+def _build_once(
+    out: Path, write: Callable[[Path], None], force: bool, kind: str = "tiny"
+) -> Path:
+    """Let `write` fill a staging folder, add the manifest last (with `kind`, the revision's
+    prefix: "tiny" or "toy") and rename it to `out`; an existing complete build is kept
+    unless `force`."""
     out = out.expanduser()
     if not force and read_manifest(out) is not None:
         logger.info("tiny models already built in %s", out)
@@ -711,7 +723,7 @@ def _build_once(out: Path, write: Callable[[Path], None], force: bool) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         write(staging)
-        manifest = {"format": BUILD_FORMAT, "sha256": content_hash(staging)}
+        manifest = {"format": BUILD_FORMAT, "sha256": content_hash(staging), "kind": kind}
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         staging.chmod(0o755)  # mkdtemp makes it private; the models folder is shared
         if out.exists():  # incomplete, stale or forced: replace it
