@@ -708,9 +708,7 @@ def build_tiny(name: str, models_dir: Path, force: bool = False) -> Path:
     return _build_once(out, write, force or stale, kind="toy")
 
 
-def _build_once(
-    out: Path, write: Callable[[Path], None], force: bool, kind: str = "tiny"
-) -> Path:
+def _build_once(out: Path, write: Callable[[Path], None], force: bool, kind: str = "tiny") -> Path:
     """Let `write` fill a staging folder, add the manifest last (with `kind`, the revision's
     prefix: "tiny" or "toy") and rename it to `out`; an existing complete build is kept
     unless `force`."""
