@@ -14,7 +14,7 @@ export LLMGA_MODELS_DIR ?= $(MODELS_DIR)
 export LLMGA_MLLM_CACHE_DIR ?= $(MLLM_CACHE_DIR)
 PROTOS := $(wildcard proto/llmga/v1/*.proto)
 
-.PHONY: install lock models run toy-train toy-judge toy-vae toy-t2i toy-inpaint toy-controlnet \
+.PHONY: install lock models run toy-train toy-judge toy-vae toy-text-encoder toy-t2i toy-t2i-truncated toy-inpaint toy-controlnet \
     toy-diffrir eval test test-unit test-deploy lint proto bench bench-gateway bench-edit \
     bench-gpu bench-fairness load clean help
 
@@ -61,23 +61,39 @@ run: models  ## start mllm, worker and gateway locally (gateway on http://127.0.
 # The toy world's models (docs/toy-world.md): each step resumes where it stopped; the last
 # writes fp16 weights into toyworld/weights (committed, so `make run` needs none of this).
 TOY_RUNS ?= .toy-train
+TOY_T2I_STEPS ?= 5000
+TOY_STAGE2_STEPS ?= 500
 toy-judge: install  ## train the toy world's judge (toyworld/weights/judge.safetensors)
 	$(PY) -m toyworld.judge --steps 4500
-toy-vae: install  ## train the toy VAE
+toy-vae: install  ## train the toy VAE, then fine-tune its decoder (latent space kept)
 	$(PY) -m training.vae --output $(TOY_RUNS)/vae --steps 2000
-toy-t2i: toy-vae  ## train the toy text encoder and text-to-image UNet (chunked captions)
-	$(PY) -m training.text_to_image --toy --vae $(TOY_RUNS)/vae/vae --output $(TOY_RUNS)/t2i --steps 4000
+	$(PY) -m training.vae --output $(TOY_RUNS)/vae-decoder --decoder-from $(TOY_RUNS)/vae/vae \
+		--steps 3000 --batch-size 16
+toy-text-encoder: install  ## pretrain the toy text encoder to read scenes from captions (the toy CLIP)
+	$(PY) -m training.text_encoder --output $(TOY_RUNS)/text-encoder --steps 5000 --lr 2e-3
+# Text-to-image in LLMGA's two stages: a base UNet on short captions (SD's pretraining),
+# then fine-tuned on detailed captions in 75-token chunks (stage 2); the truncated
+# fine-tune is the long-prompt claim's ablation (docs/toy-world.md).
+toy-t2i: toy-vae toy-text-encoder  ## train the toy text-to-image UNet: base, then detailed captions
+	$(PY) -m training.text_to_image --toy --vae $(TOY_RUNS)/vae-decoder/vae \
+		--text-encoder $(TOY_RUNS)/text-encoder --output $(TOY_RUNS)/t2i-base \
+		--steps $(TOY_T2I_STEPS) --lr 1e-3 --detailed-share 0
+	$(PY) -m training.text_to_image --pretrained $(TOY_RUNS)/t2i-base/pipeline \
+		--output $(TOY_RUNS)/t2i --steps $(TOY_STAGE2_STEPS) --lr 5e-4 --detailed-share 0.7
+toy-t2i-truncated: toy-t2i  ## the ablation: stage 2 with 77-token truncation instead of chunks
+	$(PY) -m training.text_to_image --pretrained $(TOY_RUNS)/t2i-base/pipeline --truncate \
+		--output $(TOY_RUNS)/t2i-truncated --steps $(TOY_STAGE2_STEPS) --lr 5e-4 --detailed-share 0.7
 toy-inpaint: toy-t2i  ## train the toy 9-channel inpainting UNet (irregular, box, border masks)
-	$(PY) -m training.inpainting --t2i $(TOY_RUNS)/t2i/pipeline --output $(TOY_RUNS)/inpaint --steps 1500
+	$(PY) -m training.inpainting --t2i $(TOY_RUNS)/t2i-base/pipeline --output $(TOY_RUNS)/inpaint --steps 1500
 toy-controlnet: toy-t2i  ## train the toy canny ControlNet
-	$(PY) -m training.controlnet --t2i $(TOY_RUNS)/t2i/pipeline --output $(TOY_RUNS)/controlnet --steps 800
+	$(PY) -m training.controlnet --t2i $(TOY_RUNS)/t2i-base/pipeline --output $(TOY_RUNS)/controlnet --steps 800
 toy-diffrir: install  ## DiffRIR (tiny config) on toy scenes, with and without the colour degradation
 	$(PY) -m toyworld.scenes --out $(TOY_RUNS)/scenes --count 2000
 	$(PY) -m services.worker.diffrir.train --images $(TOY_RUNS)/scenes --tiny --crop 64 \
 		--batch-size 8 --steps 1000 --output $(TOY_RUNS)/diffrir-colour.pth
 	$(PY) -m services.worker.diffrir.train --images $(TOY_RUNS)/scenes --tiny --crop 64 \
 		--batch-size 8 --steps 1000 --no-colour --output $(TOY_RUNS)/diffrir-nocolour.pth
-toy-train: toy-judge toy-inpaint toy-controlnet toy-diffrir  ## train every toy model, export fp16 weights
+toy-train: toy-judge toy-t2i-truncated toy-inpaint toy-controlnet toy-diffrir  ## train every toy model, export fp16 weights
 	$(PY) -m training.export --runs $(TOY_RUNS)
 
 EVAL_ARGS ?= --base-url http://127.0.0.1:8000 --out eval-report --count 100

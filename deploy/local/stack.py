@@ -134,6 +134,10 @@ def main() -> int:
         # The worker and the mllm share a small CPU: one torch thread for the worker keeps
         # them from fighting over cores (override by exporting the variable).
         "LLMGA_WORKER_TORCH_THREADS": os.environ.get("LLMGA_WORKER_TORCH_THREADS", "1"),
+        # The toy world's trained models (committed weights, docs/toy-world.md): they draw
+        # the asked colours at the asked places, where the tiny profile's random weights
+        # draw noise. The tests keep the worker's own default, `tiny`.
+        "LLMGA_WORKER_PROFILE": os.environ.get("LLMGA_WORKER_PROFILE", "toy"),
         # The local assistant is a small model that writes generation blocks too eagerly
         # ("write me a haiku" drawn as an image): the router's guard keeps chat turns chat.
         "LLMGA_ROUTER_GUARD": os.environ.get("LLMGA_ROUTER_GUARD", "true"),

@@ -127,7 +127,8 @@ PROFILES: dict[str, ModelProfile] = {
     ),
     # SD 1.5-architecture models trained on the toy world's 64 x 64 scenes of coloured
     # shapes (docs/toy-world.md), committed and installed locally like the tiny models.
-    # Trained too briefly so far: they do not yet follow the prompt (measured there).
+    # They draw the asked colours at the asked places (shapes less reliably: measured
+    # there); `make run` serves this profile.
     "toy": ModelProfile(
         name="toy",
         architecture="sd15",
