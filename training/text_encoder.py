@@ -73,9 +73,9 @@ class CaptionReader(nn.Module):
 
 def pretrain_text_encoder(
     output: Path,
-    steps: int = 1500,
+    steps: int = 5000,
     batch_size: int = 64,
-    lr: float = 1e-3,
+    lr: float = 2e-3,
     seed: int = 0,
     checkpoint_every: int = 500,
     held_out: int = 500,
@@ -152,9 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m training.text_encoder", description=__doc__)
     parser.add_argument("--output", type=Path, required=True, help="run folder (resumed if there)")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
