@@ -1,5 +1,5 @@
 """Train the toy canny ControlNet: `python -m training.controlnet --t2i
-.toy-train/t2i/pipeline --output .toy-train/controlnet`.
+.toy-train/t2i-base/pipeline --output .toy-train/controlnet`.
 
 A `ControlNetModel` initialised from the text-to-image UNet (zero convolutions at zero, as
 ControlNet training starts); the UNet, VAE and text encoder stay frozen. The control image
@@ -10,7 +10,6 @@ thresholds), in [0, 1] as diffusers' ControlNet pipeline feeds it. The ControlNe
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 from pathlib import Path
@@ -25,7 +24,7 @@ from services.common.image_rules import CannyThresholds
 from services.worker.control_images import canny_edges
 from toyworld.models import controlnet_from
 from training.denoising import add_training_noise, denoising_loss
-from training.runs import Run
+from training.runs import Run, parse_fine_tune_args
 from training.text_conditioning import encode_captions
 from training.toy_data import toy_batch
 
@@ -98,17 +97,9 @@ def train_controlnet(
 
 def main(argv: list[str] | None = None) -> None:
     """Command line (see --help)."""
-    parser = argparse.ArgumentParser(prog="python -m training.controlnet", description=__doc__)
-    parser.add_argument("--t2i", type=Path, default=Path(".toy-train/t2i/pipeline"))
-    parser.add_argument("--output", type=Path, default=Path(".toy-train/controlnet"))
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (resumable) after")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_fine_tune_args(
+        argv, "python -m training.controlnet", __doc__, ".toy-train/controlnet", 500, 5e-4
+    )
     train_controlnet(
         args.t2i, args.output, args.steps, args.batch_size, args.lr, max_minutes=args.max_minutes
     )

@@ -1,4 +1,4 @@
-"""Train the toy inpainting UNet: `python -m training.inpainting --t2i .toy-train/t2i/pipeline
+"""Train the toy inpainting UNet: `python -m training.inpainting --t2i .toy-train/t2i-base/pipeline
 --output .toy-train/inpaint`.
 
 A 9-channel UNet starts from the text-to-image one (toyworld/models.py
@@ -13,7 +13,6 @@ latents, and the latents of the image with the hole zeroed. The pipeline folder
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 from pathlib import Path
@@ -28,7 +27,7 @@ from diffusers.training_utils import EMAModel
 from services.worker.diffrir.synthesis import random_mask
 from toyworld.models import inpainting_unet_from
 from training.denoising import add_training_noise, denoising_loss
-from training.runs import Run
+from training.runs import Run, parse_fine_tune_args
 from training.text_conditioning import encode_captions
 from training.toy_data import toy_batch
 
@@ -102,17 +101,9 @@ def train_inpainting(
 
 def main(argv: list[str] | None = None) -> None:
     """Command line (see --help)."""
-    parser = argparse.ArgumentParser(prog="python -m training.inpainting", description=__doc__)
-    parser.add_argument("--t2i", type=Path, default=Path(".toy-train/t2i/pipeline"))
-    parser.add_argument("--output", type=Path, default=Path(".toy-train/inpaint"))
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (resumable) after")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(args.threads)
+    args = parse_fine_tune_args(
+        argv, "python -m training.inpainting", __doc__, ".toy-train/inpaint", 800, 3e-4
+    )
     train_inpainting(
         args.t2i, args.output, args.steps, args.batch_size, args.lr, max_minutes=args.max_minutes
     )

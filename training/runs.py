@@ -9,12 +9,14 @@ stream seeded by the step number, so a resumed run sees the batches it would hav
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from tqdm import tqdm
 
@@ -88,3 +90,23 @@ class Run:
         logger.info(
             "%s: steps %d-%d in %.0fs", description, start + 1, done, time.perf_counter() - started
         )
+
+
+def parse_fine_tune_args(
+    argv: list[str] | None, prog: str, description: str | None, output: str, steps: int, lr: float
+) -> argparse.Namespace:
+    """The command line of a model trained from the base text-to-image pipeline (inpainting,
+    ControlNet): --t2i, --output, --steps, --batch-size, --lr, --threads, --max-minutes.
+    Sets up logging and torch's thread count."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--t2i", type=Path, default=Path(".toy-train/t2i-base/pipeline"))
+    parser.add_argument("--output", type=Path, default=Path(output))
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop (resumable) after")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    return args
