@@ -259,9 +259,11 @@ def accuracy(judge: Judge, scenes: list[Scene], images: list[Image.Image]) -> di
 
 def scene_accuracy(scenes: list[Scene], predicted: list[Scene]) -> dict[str, float]:
     """Per-attribute accuracy of `predicted` against the true `scenes`: background colour,
-    striped, the shape in each cell (including "none"), and the colour and size of each
-    object; `scene` counts scenes read exactly right."""
-    totals = {k: 0 for k in ("background", "striped", "cell_shape", "colour", "size", "scene")}
+    striped, the shape in each cell (including "none", so mostly empty cells read right),
+    and the shape, colour and size of each object; `scene` counts scenes read exactly
+    right."""
+    attributes = ("background", "striped", "cell_shape", "shape", "colour", "size", "scene")
+    totals = dict.fromkeys(attributes, 0)
     objects = 0
     for truth, guess in zip(scenes, predicted, strict=True):
         totals["background"] += truth.background == guess.background
@@ -271,6 +273,7 @@ def scene_accuracy(scenes: list[Scene], predicted: list[Scene]) -> dict[str, flo
             totals["cell_shape"] += (want and want.shape) == (got and got.shape)
             if want is not None:
                 objects += 1
+                totals["shape"] += got is not None and got.shape == want.shape
                 totals["colour"] += got is not None and got.colour == want.colour
                 totals["size"] += got is not None and got.size == want.size
         totals["scene"] += set(truth.objects) == set(guess.objects) and (
@@ -281,6 +284,7 @@ def scene_accuracy(scenes: list[Scene], predicted: list[Scene]) -> dict[str, flo
         "background": totals["background"] / n,
         "striped": totals["striped"] / n,
         "cell_shape": totals["cell_shape"] / (n * CELLS),
+        "shape": totals["shape"] / objects,
         "colour": totals["colour"] / objects,
         "size": totals["size"] / objects,
         "scene": totals["scene"] / n,
@@ -348,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         "clean": accuracy(judge, scenes, clean),
         "augmented": accuracy(judge, scenes, [augment(im, rng) for im in clean]),
         "train_steps": args.steps,
+        "continued_from": None if args.init is None else str(args.init),
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(report, indent=2))

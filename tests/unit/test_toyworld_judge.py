@@ -36,6 +36,7 @@ def test_judge_reads_held_out_scenes(judge: Judge) -> None:
     assert rates["background"] >= 0.95
     assert rates["colour"] >= 0.95
     assert rates["cell_shape"] >= 0.9
+    assert rates["shape"] >= 0.95  # of each object, small circles and squares included
 
 
 def test_judge_reads_the_issues_example(judge: Judge) -> None:
