@@ -4,7 +4,7 @@ exactly as the worker encodes prompts at inference (training/text_conditioning.p
 The toy world, from nothing but the trained toy VAE and the pretrained toy text encoder
 (training/text_encoder.py, the toy world's CLIP; frozen here, as SD's is):
 
-    python -m training.text_to_image --toy --vae .toy-train/vae-decoder/vae \
+    python -m training.text_to_image --toy --vae .toy-train/vae/vae \
         --text-encoder .toy-train/text-encoder --output .toy-train/t2i
 
 Real SD 1.5 fine-tuning on GPUs, the same script (LLMGA's stage 2: detailed prompts, long
