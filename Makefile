@@ -64,18 +64,18 @@ TOY_RUNS ?= .toy-train
 TOY_T2I_STEPS ?= 5000
 TOY_STAGE2_STEPS ?= 500
 toy-judge: install  ## train the toy world's judge (toyworld/weights/judge.safetensors)
-	$(PY) -m toyworld.judge --steps 4500
-toy-vae: install  ## train the toy VAE, then fine-tune its decoder (latent space kept)
-	$(PY) -m training.vae --output $(TOY_RUNS)/vae --steps 2000
-	$(PY) -m training.vae --output $(TOY_RUNS)/vae-decoder --decoder-from $(TOY_RUNS)/vae/vae \
-		--steps 3000 --batch-size 16
+	$(PY) -m toyworld.judge --steps 6000 --batch-size 32 --output $(TOY_RUNS)/judge-first.safetensors
+	$(PY) -m toyworld.judge --init $(TOY_RUNS)/judge-first.safetensors --steps 5000 --batch-size 32 \
+		--lr 5e-4
+toy-vae: install  ## train the toy VAE (objects weighted, latents anchored to the image)
+	$(PY) -m training.vae --output $(TOY_RUNS)/vae --steps 2000 --batch-size 16
 toy-text-encoder: install  ## pretrain the toy text encoder to read scenes from captions (the toy CLIP)
 	$(PY) -m training.text_encoder --output $(TOY_RUNS)/text-encoder --steps 5000 --lr 2e-3
 # Text-to-image in LLMGA's two stages: a base UNet on short captions (SD's pretraining),
 # then fine-tuned on detailed captions in 75-token chunks (stage 2); the truncated
 # fine-tune is the long-prompt claim's ablation (docs/toy-world.md).
 toy-t2i: toy-vae toy-text-encoder  ## train the toy text-to-image UNet: base, then detailed captions
-	$(PY) -m training.text_to_image --toy --vae $(TOY_RUNS)/vae-decoder/vae \
+	$(PY) -m training.text_to_image --toy --vae $(TOY_RUNS)/vae/vae \
 		--text-encoder $(TOY_RUNS)/text-encoder --output $(TOY_RUNS)/t2i-base \
 		--steps $(TOY_T2I_STEPS) --lr 1e-3 --detailed-share 0
 	$(PY) -m training.text_to_image --pretrained $(TOY_RUNS)/t2i-base/pipeline \
