@@ -71,7 +71,7 @@ def train_vae(
     torch.manual_seed(seed)
     accelerator = Accelerator()
     vae = build_vae()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)  # type: ignore[attr-defined]
     vae, optimizer = accelerator.prepare(vae, optimizer)
     run = Run(output, accelerator)
 
