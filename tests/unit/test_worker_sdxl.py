@@ -164,7 +164,10 @@ def test_text_to_image_gives_the_requested_size_reproducibly(
     single = GenerationRequest(prompt="a lighthouse at dusk", width=96, height=64, steps=3)
     single.seed = 12
     (again,) = run_text_to_image(t2i, resolve_params(single, PROFILE)).images
-    assert np.array_equal(np.asarray(again), np.asarray(result.images[1]))
+    # Within a level of 255: a batch of two and a batch of one may take different matmul
+    # paths, whose last-bit differences can round a few pixels the other way.
+    difference = np.abs(np.asarray(again, np.int16) - np.asarray(result.images[1], np.int16))
+    assert difference.max() <= 1
 
 
 def photo(width: int, height: int) -> Image.Image:
