@@ -1,8 +1,9 @@
 """Beyond CLIP's Table 1 ablation, reproduced on the tiny models with proxy metrics
 (docs/beyond-clip.md "Reproduction").
 
-The world: the shapes captions and images of services/worker/beyond_clip/shapes.py ("a
-small red circle on a blue background"), 80% for training, 20% held out. The tiny SD 1.5
+The world: the toy world's one-object scenes and their captions
+(services/worker/beyond_clip/shapes.py: "a small red circle in the center on a blue
+background"), 80% for training, 20% held out. The tiny SD 1.5
 starts from random weights, so its UNet is first fine-tuned on the training images with its
 own CLIP conditioning (`--unet-steps`): a UNet that reads its text is what makes the
 diffusion loss say something about the conditioning. Then, with the same seeds and steps:
