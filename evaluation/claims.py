@@ -23,8 +23,6 @@ from evaluation.backends import LocalBackend, RestorerBackend, WorkerBackend
 from evaluation.report import write_report
 from toyworld.judge import Judge
 
-RUNS = Path(".toy-train")
-
 
 def long_prompts(
     judge: Judge, count: int, chunked: Path, truncated: Path, base: Path
@@ -71,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("eval-report/claims"))
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--parts", default="long,restore,edit")
-    parser.add_argument("--chunked", type=Path, default=RUNS / "t2i" / "pipeline")
-    parser.add_argument("--truncated", type=Path, default=RUNS / "t2i-truncated" / "pipeline")
-    parser.add_argument("--base", type=Path, default=RUNS / "t2i-base" / "pipeline")
-    parser.add_argument("--models-dir", type=Path, default=RUNS / "models")
+    parser.add_argument(
+        "--runs", type=Path, default=Path(".toy-train"), help="make toy-train's run folders"
+    )
+    parser.add_argument("--models-dir", type=Path, help="the worker's models (RUNS/models)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -83,17 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.parts.split(",")
     sections: dict[str, dict[str, float]] = {}
     if "long" in parts:
-        sections |= long_prompts(judge, args.count, args.chunked, args.truncated, args.base)
+        runs = args.runs
+        sections |= long_prompts(
+            judge,
+            args.count,
+            chunked=runs / "t2i" / "pipeline",
+            truncated=runs / "t2i-truncated" / "pipeline",
+            base=runs / "t2i-base" / "pipeline",
+        )
     if "restore" in parts:
         sections["restoration (seam L1)"] = restoration(
             args.count,
             {
-                "diffrir_without_colour": RUNS / "diffrir-nocolour.pth",
-                "diffrir_with_colour": RUNS / "diffrir-colour.pth",
+                "diffrir_without_colour": args.runs / "diffrir-nocolour.pth",
+                "diffrir_with_colour": args.runs / "diffrir-colour.pth",
             },
         )
     if "edit" in parts:
-        backend = WorkerBackend(args.models_dir)
+        backend = WorkerBackend(args.models_dir or args.runs / "models")
         sections["editing"] = {
             **protocols.editing(backend, judge, args.count, "p2p"),
             **protocols.editing(backend, judge, args.count, "diffedit"),
