@@ -90,9 +90,9 @@ toy-controlnet: toy-t2i  ## train the toy canny ControlNet
 toy-diffrir: install  ## DiffRIR (tiny config) on toy scenes, with and without the colour degradation
 	$(PY) -m toyworld.scenes --out $(TOY_RUNS)/scenes --count 2000
 	$(PY) -m services.worker.diffrir.train --images $(TOY_RUNS)/scenes --tiny --crop 64 \
-		--batch-size 8 --steps 1000 --output $(TOY_RUNS)/diffrir-colour.pth
+		--batch-size 8 --steps 4000 --output $(TOY_RUNS)/diffrir-colour.pth
 	$(PY) -m services.worker.diffrir.train --images $(TOY_RUNS)/scenes --tiny --crop 64 \
-		--batch-size 8 --steps 1000 --no-colour --output $(TOY_RUNS)/diffrir-nocolour.pth
+		--batch-size 8 --steps 4000 --no-colour --output $(TOY_RUNS)/diffrir-nocolour.pth
 toy-train: toy-judge toy-t2i-truncated toy-inpaint toy-controlnet toy-diffrir  ## train every toy model, export fp16 weights
 	$(PY) -m training.export --runs $(TOY_RUNS)
 
