@@ -64,9 +64,7 @@ TOY_RUNS ?= .toy-train
 TOY_T2I_STEPS ?= 5000
 TOY_STAGE2_STEPS ?= 500
 toy-judge: install  ## train the toy world's judge (toyworld/weights/judge.safetensors)
-	$(PY) -m toyworld.judge --steps 6000 --batch-size 32 --output $(TOY_RUNS)/judge-first.safetensors
-	$(PY) -m toyworld.judge --init $(TOY_RUNS)/judge-first.safetensors --steps 5000 --batch-size 32 \
-		--lr 5e-4
+	$(PY) -m toyworld.judge --steps 6000 --batch-size 32
 toy-vae: install  ## train the toy VAE (objects weighted, latents anchored to the image)
 	$(PY) -m training.vae --output $(TOY_RUNS)/vae --steps 2000 --batch-size 16
 toy-text-encoder: install  ## pretrain the toy text encoder to read scenes from captions (the toy CLIP)
