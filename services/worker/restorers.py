@@ -9,10 +9,14 @@ generated side). Without DiffRIR weights the worker corrects the first-order par
 per channel, an affine map that gives the generated side of the seam the mean and standard
 deviation of the preserved side, applied to every masked pixel and to no other.
 
-Both statistics are taken over bands of `ring_px` pixels on either side of the mask's
-border, not over the whole regions: a generated object may rightly be darker than the
-scene around it, and only the offset *at the seam* is an artefact. When the mask has no
-border (all regenerated, or nothing), there is no reference and the image is returned as is.
+Both statistics are taken over thin bands on either side of the mask's border, not over
+the whole regions: a generated object may rightly differ from the scene around it, and
+only the offset *at the seam* is an artefact. The bands are 1/32 of the image's shorter
+side (16 px at 512, 2 px at 64): bands as wide as the hole took a drawn object for a colour
+cast and washed it into the background. The offset is taken between medians (an object's
+edge reaching into the band does not move it), and a flat band (a clear sky, a plain
+wall) has no contrast to match, so the gain stays 1 there. When the mask has no border
+(all regenerated, or nothing), there is no reference and the image is returned as is.
 
 `Restorer` is what the pipelines call after inpainting and outpainting: DiffRIR
 (services/worker/diffrir) when its weights are configured, else this colour fallback
@@ -27,12 +31,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Width of the bands compared on either side of the seam. Wide enough for stable
-# statistics on textured content, narrow enough to stay local to the seam at 256-1024 px.
-RING_PX = 16
-# The correction's contrast gain is clamped to this range: a flat band (std near 0, e.g.
-# a clear sky) would otherwise ask for an arbitrarily large gain and blow up the noise.
+# Width of the bands compared on either side of the seam, as a fraction of the image's
+# shorter side, and at least MIN_RING_PX: enough pixels for stable statistics, local to
+# the seam at any size.
+RING_FRACTION = 1 / 32
+MIN_RING_PX = 2
+# A band whose standard deviation is below this (levels of 255) is flat: no contrast to match.
+FLAT_STD = 2.0
+# The contrast gain is clamped to this range: a nearly flat generated band would otherwise
+# ask for a large gain and blow up its noise.
 MIN_GAIN, MAX_GAIN = 0.25, 4.0
+
+
+def ring_px_for(mask: np.ndarray) -> int:
+    """The bands' width for an image of `mask`'s size."""
+    return max(MIN_RING_PX, round(min(mask.shape[:2]) * RING_FRACTION))
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -42,15 +55,17 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return grown[0, 0].numpy() > 0
 
 
-def seam_bands(mask: np.ndarray, ring_px: int = RING_PX) -> tuple[np.ndarray, np.ndarray]:
-    """(inner, outer): the masked pixels within `ring_px` of an unmasked one, and the
-    unmasked pixels within `ring_px` of a masked one (the preserved ring)."""
+def seam_bands(mask: np.ndarray, ring_px: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(inner, outer): the masked pixels within `ring_px` (default: `ring_px_for`) of an
+    unmasked one, and the unmasked pixels within `ring_px` of a masked one (the preserved
+    ring)."""
+    ring_px = ring_px or ring_px_for(mask)
     outer = dilate(mask, ring_px) & ~mask
     inner = dilate(~mask, ring_px) & mask
     return inner, outer
 
 
-def match_colors(image: np.ndarray, mask: np.ndarray, ring_px: int = RING_PX) -> np.ndarray:
+def match_colors(image: np.ndarray, mask: np.ndarray, ring_px: int | None = None) -> np.ndarray:
     """Correct brightness and contrast inside `mask` of `image` (H, W, 3 uint8) so its side
     of the seam matches the preserved ring per channel. Pixels outside `mask` are returned
     unchanged, bit for bit."""
@@ -62,9 +77,10 @@ def match_colors(image: np.ndarray, mask: np.ndarray, ring_px: int = RING_PX) ->
     for channel in range(pixels.shape[2]):
         values = pixels[..., channel]
         generated, preserved = values[inner], values[outer]
-        gain = preserved.std() / max(generated.std(), 1e-6)
-        gain = float(np.clip(gain, MIN_GAIN, MAX_GAIN))
-        corrected = (values[mask] - generated.mean()) * gain + preserved.mean()
+        gain = 1.0
+        if min(generated.std(), preserved.std()) >= FLAT_STD:
+            gain = float(np.clip(preserved.std() / generated.std(), MIN_GAIN, MAX_GAIN))
+        corrected = (values[mask] - np.median(generated)) * gain + np.median(preserved)
         restored[..., channel][mask] = corrected
     result = np.clip(np.rint(restored), 0, 255).astype(np.uint8)
     result[~mask] = image[~mask]  # bit for bit, whatever rounding did above

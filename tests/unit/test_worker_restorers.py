@@ -1,10 +1,11 @@
-"""The colour fallback restore removes a brightness/contrast seam and touches nothing else."""
+"""The colour fallback restore removes a brightness/contrast seam, keeps what was drawn in the
+hole, and touches nothing outside it."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from services.worker.restorers import match_colors, seam_bands
+from services.worker.restorers import match_colors, ring_px_for, seam_bands
 
 
 def planted_seam() -> tuple[np.ndarray, np.ndarray]:
@@ -45,3 +46,27 @@ def test_without_a_seam_there_is_nothing_to_match() -> None:
     image, _ = planted_seam()
     everything = np.ones(image.shape[:2], dtype=bool)
     assert np.array_equal(match_colors(image, everything), image)
+
+
+def test_an_object_drawn_in_a_hole_on_a_flat_background_keeps_its_colour() -> None:
+    # A 64 px inpainting: a yellow square drawn in a hole of a plain blue image, the
+    # generated background a little off. Only that offset is a seam; the square is content.
+    blue, yellow = np.array([30, 60, 220]), np.array([245, 220, 30])
+    image = np.broadcast_to(blue, (64, 64, 3)).copy()
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[20:44, 20:44] = True
+    image[mask] = blue + [12, -9, 15]  # the generated background's colour shift
+    image[26:38, 26:38] = yellow
+    restored = match_colors(image.astype(np.uint8), mask)
+    assert np.abs(restored[mask & ~_square(26, 38)].astype(int) - blue).max() <= 1
+    assert np.abs(restored[_square(26, 38)].astype(int) - (yellow - [12, -9, 15])).max() <= 1
+
+
+def _square(start: int, stop: int) -> np.ndarray:
+    square = np.zeros((64, 64), dtype=bool)
+    square[start:stop, start:stop] = True
+    return square
+
+
+def test_the_bands_stay_local_to_the_seam_at_any_size() -> None:
+    assert [ring_px_for(np.zeros((side, side))) for side in (32, 64, 512, 1024)] == [2, 2, 16, 32]
