@@ -139,16 +139,17 @@ def read_examples(path: Path, stage: int) -> list[Example]:
 
 
 def load_frozen(sd: str, with_unet: bool, device: torch.device) -> Frozen:
-    """SD's frozen components from a pipeline folder or hub id (its subfolders)."""
-    clip = CLIPTextModel.from_pretrained(sd, subfolder="text_encoder")
+    """SD's frozen components from a pipeline folder or hub id (its subfolders), in float32
+    whatever the checkpoint's dtype (the toy weights are stored in fp16)."""
+    clip = CLIPTextModel.from_pretrained(sd, subfolder="text_encoder", dtype=torch.float32)
     frozen = Frozen(
         clip_tokenizer=CLIPTokenizer.from_pretrained(sd, subfolder="tokenizer"),
         clip=clip.to(device).eval().requires_grad_(False),  # type: ignore[arg-type]
     )
     if not with_unet:
         return frozen
-    unet = UNet2DConditionModel.from_pretrained(sd, subfolder="unet")
-    vae = AutoencoderKL.from_pretrained(sd, subfolder="vae")
+    unet = UNet2DConditionModel.from_pretrained(sd, subfolder="unet", dtype=torch.float32)
+    vae = AutoencoderKL.from_pretrained(sd, subfolder="vae", dtype=torch.float32)
     return dataclasses.replace(
         frozen,
         unet=unet.to(device).eval().requires_grad_(False),
