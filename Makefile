@@ -138,7 +138,7 @@ bench-edit: models  ## the two editing methods compared on the tiny model (docs/
 	$(PY) -m benchmarks.edit_comparison
 
 .PHONY: bench-beyond-clip
-bench-beyond-clip: install  ## Beyond CLIP's Table 1 ablation on the tiny models (docs/beyond-clip.md)
+bench-beyond-clip: install  ## Beyond CLIP's Table 1 ablation in the toy world (docs/beyond-clip.md)
 	$(PY) -m benchmarks.beyond_clip_table
 
 LOAD_ARGS ?= --users 4 --duration 30

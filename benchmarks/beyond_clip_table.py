@@ -1,12 +1,13 @@
-"""Beyond CLIP's Table 1 ablation, reproduced on the tiny models with proxy metrics
+"""Beyond CLIP's Table 1 ablation, reproduced in the toy world with proxy metrics
 (docs/beyond-clip.md "Reproduction").
 
 The world: the toy world's one-object scenes and their captions
 (services/worker/beyond_clip/shapes.py: "a small red circle in the center on a blue
-background"), 80% for training, 20% held out. The tiny SD 1.5
-starts from random weights, so its UNet is first fine-tuned on the training images with its
-own CLIP conditioning (`--unet-steps`): a UNet that reads its text is what makes the
-diffusion loss say something about the conditioning. Then, with the same seeds and steps:
+background"), 80% of the captions for training the LLM side, 20% held out. The SD is the
+toy world's trained SD 1.5 (toyworld/weights/toy-sd15, docs/toy-world.md): its UNet draws
+what its CLIP-architecture text encoder says, so the diffusion loss says something about
+the conditioning. The LLM is the tiny Llama (random weights). With the same seeds and
+steps:
 
 - CLIP conditioning: SD's own text encoder (the reference row);
 - full method: stage 1 (mapping, L_cap), stage 2 (adapters, L_cap + 0.1 L_dif);
@@ -15,17 +16,17 @@ diffusion loss say something about the conditioning. Then, with the same seeds a
 - without adapter and L_dif: stage 2 trains the mapping with L_cap only.
 
 Measured on the held-out captions: the mapped features' MSE and cosine similarity to CLIP's
-(how well the LLM stands in for CLIP), and the held-out diffusion loss of the fine-tuned
-UNet conditioned on them (the same noise and timesteps for every row: lower means the
+(how well the LLM stands in for CLIP), and the held-out diffusion loss of the UNet
+conditioned on them (the same noise and timesteps for every row: lower means the
 conditioning tells the UNet more about the image), and the share of CLIP's drop in that
 loss from the empty prompt the row gets ("text benefit"). These stand in for the paper's
 FID and CLIP similarity, which need real models and a real judge.
 
-    python -m benchmarks.beyond_clip_table [--stage1-steps 300 --stage2-steps 150]
+    python -m benchmarks.beyond_clip_table [--stage1-steps N --stage2-steps N]
 
-`--sd` (a trained SD 1.5-architecture pipeline folder) with `--train-data` and
+`--sd` (another trained SD 1.5-architecture pipeline folder) with `--train-data` and
 `--held-out-data` (JSONL of image and caption) runs the same ablation on other models and
-data, skipping the fine-tuning.
+data.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
-from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 
 from services.worker.beyond_clip.checkpoint import EncoderConfig, build_text_encoder, load_weights
 from services.worker.beyond_clip.encoder import aligned_ids
@@ -56,8 +56,8 @@ from services.worker.beyond_clip.train import (
     read_examples,
     train,
 )
-from services.worker.profiles import TINY_LLAMA_DIRNAME, TINY_SD15_DIRNAME
-from services.worker.testing.tiny_models import build_tiny
+from services.worker.profiles import TINY_LLAMA_DIRNAME, TOY_SD15_DIRNAME
+from services.worker.testing.tiny_models import build_tiny, toy_weights_dir
 
 CPU = torch.device("cpu")
 # Table 1 rows: name -> (stage 2 trains adapters, weight of L_dif).
@@ -67,33 +67,6 @@ ABLATIONS = {
     "without adapter": (False, 0.1),
     "without adapter and L_dif": (False, 0.0),
 }
-
-
-def finetune_unet(sd: Path, data: Path, out: Path, steps: int, resolution: int) -> None:
-    """Fine-tune the tiny SD's UNet on the training images with its CLIP conditioning
-    (the standard SD objective) and save the pipeline to `out`."""
-    frozen = load_frozen(str(sd), with_unet=True, device=CPU)
-    assert frozen.unet is not None
-    unet = frozen.unet.train().requires_grad_(True)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-3)
-    examples = read_examples(data, stage=2)
-    collate = Collate(frozen.clip_tokenizer, frozen.clip_tokenizer, resolution)
-    generator = torch.Generator().manual_seed(0)
-    batch_size = 16
-    for step in range(steps):
-        start = (step * batch_size) % len(examples)
-        batch = collate(examples[start : start + batch_size] or examples[:batch_size])
-        with torch.no_grad():
-            conditioning = frozen.clip(batch["clip_ids"]).last_hidden_state
-        loss = diffusion_loss(frozen, batch["pixels"], conditioning, generator)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    pipeline = StableDiffusionPipeline.from_pretrained(
-        str(sd), safety_checker=None, requires_safety_checker=False
-    )
-    pipeline.unet = unet.eval().requires_grad_(False)  # type: ignore[assignment]
-    pipeline.save_pretrained(out)
 
 
 @torch.no_grad()
@@ -126,9 +99,8 @@ def held_out_diffusion_loss(
 def main(argv: list[str] | None = None) -> int:
     """Run the ablation and print the table (and write it as JSON with --json)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--unet-steps", type=int, default=2000)
-    parser.add_argument("--stage1-steps", type=int, default=300)
-    parser.add_argument("--stage2-steps", type=int, default=150)
+    parser.add_argument("--stage1-steps", type=int, default=10000)
+    parser.add_argument("--stage2-steps", type=int, default=500)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--draws", type=int, default=4, help="noise draws per held-out image")
     parser.add_argument(
@@ -139,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         "the image depends most on the text",
     )
     parser.add_argument(
-        "--sd", type=Path, help="a trained SD 1.5-architecture pipeline folder: no fine-tuning"
+        "--sd",
+        type=Path,
+        default=toy_weights_dir() / TOY_SD15_DIRNAME,
+        help="a trained SD 1.5-architecture pipeline folder (default: the toy world's)",
     )
     parser.add_argument(
         "--train-data", type=Path, help="JSONL of image and caption (default: shapes)"
@@ -164,12 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     captions = work / "captions.txt"
     captions.write_text("\n".join(train_captions) + "\n")
 
-    # A SD that reads its text: the given one, or the tiny UNet taught to read its CLIP.
     sd = args.sd
-    if sd is None:
-        sd = work / "toy-sd"
-        tiny_sd = build_tiny(TINY_SD15_DIRNAME, models)
-        finetune_unet(tiny_sd, train_data, sd, args.unet_steps, args.resolution)
     frozen = load_frozen(str(sd), with_unet=True, device=CPU)
 
     def clip_features(texts: list[str]) -> torch.Tensor:
@@ -192,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 frozen, held_out_data, features, args.resolution, args.draws, args.min_timestep
             ),
         }
-    print(f"toy SD ready ({time.perf_counter() - started:.0f}s)", flush=True)
+    print(f"references measured ({time.perf_counter() - started:.0f}s)", flush=True)
 
     stage1 = TrainOptions(
         stage=1, sd=str(sd), llm=llm, output=work / "stage1", data=captions,
