@@ -6,8 +6,9 @@ restore task's pipeline is pipelines/restoring.py).
 Inpainting and outpainting leave brightness and contrast seams where generated pixels meet
 preserved ones (DiffRIR was trained to remove exactly this: colour x * c1 + c2 on the
 generated side). Without DiffRIR weights the worker corrects the first-order part of it:
-per channel, an affine map that gives the generated side of the seam the mean and standard
-deviation of the preserved side, applied to every masked pixel and to no other.
+per channel, an affine map that moves the generated side of the seam onto the preserved
+side (its median, and its spread where both sides have one), applied to every masked pixel
+and to no other.
 
 Both statistics are taken over thin bands on either side of the mask's border, not over
 the whole regions: a generated object may rightly differ from the scene around it, and

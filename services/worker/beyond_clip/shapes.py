@@ -1,4 +1,4 @@
-"""Captioned images for Beyond CLIP's smoke runs and its tiny reproduction table: the toy
+"""Captioned images for Beyond CLIP's smoke runs and its reproduction table: the toy
 world's one-object scenes (toyworld/), a shape in the center of a plain background, each
 named by its short caption with the size stated ("a small red circle in the center on a
 blue background"). Few enough to enumerate and split into training and held-out captions;
